@@ -1,0 +1,30 @@
+# Targets a new user needs: `make test` (everything the tests need, then every test) and
+# `make sandbox-salesforce` (the Salesforce sandbox in the foreground).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+SF_HOST ?= 127.0.0.1
+SF_PORT ?= 8443
+SF_DATA ?= .sandbox/salesforce
+
+.PHONY: install test sandbox-salesforce clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
+
+sandbox-salesforce: $(STAMP)
+	$(BIN)/zuora-sync-sandbox salesforce --host $(SF_HOST) --port $(SF_PORT) --data-dir $(SF_DATA) \
+		--accounts 50 --seed 1 --env-file .sandbox/salesforce.env
+
+clean:
+	rm -rf $(VENV) .sandbox build *.egg-info include/*.egg-info
