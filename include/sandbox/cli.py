@@ -3,8 +3,8 @@
     zuora-sync-sandbox salesforce --host H --port P --data-dir D [--username U --password W
         --security-token T] [--accounts N --seed K] [--env-file F] [--schema FILE ...]
 
-Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for bad arguments or a bad schema file,
-3 when the port cannot be used, 4 when the data dir cannot be used.
+Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for bad arguments (an --env-file that cannot be
+written included) or a bad schema file, 3 when the port cannot be used, 4 when the data dir cannot be used.
 """
 
 from __future__ import annotations

@@ -6,12 +6,15 @@ the process at once with one clear line and its own exit code, before anything i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import fcntl
 import os
 import shlex
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -94,11 +97,20 @@ def write_env_file(path: Path, lines: dict[str, str], comment: str) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write("\n".join(body) + "\n")
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        # Leave no half-written secrets behind (e.g. when ``path`` is a directory).
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# How long idle keep-alive connections get to close on their own once a stop is asked for.
+_IDLE_CLOSE_GRACE_SECONDS = 0.5
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, announcing readiness once it accepts connections."""
+    """uvicorn's server, announcing readiness once it accepts connections and stopping promptly."""
 
     def __init__(self, config: uvicorn.Config, ready_message: str):
         super().__init__(config)
@@ -108,6 +120,34 @@ class _Server(uvicorn.Server):
         await super().startup(sockets=sockets)
         if not self.should_exit:
             print(self._ready_message, flush=True)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn closes idle connections gracefully, but closing TLS waits up to 30 s for the
+        # client's close_notify, which a pooled client (requests.Session) never sends: abort them.
+        reaper = asyncio.create_task(self._abort_idle_connections())
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            reaper.cancel()
+
+    async def _abort_idle_connections(self) -> None:
+        await asyncio.sleep(_IDLE_CLOSE_GRACE_SECONDS)
+        while True:
+            for connection in list(self.server_state.connections):
+                cycle = getattr(connection, "cycle", None)
+                transport = getattr(connection, "transport", None)
+                # A request still being answered is left to finish.
+                if transport is not None and (cycle is None or cycle.response_complete):
+                    transport.abort()
+            await asyncio.sleep(0.1)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # uvicorn re-raises SIGTERM/SIGINT after a graceful stop, so the process would die of
+            # the signal; a clean stop exits 0, as the CLI documents.
+            getattr(self, "_captured_signals", []).clear()
 
 
 def run_server(
@@ -122,6 +162,7 @@ def run_server(
         log_level=log_level,
         access_log=False,
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=3,
         lifespan="on",
     )
     _Server(config, ready_message).run(sockets=[sock])

@@ -7,32 +7,23 @@ case-insensitive systems. Clients check and compare Ids, so the sandbox makes re
 
 from __future__ import annotations
 
+import functools
+
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ALNUM = frozenset(_BASE62)
-
-
-def base62(number: int, width: int) -> str:
-    """Fixed-width base-62 digits of ``number`` (most significant first)."""
-    if number < 0 or number >= 62**width:
-        raise ValueError(f"{number} does not fit in {width} base-62 digits")
-    digits = []
-    for _ in range(width):
-        number, rest = divmod(number, 62)
-        digits.append(_BASE62[rest])
-    return "".join(reversed(digits))
+_UPPER_FLAGS = str.maketrans({c: ("1" if c.isupper() else "0") for c in _BASE62})
 
 
 def checksum_suffix(id15: str) -> str:
     """The 3-character suffix of the 18-character form of ``id15``."""
-    suffix = []
-    for start in (0, 5, 10):
-        bits = 0
-        for offset, char in enumerate(id15[start : start + 5]):
-            if "A" <= char <= "Z":
-                bits |= 1 << offset
-        suffix.append(_SUFFIX_ALPHABET[bits])
-    return "".join(suffix)
+    # Each 5-character block gives one suffix character: bit i is set when character i is upper case.
+    flags = id15.translate(_UPPER_FLAGS)
+    return (
+        _SUFFIX_ALPHABET[int(flags[4::-1], 2)]
+        + _SUFFIX_ALPHABET[int(flags[9:4:-1], 2)]
+        + _SUFFIX_ALPHABET[int(flags[14:9:-1], 2)]
+    )
 
 
 def make_id(key_prefix: str, body: str) -> str:
@@ -46,17 +37,33 @@ def make_id(key_prefix: str, body: str) -> str:
 def org_record_id(key_prefix: str, counter: int) -> str:
     """The Id of the ``counter``-th record the sandbox creates for an object.
 
-    The fourth character is ``0`` for records the org creates itself; seeded records use ``Z``
-    (see :func:`seeded_record_id`), so the two never collide.
+    The body is ``0`` and eleven decimal digits: still a valid Id, and cheap to make by the
+    million. Seeded records have ``Z`` as the fourth character (see :func:`seeded_record_id`),
+    so the two never collide.
     """
-    return make_id(key_prefix, "0" + base62(counter, 11))
+    return _with_suffix(f"{key_prefix}0{counter:011d}")
 
 
 def seeded_record_id(key_prefix: str, seed: int, index: int) -> str:
-    """The Id of the ``index``-th record of a tenant generated from ``seed``."""
-    return make_id(key_prefix, "Z" + base62(seed % 62**3, 3) + base62(index + 1, 8))
+    """The Id of the ``index``-th (0-based) record of a tenant generated from ``seed``."""
+    if not 0 <= index < 10**8 - 1:
+        raise ValueError("a seeded tenant has fewer than 100 million records of one object")
+    return _with_suffix(f"{key_prefix}Z{seed % 1000:03d}{index + 1:08d}")
 
 
+def _with_suffix(id15: str) -> str:
+    # Only the prefix and the fourth character can be upper case in these bodies, so the
+    # suffix depends on them alone: compute it once per prefix.
+    suffix = _SUFFIX_CACHE.get(id15[:4])
+    if suffix is None:
+        suffix = _SUFFIX_CACHE[id15[:4]] = checksum_suffix(id15[:4] + "0" * 11)
+    return id15 + suffix
+
+
+_SUFFIX_CACHE: dict[str, str] = {}
+
+
+@functools.lru_cache(maxsize=65536)
 def normalize_id(value: str) -> str | None:
     """The 18-character form of a well-formed 15- or 18-character Id, else ``None``.
 

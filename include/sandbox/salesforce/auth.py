@@ -219,13 +219,16 @@ def oauth_token(
             raise OAuthError("invalid_grant", "authentication failure")
     token = sessions.issue()
     issued_at = str(int(time.time() * 1000))
+    identity_url = f"{base_url}/id/{config.org_id}/{config.user_id}"
+    # Salesforce signs the identity URL and issued_at with the client secret, so a client can check
+    # that the ``id`` it is about to call came from the server.
     signature = base64.b64encode(
-        hmac.new(config.consumer_secret.encode(), (base_url + issued_at).encode(), "sha256").digest()
+        hmac.new(config.consumer_secret.encode(), (identity_url + issued_at).encode(), "sha256").digest()
     ).decode()
     return {
         "access_token": token,
         "instance_url": base_url,
-        "id": f"{base_url}/id/{config.org_id}/{config.user_id}",
+        "id": identity_url,
         "token_type": "Bearer",
         "issued_at": issued_at,
         "signature": signature,

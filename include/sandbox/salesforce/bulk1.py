@@ -4,6 +4,10 @@
 Batches are processed as soon as they are posted: simple-salesforce checks a batch once and then
 sleeps five seconds between checks, so a batch still queued would cost every caller five seconds.
 Errors use Bulk 1.0's own shape, ``{"exceptionCode", "exceptionMessage"}``.
+
+Query results differ from REST in two ways clients notice: dates and datetimes come back as epoch
+milliseconds (simple-salesforce#290), and a query Bulk 1.0 cannot run (COUNT() and other aggregates,
+OFFSET, or another object than the job's) fails its batch instead of returning records.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from starlette.routing import Route
 
 from sandbox.salesforce.dml import json_rows, plan_columns
 from sandbox.salesforce.org import Org
-from sandbox.salesforce.query import QueryError, compile_query, iter_rows
+from sandbox.salesforce.query import CompiledQuery, QueryError, compile_query, iter_rows
 from sandbox.salesforce.transport import (
     SfHttpError,
     authenticate,
@@ -27,7 +31,7 @@ from sandbox.salesforce.transport import (
     json_response,
     org_of,
 )
-from sandbox.salesforce.values import now_stored
+from sandbox.salesforce.values import now_stored, parse_datetime
 
 _V1_OPERATIONS = {"insert": "insert", "update": "update", "upsert": "upsert", "delete": "delete",
                   "hardDelete": "hardDelete", "query": "query", "queryAll": "queryAll"}
@@ -190,7 +194,7 @@ class Bulk1:
             out.append({
                 "success": result.success,
                 "created": result.created,
-                "id": result.id,
+                "id": result.id if result.success else None,  # a failed SaveResult has no id
                 "errors": [{"fields": e.fields, "message": e.message, "statusCode": e.code} for e in result.errors],
             })
         batch["state"] = "Completed"
@@ -204,8 +208,15 @@ class Bulk1:
         except (QueryError, UnicodeDecodeError) as exc:
             message = exc.message if isinstance(exc, QueryError) else str(exc)
             return self._fail_batch(batch, f"InvalidBatch : Failed to process query: {message}")
+        unsupported = _unsupported_query(job, compiled)
+        if unsupported:
+            return self._fail_batch(batch, f"InvalidBatch : Failed to process query: {unsupported}")
         version = str(job["apiVersion"])
-        records = [compiled.json_record(row, version) for row in iter_rows(self.org.store.conn(), compiled)]
+        dated = [c.path for c in compiled.columns if c.field.type in ("date", "datetime")]
+        records = [
+            _epoch_dates(compiled.json_record(row, version), dated)
+            for row in iter_rows(self.org.store.conn(), compiled)
+        ]
         result_id = "752" + batch["id"][3:]
         path = self.org.bulk_dir / f"{batch['id']}-{result_id}.json"
         path.write_text(json.dumps(records), encoding="utf-8")
@@ -238,6 +249,31 @@ class Bulk1:
             "SELECT info FROM _bulk_batches WHERE job_id = ? ORDER BY seq", (job_id,)
         ).fetchall()
         return {"batchInfo": [json.loads(r[0]) for r in rows]}
+
+
+def _unsupported_query(job: dict[str, Any], compiled: CompiledQuery) -> str | None:
+    """Why Bulk API 1.0 refuses this query for this job, or ``None``."""
+    if compiled.count_only or compiled.is_aggregate:
+        return "FUNCTIONALITY_NOT_ENABLED: Aggregate queries are not supported by Bulk API query"
+    if compiled.query.offset:
+        return "FUNCTIONALITY_NOT_ENABLED: OFFSET is not supported by Bulk API query"
+    if compiled.obj.name != job["object"]:
+        # Salesforce runs a batch against its job's object; sf.bulk.Account.query("... FROM Contact") is an easy slip.
+        return f"INVALID_TYPE: The query's object {compiled.obj.name} does not match the job's object {job['object']}"
+    return None
+
+
+def _epoch_dates(record: dict[str, Any], paths: list[tuple[str, ...]]) -> dict[str, Any]:
+    """``record`` with its date and datetime values as epoch milliseconds, as Bulk 1.0 JSON sends them."""
+    for path in paths:
+        target: Any = record
+        for rel in path[:-1]:
+            target = target.get(rel) if isinstance(target, dict) else None
+        if isinstance(target, dict) and isinstance(target.get(path[-1]), str):
+            parsed = parse_datetime(target[path[-1]])
+            if parsed is not None:
+                target[path[-1]] = round(parsed.timestamp() * 1000)
+    return record
 
 
 # -- HTTP ----------------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ class Column:
     target: SObjectDef | None = None
     target_field: FieldDef | None = None
     error: RowError | None = None
+    text_limit: int = 0  # CSV text cells up to this length are stored as they are
 
 
 class _RowFailed(Exception):
@@ -99,7 +100,8 @@ def plan_columns(schema: Schema, obj: SObjectDef, headers: Sequence[str], source
         if f is None:
             columns.append(Column(header, None, _identity, error=_invalid_field_error(obj, name)))
         else:
-            columns.append(Column(header, f, reader_for(f)))
+            plain_text = source == "csv" and f.type in ("string", "textarea", "phone", "url", "picklist")
+            columns.append(Column(header, f, reader_for(f), text_limit=f.length if plain_text else 0))
     return columns
 
 
@@ -228,7 +230,9 @@ class DmlEngine:
     ) -> list[dict[str, Any] | None]:
         """Each row's field values (``None`` for a failed row); relationship values as tuples."""
         values: list[dict[str, Any] | None] = []
-        pairs = [(c, c.read, c.field.name if c.field else None, c.target is not None) for c in columns]
+        specs = [
+            (c, c.read, c.field.name if c.field else None, c.target is not None, c.text_limit) for c in columns
+        ]
         for index, row in enumerate(rows):
             row_values: dict[str, Any] = {}
             try:
@@ -236,12 +240,22 @@ class DmlEngine:
                     raise _RowFailed(
                         RowError("INVALID_FIELD", f"Wrong number of columns: expected {len(columns)}, got {len(row)}")
                     )
-                for (column, read, name, is_relationship), raw in zip(pairs, row):
+                for (column, read, name, is_relationship, text_limit), raw in zip(specs, row):
+                    if text_limit and raw and len(raw) <= text_limit and raw != "#N/A":
+                        row_values[name] = raw  # the common case, a plain CSV text cell: no call
+                        continue
                     value = read(raw)
                     if value is NOT_SET:
                         continue
                     if column.error is not None:
                         raise _RowFailed(column.error)
+                    if name in row_values:
+                        raise _RowFailed(RowError(
+                            "INVALID_FIELD",
+                            f"Cannot specify both an external ID reference {column.field.relationship_name} "
+                            f"and a salesforce id, {name}",
+                            [name],
+                        ))
                     if is_relationship and value is not None:
                         row_values[name] = (_PENDING, column, value)
                     else:
@@ -396,7 +410,8 @@ class DmlEngine:
         self._check_rules(obj, operation, values, results, targets)
         self._check_writable(obj, values, results, targets)
         self._check_required(obj, values, results, targets)
-        self._check_unique(conn, obj, values, results, targets)
+        skip = external_id_field if operation == "upsert" else None  # already matched, one row per key
+        self._check_unique(conn, obj, values, results, targets, skip)
         now = now_stored()
         creates = [i for i, v in enumerate(values) if v is not None and targets[i] is None]
         updates = [i for i, v in enumerate(values) if v is not None and targets[i] is not None]
@@ -433,6 +448,8 @@ class DmlEngine:
             )
         }
         for record_id, indexes in wanted.items():
+            for index in indexes:
+                results[index].id = record_id  # failed rows still name their record (sf__Id)
             row = found.get(record_id)
             if len(indexes) > 1:
                 error = RowError("DUPLICATE_VALUE", f"Duplicate id in list: {record_id}", [])
@@ -477,6 +494,7 @@ class DmlEngine:
             else:
                 if matches:
                     targets[indexes[0]] = matches[0][:2]
+                    results[indexes[0]].id = matches[0][1]
                 continue
             for index in indexes:
                 self._fail(values, results, index, error)
@@ -514,9 +532,9 @@ class DmlEngine:
                 self._fail(values, results, index, RowError(
                     "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing))
 
-    def _check_unique(self, conn, obj, values, results, targets) -> None:
+    def _check_unique(self, conn, obj, values, results, targets, skip: str | None) -> None:
         for f in obj.fields.values():
-            if not f.unique:
+            if not f.unique or f.name == skip:
                 continue
             fold = _folder(f)
             seen: dict[Any, int] = {}
@@ -547,34 +565,42 @@ class DmlEngine:
 
     def _insert(self, conn, obj: SObjectDef, rows: list[dict], results: list[RowResult], user_id: str, now: str):
         ids = self.store.allocate_ids(obj.key_prefix, len(rows))
-        fields = list(obj.fields.values())
-        defaults = []
+        present: set[str] = set()
+        for row_values in rows:
+            present.update(row_values)
+        # Only the columns this chunk sets, has defaults for, or stamps: fewer values to bind.
+        fields = [
+            f for f in obj.fields.values()
+            if f.name in present or f.name in _AUDIT_FIELDS or f.name in ("Id", "IsDeleted", "OwnerId")
+            or f.type == "boolean" or f.default_value is not None
+        ]
+        position = {f.name: i for i, f in enumerate(fields)}
+        base: list[Any] = []
         for f in fields:
             if f.name in ("CreatedDate", "LastModifiedDate", "SystemModstamp"):
-                defaults.append(now)
+                base.append(now)
             elif f.name in ("CreatedById", "LastModifiedById", "OwnerId"):
-                defaults.append(user_id)
+                base.append(user_id)
             elif f.type == "boolean":
-                defaults.append(int(bool(f.default_value)))
+                base.append(int(bool(f.default_value)))
             else:
-                defaults.append(f.default_value)
-        names = [f.name for f in fields]
-        id_position = names.index("Id")
+                base.append(f.default_value)
+        booleans = {f.name for f in fields if f.type == "boolean"}
+        id_position = position["Id"]
         records = []
         for record_id, row_values, result in zip(ids, rows, results):
-            record = [row_values.get(name, default) if name in row_values else default
-                      for name, default in zip(names, defaults)]
-            for position, f in enumerate(fields):
-                if f.type == "boolean" and record[position] is None:
-                    record[position] = 0  # a checkbox set to null is unchecked
+            record = base[:]
+            for name, value in row_values.items():
+                if value is None and name in booleans:
+                    value = 0  # a checkbox set to null is unchecked
+                record[position[name]] = value
             record[id_position] = record_id
             records.append(record)
             result.id = record_id
             result.created = True
-        placeholders = ", ".join("?" * len(names))
-        conn.executemany(
-            f"INSERT INTO {quote(obj.name)} ({', '.join(map(quote, names))}) VALUES ({placeholders})", records
-        )
+        names = ", ".join(quote(f.name) for f in fields)
+        placeholders = ", ".join("?" * len(fields))
+        conn.executemany(f"INSERT INTO {quote(obj.name)} ({names}) VALUES ({placeholders})", records)
 
     def _update(self, conn, obj: SObjectDef, pairs: list[tuple], user_id: str, now: str) -> None:
         booleans = {f.name for f in obj.fields.values() if f.type == "boolean"}
@@ -606,6 +632,7 @@ class DmlEngine:
                 self._fail(values, results, index, RowError("MISSING_ARGUMENT", "Id not specified", []))
                 continue
             wanted.setdefault(record_id, []).append(index)
+            results[index].id = record_id
         state = dict(
             conn.execute(
                 f"SELECT Id, IsDeleted FROM {quote(obj.name)} WHERE Id IN (SELECT value FROM json_each(?))",

@@ -362,11 +362,10 @@ def _save_result(result: RowResult, with_created: bool) -> dict[str, Any]:
     if result.success:
         out: dict[str, Any] = {"id": result.id, "success": True, "errors": []}
     else:
+        # A failed SaveResult has no id, even when the request named the record.
         out = {"success": False, "errors": [
             {"statusCode": e.code, "message": e.message, "fields": e.fields} for e in result.errors
         ]}
-        if result.id:
-            out["id"] = result.id
     if with_created:
         out["created"] = result.created if result.success else False
     return out

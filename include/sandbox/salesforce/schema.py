@@ -510,7 +510,7 @@ def _system_fields(object_name: str, owned: bool) -> list[FieldDef]:
 
     fields = [
         FieldDef(
-            name="Id", type="id", label=f"{object_name.removesuffix('__c').replace('_', ' ')} ID",
+            name="Id", type="id", label="Record ID" if object_name.endswith("__c") else f"{object_name} ID",
             length=18, nillable=False, createable=False, updateable=False, id_lookup=True,
             defaulted_on_create=True,
         ),

@@ -68,10 +68,16 @@ def serve(
         org.seed_accounts(accounts, seed)
     tls = ensure_tls(Path(data_dir) / "tls", host)
     if env_file is not None:
-        write_env_file(
-            env_file, connection_env(org, host, port, tls.bundle),
-            f"Salesforce sandbox (data dir {Path(data_dir).resolve()}); written by zuora-sync-sandbox",
-        )
+        try:
+            write_env_file(
+                env_file, connection_env(org, host, port, tls.bundle),
+                f"Salesforce sandbox (data dir {Path(data_dir).resolve()}); written by zuora-sync-sandbox",
+            )
+        except OSError as exc:
+            # A bad --env-file is a bad argument: one line and exit 2, not a traceback.
+            raise StartupError(
+                f"cannot write env file {env_file}: {exc.strerror or exc}; choose another --env-file", 2
+            ) from None
     advertised = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     run_server(
         create_app(org), sock, ssl_certfile=tls.server_cert, ssl_keyfile=tls.server_key,

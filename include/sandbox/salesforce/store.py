@@ -137,7 +137,8 @@ class Store:
             if f.is_key and f.name != "Id":
                 collate = "" if f.case_sensitive else " COLLATE NOCASE"
                 conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table}({quote(f.name)}{collate})")
-            elif f.type == "reference":
+            elif f.type == "reference" and f.reference_to != ["User"]:
+                # Cascades and lookup clearing find children by these; users are never deleted.
                 conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table}({quote(f.name)})")
 
     # -- ids ---------------------------------------------------------------------------------

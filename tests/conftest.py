@@ -1,0 +1,166 @@
+"""Shared test fixtures: sandboxes started as real server processes on free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Airflow reads these at import: keep it off the user's ~/airflow and quiet about test mode.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="zuora-sync-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The KEY=value lines of a sandbox env file (values are shell-quoted)."""
+    import shlex
+
+    values = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, raw = line.partition("=")
+            values[key] = shlex.split(raw)[0] if raw else ""
+    return values
+
+
+@dataclass
+class SalesforceSandbox:
+    """A running Salesforce sandbox process and what a client needs to reach it."""
+
+    process: subprocess.Popen
+    port: int
+    data_dir: Path
+    env_file: Path
+    username: str
+    password: str
+    security_token: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def domain(self) -> str:
+        """The ``domain`` argument that makes simple-salesforce log in here."""
+        return f"127.0.0.1:{self.port}/login"
+
+    @property
+    def ca_bundle(self) -> str:
+        return self.env["REQUESTS_CA_BUNDLE"]
+
+    def admin(self, method: str, path: str, payload: Any = None) -> Any:
+        response = requests.request(
+            method, f"{self.url}/__admin/{path}", json=payload, verify=self.ca_bundle, timeout=60
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def login(self, **kwargs: Any):
+        from simple_salesforce import Salesforce
+
+        return Salesforce(
+            username=self.username, password=self.password, security_token=self.security_token,
+            domain=self.domain, **kwargs,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def sandbox_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sandbox.cli", *args]
+
+
+def start_salesforce_sandbox(
+    data_dir: Path, *, port: int | None = None, accounts: int = 50, seed: int = 7, extra: list[str] | None = None,
+    username: str = "integration@zuora-sync.test", password: str = "s3cret-Pass", security_token: str = "TOKEN123",
+) -> SalesforceSandbox:
+    port = port or free_port()
+    env_file = data_dir.parent / f"{data_dir.name}.env"
+    args = [
+        "salesforce", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
+        "--username", username, "--password", password, "--security-token", security_token,
+        "--accounts", str(accounts), "--seed", str(seed), "--env-file", str(env_file), *(extra or []),
+    ]
+    log = open(data_dir.parent / f"{data_dir.name}.log", "ab")
+    process = subprocess.Popen(sandbox_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    sandbox = SalesforceSandbox(process, port, data_dir, env_file, username, password, security_token)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sandbox exited with {process.returncode}: {(data_dir.parent / f'{data_dir.name}.log').read_text()}")
+        if env_file.exists():
+            sandbox.env = read_env_file(env_file)
+            try:
+                if requests.get(f"{sandbox.url}/health", verify=sandbox.ca_bundle, timeout=2).ok:
+                    return sandbox
+            except requests.RequestException:
+                pass
+        time.sleep(0.1)
+    sandbox.stop()
+    raise RuntimeError("the Salesforce sandbox did not become healthy within 60 s")
+
+
+@pytest.fixture(scope="session")
+def salesforce_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SalesforceSandbox]:
+    """One Salesforce sandbox for the whole test session (tests use their own external ids)."""
+    data_dir = tmp_path_factory.mktemp("salesforce") / "org"
+    sandbox = start_salesforce_sandbox(data_dir)
+    previous = os.environ.get("REQUESTS_CA_BUNDLE")
+    os.environ["REQUESTS_CA_BUNDLE"] = sandbox.ca_bundle
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+        if previous is None:
+            os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        else:
+            os.environ["REQUESTS_CA_BUNDLE"] = previous
+
+
+@pytest.fixture
+def sf_sandbox(salesforce_sandbox: SalesforceSandbox) -> Iterator[SalesforceSandbox]:
+    """The session sandbox, with faults and the API allowance reset after each test."""
+    yield salesforce_sandbox
+    salesforce_sandbox.admin("DELETE", "faults")
+    salesforce_sandbox.admin("POST", "limits", {"daily_api_requests": 100_000, "used": 0})
+
+
+@pytest.fixture
+def sf(sf_sandbox: SalesforceSandbox):
+    """A simple-salesforce client logged in to the sandbox with username, password and token."""
+    return sf_sandbox.login()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique prefix for external ids, so tests sharing a sandbox never collide."""
+    import uuid
+
+    return uuid.uuid4().hex[:10]
+
