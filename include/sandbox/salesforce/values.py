@@ -10,6 +10,7 @@ Ids in their 18-character form. A value that does not fit its field raises
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Callable
@@ -149,8 +150,14 @@ def _integer(f: FieldDef) -> Callable[[Any], Any]:
 def _decimal(f: FieldDef) -> Callable[[Any], Any]:
     quantum = Decimal(1).scaleb(-f.scale)
     max_integer_digits = f.precision - f.scale
+    # Text already in canonical form (right number of decimals, not too long) is stored as it is.
+    canonical = re.compile(
+        rf"-?(0|[1-9]\d{{0,{max(max_integer_digits - 1, 0)}}})" + (rf"\.\d{{{f.scale}}}" if f.scale else "")
+    ).fullmatch
 
     def convert(value: Any) -> Any:
+        if isinstance(value, str) and canonical(value) and not value.startswith("-0"):
+            return value
         if isinstance(value, bool):
             raise _wrong_type(f, value)
         try:
@@ -165,6 +172,8 @@ def _decimal(f: FieldDef) -> Callable[[Any], Any]:
         if not number.is_finite():
             raise _wrong_type(f, value)
         number = number.quantize(quantum, rounding=ROUND_HALF_UP)
+        if number == 0:
+            number = abs(number)  # no negative zero
         if number.adjusted() + 1 > max_integer_digits and number != 0:
             raise FieldValueError(
                 "NUMBER_OUTSIDE_VALID_RANGE", f"{f.label}: value outside of valid range on numeric field: {value}",
@@ -175,16 +184,27 @@ def _decimal(f: FieldDef) -> Callable[[Any], Any]:
     return convert
 
 
+@functools.lru_cache(maxsize=8192)
+def _canonical_date(text: str) -> str | None:
+    """``YYYY-MM-DD`` if ``text`` is a real calendar date in that form (dates repeat: cache them)."""
+    if not _DATE_RE.match(text):
+        return None
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        return ""
+
+
 def _date(f: FieldDef) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
         if not isinstance(value, str):
             raise _wrong_type(f, value)
         text = value.strip()
-        if _DATE_RE.match(text):
-            try:
-                return dt.date.fromisoformat(text).isoformat()
-            except ValueError:
-                raise _wrong_type(f, value) from None
+        canonical = _canonical_date(text)
+        if canonical == "":
+            raise _wrong_type(f, value)
+        if canonical is not None:
+            return canonical
         # Salesforce accepts a datetime for a date field and keeps its (UTC) date.
         parsed = parse_datetime(text)
         if parsed is None:

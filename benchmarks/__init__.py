@@ -1,0 +1,1 @@
+"""The performance harness (SPEC §10): measurements written to docs/benchmarks.md."""
