@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
-import json
 import time
 from typing import Any, Iterator
 
