@@ -107,13 +107,21 @@ def start_salesforce_sandbox(
         "--username", username, "--password", password, "--security-token", security_token,
         "--accounts", str(accounts), "--seed", str(seed), "--env-file", str(env_file), *(extra or []),
     ]
-    log = open(data_dir.parent / f"{data_dir.name}.log", "ab")
-    process = subprocess.Popen(sandbox_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    sandbox = SalesforceSandbox(process, port, data_dir, env_file, username, password, security_token)
+    return launch_salesforce_sandbox(args, data_dir, env_file, port, (username, password, security_token))
+
+
+def launch_salesforce_sandbox(
+    args: list[str], data_dir: Path, env_file: Path, port: int, credentials: tuple[str, str, str] = ("", "", ""),
+) -> SalesforceSandbox:
+    """Run ``zuora-sync-sandbox`` with exactly ``args`` and wait until it answers ``/health``."""
+    log_path = data_dir.parent / f"{data_dir.name}.log"
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(sandbox_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    sandbox = SalesforceSandbox(process, port, data_dir, env_file, *credentials)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"sandbox exited with {process.returncode}: {(data_dir.parent / f'{data_dir.name}.log').read_text()}")
+            raise RuntimeError(f"sandbox exited with {process.returncode}: {log_path.read_text()}")
         if env_file.exists():
             sandbox.env = read_env_file(env_file)
             try:

@@ -25,7 +25,7 @@ from conftest import (
     ROOT,
     SalesforceSandbox,
     free_port,
-    read_env_file,
+    launch_salesforce_sandbox,
     sandbox_command,
     start_salesforce_sandbox,
 )
@@ -535,22 +535,7 @@ def test_generated_credentials_are_written_and_kept(tmp_path: Path):
 def _start_plain(args: list[str], data_dir: Path, env_file: Path, port: int) -> SalesforceSandbox:
     """Start a sandbox with exactly ``args`` (no credentials) and wait until it is healthy."""
     env_file.unlink(missing_ok=True)
-    with open(data_dir.parent / "plain.log", "ab") as log:  # the child keeps its own copy of the fd
-        process = subprocess.Popen(sandbox_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    sandbox = SalesforceSandbox(process, port, data_dir, env_file, "", "", "")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (data_dir.parent / "plain.log").read_text()
-        if env_file.exists():
-            sandbox.env = read_env_file(env_file)
-            try:
-                if requests.get(f"{sandbox.url}/health", verify=sandbox.ca_bundle, timeout=2).ok:
-                    return sandbox
-            except requests.RequestException:
-                pass
-        time.sleep(0.1)
-    sandbox.stop()
-    raise AssertionError("the sandbox did not become healthy")
+    return launch_salesforce_sandbox(args, data_dir, env_file, port)
 
 
 def test_generated_ca_is_needed_to_verify(sf_sandbox: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch):

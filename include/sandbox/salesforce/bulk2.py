@@ -516,22 +516,18 @@ def _file_range(path: Path, begin: int, end: int, chunk: int = 1 << 20) -> Itera
             yield data
 
 
-@rest_endpoint
-async def ingest_collection(request: Request, org: Org, version: str, user: str) -> Response:
-    bulk = _bulk(request)
-    if request.method == "GET":
-        return json_response(bulk.list("V2Ingest"))
-    body = await read_json(request)
-    return json_response(await run_in_threadpool(bulk.create_ingest, user, version, body))
+def _job_collection(job_type: str, create: str):
+    """``GET`` lists the jobs of ``job_type``; ``POST`` creates one with ``Bulk2.<create>``."""
 
+    @rest_endpoint
+    async def endpoint(request: Request, org: Org, version: str, user: str) -> Response:
+        bulk = _bulk(request)
+        if request.method == "GET":
+            return json_response(bulk.list(job_type))
+        body = await read_json(request)
+        return json_response(await run_in_threadpool(getattr(bulk, create), user, version, body))
 
-@rest_endpoint
-async def query_collection(request: Request, org: Org, version: str, user: str) -> Response:
-    bulk = _bulk(request)
-    if request.method == "GET":
-        return json_response(bulk.list("V2Query"))
-    body = await read_json(request)
-    return json_response(await run_in_threadpool(bulk.create_query, user, version, body))
+    return endpoint
 
 
 async def _job_resource(request: Request, job_type: str, user: str) -> Response:
@@ -600,11 +596,11 @@ async def query_results(request: Request, org: Org, version: str, user: str) -> 
 def routes() -> list[Route]:
     base = "/services/data/v{version}/jobs"
     return [
-        Route(base + "/ingest", ingest_collection, methods=["GET", "POST"]),
+        Route(base + "/ingest", _job_collection("V2Ingest", "create_ingest"), methods=["GET", "POST"]),
         Route(base + "/ingest/{job_id}", ingest_job, methods=["GET", "PATCH", "DELETE"]),
         Route(base + "/ingest/{job_id}/batches", ingest_batches, methods=["PUT"]),
         Route(base + "/ingest/{job_id}/{kind}", ingest_results, methods=["GET"]),
-        Route(base + "/query", query_collection, methods=["GET", "POST"]),
+        Route(base + "/query", _job_collection("V2Query", "create_query"), methods=["GET", "POST"]),
         Route(base + "/query/{job_id}", query_job, methods=["GET", "PATCH", "DELETE"]),
         Route(base + "/query/{job_id}/results", query_results, methods=["GET"]),
     ]
