@@ -20,8 +20,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sandbox.request_faults import drop_connection
 from sandbox.salesforce import admin, bulk1, bulk2, rest
-from sandbox.salesforce.auth import AuthError, OAuthError, oauth_token, soap_fault, soap_login, soap_login_response
+from sandbox.salesforce.auth import (
+    AuthError,
+    OAuthError,
+    oauth_token,
+    soap_fault,
+    soap_login,
+    soap_login_response,
+)
 from sandbox.salesforce.org import Org
 from sandbox.salesforce.transport import json_response
 
@@ -78,12 +86,12 @@ class SandboxMiddleware:
         if path != scope["path"]:
             scope = dict(scope, path=path, raw_path=path.encode())
         if path.startswith("/services/"):
-            fault = self.org.faults.take_request_fault(scope["method"], path)
+            fault = self.org.faults.requests.take(scope["method"], path)
             if fault is not None:
                 if fault.kind == "slow":
                     await asyncio.sleep(fault.delay_seconds)
                 elif fault.kind == "drop":
-                    _drop_connection(send)
+                    drop_connection(send)
                     return
                 else:
                     await _send_fault(send, fault, bulk_v1=path.startswith("/services/async/"))
@@ -102,16 +110,6 @@ class SandboxMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_limit_info)
-
-
-def _drop_connection(send: Any) -> None:
-    """Close the TCP connection without an answer, as a network failure would."""
-    # uvicorn hands the app the bound ``send`` of its request cycle, which holds the transport.
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if transport is None:
-        raise ConnectionAbortedError("injected fault: connection dropped")
-    with contextlib.suppress(Exception):
-        transport.abort()
 
 
 async def _send_fault(send: Any, fault, bulk_v1: bool) -> None:

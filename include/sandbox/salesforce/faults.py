@@ -1,48 +1,28 @@
-"""Fault injection, driven through the admin API, so tests can prove the sync recovers.
+"""Fault injection in the Salesforce sandbox, driven through the admin API.
 
-Request faults hit the next N requests that match a method and a path pattern: an HTTP error
-(5xx, 503 with ``Retry-After``, or any Salesforce error body), a dropped connection, or a slow
-answer. Record rules reject chosen records inside DML with a chosen error code, e.g.
-``UNABLE_TO_LOCK_ROW`` once, or a validation rule for as long as it is installed.
+Request faults (:mod:`sandbox.request_faults`) hit the next N matching requests; the Salesforce
+presets are ``invalid_session`` (401 ``INVALID_SESSION_ID``). Record rules reject chosen records
+inside DML with a chosen error code: ``lock_row`` gives ``UNABLE_TO_LOCK_ROW`` once,
+``record_error`` acts like a validation rule for as long as it is installed. ``bulk_delay`` keeps
+Bulk jobs ``InProgress`` for a while, so tests can watch or abort them.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sandbox.request_faults import FaultSpecError, RequestFaults
 from sandbox.salesforce.dml import RowError
 from sandbox.salesforce.schema import SObjectDef
 
-REQUEST_FAULT_KINDS = ("status", "drop", "slow", "invalid_session")
+__all__ = ["Faults", "FaultSpecError", "RecordRule"]
 
-
-class FaultSpecError(ValueError):
-    """An admin request describes a fault the sandbox cannot inject."""
-
-
-@dataclass
-class RequestFault:
-    """Applies to the next ``count`` matching requests (``None``: until removed)."""
-
-    id: int
-    kind: str
-    count: int | None = 1
-    method: str | None = None
-    path: str | None = None
-    status: int = 503
-    error_code: str = "SERVER_UNAVAILABLE"
-    message: str = "Server temporarily unavailable, please retry"
-    retry_after: int | None = None
-    delay_seconds: float = 0.0
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.method and self.method.upper() != method.upper():
-            return False
-        return not self.path or re.search(self.path, path) is not None
+PRESETS = {
+    "invalid_session": {"status": 401, "error_code": "INVALID_SESSION_ID", "message": "Session expired or invalid"},
+}
 
 
 @dataclass
@@ -70,12 +50,12 @@ class RecordRule:
 
 
 class Faults:
-    """The installed faults; thread-safe, in memory (a restart clears them)."""
+    """Request faults, record rules and the Bulk delay; thread-safe, in memory."""
 
     def __init__(self) -> None:
+        self.requests = RequestFaults(PRESETS)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self.request_faults: list[RequestFault] = []
         self.record_rules: list[RecordRule] = []
         self.bulk_delay_seconds = 0.0
 
@@ -83,63 +63,40 @@ class Faults:
         """Install a fault from its admin-API description; returns it with its id."""
         spec = dict(spec)
         kind = spec.pop("kind", None) or spec.pop("type", None)
-        with self._lock:
-            if kind in REQUEST_FAULT_KINDS:
-                fault = self._build(RequestFault, kind=kind, **spec)
-                if kind == "invalid_session":
-                    fault.status, fault.error_code, fault.message = 401, "INVALID_SESSION_ID", "Session expired or invalid"
-                self.request_faults.append(fault)
-                return asdict(fault)
-            if kind in ("record_error", "lock_row"):
-                if kind == "lock_row":
-                    spec.setdefault("error_code", "UNABLE_TO_LOCK_ROW")
-                    spec.setdefault("message", "unable to obtain exclusive access to this record or 1 records")
-                    spec.setdefault("times", 1)
-                for required in ("object", "field", "value"):
-                    if required not in spec:
-                        raise FaultSpecError(f"a {kind} fault needs '{required}'")
-                rule = self._build(RecordRule, **spec)
+        if kind in ("record_error", "lock_row"):
+            if kind == "lock_row":
+                spec.setdefault("error_code", "UNABLE_TO_LOCK_ROW")
+                spec.setdefault("message", "unable to obtain exclusive access to this record or 1 records")
+                spec.setdefault("times", 1)
+            for required in ("object", "field", "value"):
+                if required not in spec:
+                    raise FaultSpecError(f"a {kind} fault needs '{required}'")
+            with self._lock:
+                try:
+                    rule = RecordRule(id=next(self._ids), **spec)
+                except TypeError as exc:
+                    raise FaultSpecError(f"bad fault description: {exc}") from None
                 self.record_rules.append(rule)
-                return asdict(rule)
-            if kind == "bulk_delay":
-                self.bulk_delay_seconds = float(spec.get("seconds", 0))
-                return {"kind": kind, "seconds": self.bulk_delay_seconds}
-        allowed = list(REQUEST_FAULT_KINDS) + ["record_error", "lock_row", "bulk_delay"]
-        raise FaultSpecError(f"unknown fault kind {kind!r}; one of {allowed}")
-
-    def _build(self, cls, **spec):
-        try:
-            return cls(id=next(self._ids), **spec)
-        except TypeError as exc:
-            raise FaultSpecError(f"bad fault description: {exc}") from None
+            return asdict(rule)
+        if kind == "bulk_delay":
+            self.bulk_delay_seconds = float(spec.get("seconds", 0))
+            return {"kind": kind, "seconds": self.bulk_delay_seconds}
+        if kind not in self.requests.kinds():
+            allowed = self.requests.kinds() + ["record_error", "lock_row", "bulk_delay"]
+            raise FaultSpecError(f"unknown fault kind {kind!r}; one of {allowed}")
+        return self.requests.add(kind, spec)
 
     def clear(self) -> None:
+        self.requests.clear()
         with self._lock:
-            self.request_faults.clear()
             self.record_rules.clear()
             self.bulk_delay_seconds = 0.0
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
-            return {
-                "request_faults": [asdict(f) for f in self.request_faults],
-                "record_rules": [asdict(r) for r in self.record_rules],
-                "bulk_delay_seconds": self.bulk_delay_seconds,
-            }
-
-    def take_request_fault(self, method: str, path: str) -> RequestFault | None:
-        """The first fault matching this request, used up by one."""
-        if not self.request_faults:
-            return None
-        with self._lock:
-            for fault in self.request_faults:
-                if fault.matches(method, path):
-                    if fault.count is not None:
-                        fault.count -= 1
-                        if fault.count <= 0:
-                            self.request_faults.remove(fault)
-                    return fault
-        return None
+            rules = [asdict(r) for r in self.record_rules]
+        return {"request_faults": self.requests.describe(), "record_rules": rules,
+                "bulk_delay_seconds": self.bulk_delay_seconds}
 
     def check_record(self, obj: SObjectDef, operation: str, values: dict[str, Any]) -> RowError | None:
         """The error for a row that a record rule rejects, else ``None``."""

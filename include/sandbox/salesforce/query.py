@@ -15,9 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from sandbox.salesforce import soql
-from sandbox.salesforce.schema import DECIMAL_TYPES, TEXT_TYPES, FieldDef, Schema, SObjectDef
+from sandbox.salesforce.schema import (
+    DECIMAL_TYPES,
+    TEXT_TYPES,
+    FieldDef,
+    Schema,
+    SObjectDef,
+)
 from sandbox.salesforce.store import quote
-from sandbox.salesforce.values import format_datetime, literal_for_compare, to_csv, to_json
+from sandbox.salesforce.values import (
+    format_datetime,
+    literal_for_compare,
+    to_csv,
+    to_json,
+)
 from sandbox.sfid import normalize_id
 
 

@@ -1,32 +1,28 @@
-"""The sandbox org's database: one SQLite file in the data dir, one table per sObject.
+"""The sandbox org's database: one table per sObject, plus the org's internal tables.
 
 Records live in a table named after their object, one column per field, so SOQL compiles to plain
-SQL and a million rows stay fast. Internal tables (sessions, Bulk jobs, counters, settings) start
-with an underscore. Each thread gets its own connection; writers take one process-wide lock so a
-Bulk job and REST calls interleave chunk by chunk instead of failing with "database is locked".
+SQL and a million rows stay fast. Internal tables (sessions, Bulk jobs, counters) start with an
+underscore. Connections and transactions come from :class:`~sandbox.sqlite_store.SqliteStore`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sqlite3
-import threading
 from pathlib import Path
-from typing import Any, Iterator
 
 from sandbox.salesforce.schema import DECIMAL_TYPES, FieldDef, Schema, SObjectDef
 from sandbox.sfid import org_record_id
+from sandbox.sqlite_store import SqliteStore, quote
+
+__all__ = ["Store", "quote", "column_type"]
 
 _SQL_TYPES = {"boolean": "INTEGER", "int": "INTEGER"}
 
 _INTERNAL_TABLES = """
-CREATE TABLE IF NOT EXISTS _settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _id_counters (key_prefix TEXT PRIMARY KEY, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _sessions (
     token TEXT PRIMARY KEY, user_id TEXT NOT NULL, created REAL NOT NULL, expired INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS _api_usage (day TEXT PRIMARY KEY, used INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _bulk_jobs (
     id TEXT PRIMARY KEY, api TEXT NOT NULL, created REAL NOT NULL, info TEXT NOT NULL
 );
@@ -43,11 +39,6 @@ CREATE TABLE IF NOT EXISTS _cursor_rows (cursor_id TEXT NOT NULL, seq INTEGER NO
 """
 
 
-def quote(identifier: str) -> str:
-    """An SQL identifier (object and field API names are plain, but quote them anyway)."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 def column_type(f: FieldDef) -> str:
     """The SQLite column type; decimals are TEXT so their digits survive exactly."""
     if f.type in DECIMAL_TYPES:
@@ -55,61 +46,13 @@ def column_type(f: FieldDef) -> str:
     return _SQL_TYPES.get(f.type, "TEXT")
 
 
-class Store:
+class Store(SqliteStore):
     """The org's records and internal state in one SQLite database file."""
 
     def __init__(self, path: Path, schema: Schema):
-        self.path = Path(path)
         self.schema = schema
-        self._local = threading.local()
-        self.write_lock = threading.RLock()
-        self._all_connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
-        self.conn().executescript(_INTERNAL_TABLES)
+        super().__init__(path, _INTERNAL_TABLES)
         self.sync_tables()
-
-    # -- connections -------------------------------------------------------------------------
-
-    def conn(self) -> sqlite3.Connection:
-        """This thread's connection (autocommit; transactions are explicit)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA cache_size=-262144")
-            conn.execute("PRAGMA temp_store=MEMORY")
-            conn.execute("PRAGMA foreign_keys=OFF")
-            self._local.conn = conn
-            with self._connections_lock:
-                self._all_connections.append(conn)
-        return conn
-
-    @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed on success, rolled back on any exception."""
-        with self.write_lock:
-            conn = self.conn()
-            if conn.in_transaction:
-                # Nested use joins the outer transaction.
-                yield conn
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
-                conn.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._connections_lock:
-            for conn in self._all_connections:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            self._all_connections.clear()
-        self._local = threading.local()
 
     # -- tables ------------------------------------------------------------------------------
 
@@ -152,16 +95,3 @@ class Store:
                 (key_prefix, count + 1, count),
             ).fetchone()[0]
         return [org_record_id(key_prefix, n) for n in range(end - count, end)]
-
-    # -- settings ----------------------------------------------------------------------------
-
-    def get_setting(self, key: str, default: Any = None) -> Any:
-        row = self.conn().execute("SELECT value FROM _settings WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
-
-    def set_setting(self, key: str, value: Any) -> None:
-        with self.write() as conn:
-            conn.execute(
-                "INSERT INTO _settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, json.dumps(value)),
-            )
