@@ -165,6 +165,94 @@ def sf(sf_sandbox: SalesforceSandbox):
     return sf_sandbox.login()
 
 
+@dataclass
+class ZuoraSandbox:
+    """A running Zuora sandbox process and what a client needs to reach it."""
+
+    process: subprocess.Popen
+    port: int
+    data_dir: Path
+    env_file: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def connection(self) -> dict:
+        import json
+
+        return json.loads(self.env["AIRFLOW_CONN_ZUORA_DEFAULT"])
+
+    @property
+    def client_id(self) -> str:
+        return self.connection["login"]
+
+    @property
+    def client_secret(self) -> str:
+        return self.connection["password"]
+
+    def admin(self, method: str, path: str, payload: Any = None) -> Any:
+        response = requests.request(method, f"{self.url}/__admin/{path}", json=payload, timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def token(self) -> str:
+        response = requests.post(f"{self.url}/oauth/token", timeout=30, data={
+            "client_id": self.client_id, "client_secret": self.client_secret, "grant_type": "client_credentials"})
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def sdk_client(self):
+        """Zuora's own ``zuora-sdk`` client, authenticated against the sandbox."""
+        import zuora_sdk
+        from zuora_sdk.zuora_client import ZuoraClient
+
+        client = ZuoraClient(self.client_id, self.client_secret, None, zuora_sdk.Configuration(host=self.url))
+        client.initialize()
+        return client
+
+    def stop(self) -> None:
+        SalesforceSandbox.stop(self)  # same process handling
+
+
+def start_zuora_sandbox(
+    data_dir: Path, *, port: int | None = None, accounts: int | None = None, seed: int = 7,
+    callout_url: str | None = None, callout_secret: str | None = None, extra: list[str] | None = None,
+) -> ZuoraSandbox:
+    """Start ``zuora-sync-sandbox zuora`` on a free port and wait until it answers ``/health``."""
+    port = port or free_port()
+    env_file = data_dir.parent / f"{data_dir.name}.env"
+    args = ["zuora", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
+            "--env-file", str(env_file), "--seed", str(seed)]
+    if accounts is not None:
+        args += ["--accounts", str(accounts)]
+    if callout_url:
+        args += ["--callout-url", callout_url]
+    if callout_secret:
+        args += ["--callout-secret", callout_secret]
+    args += extra or []
+    log_path = data_dir.parent / f"{data_dir.name}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(sandbox_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    sandbox = ZuoraSandbox(process, port, data_dir, env_file)
+    deadline = time.monotonic() + 600  # generating a large tenant takes a while
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Zuora sandbox exited with {process.returncode}: {log_path.read_text()}")
+        if env_file.exists():
+            sandbox.env = read_env_file(env_file)
+            try:
+                if requests.get(f"{sandbox.url}/health", timeout=2).ok:
+                    return sandbox
+            except requests.RequestException:
+                pass
+        time.sleep(0.1)
+    sandbox.stop()
+    raise RuntimeError("the Zuora sandbox did not become healthy in time")
+
+
 @pytest.fixture
 def unique() -> str:
     """A short unique prefix for external ids, so tests sharing a sandbox never collide."""

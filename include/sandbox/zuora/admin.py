@@ -1,0 +1,98 @@
+"""The Zuora sandbox's admin API under ``/__admin``: faults, tokens, limits, events, counts.
+
+Tests and demos steer the tenant here: make the next requests fail, expire every token, turn on
+rate and concurrency limits, read the change events. It needs no login and never returns secrets.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sandbox.request_faults import FaultSpecError
+from sandbox.sqlite_store import quote
+
+
+def _json(payload, status: int = 200) -> Response:
+    return Response(json.dumps(payload), status_code=status, media_type="application/json")
+
+
+async def _body(request: Request):
+    try:
+        return json.loads(await request.body() or b"{}")
+    except ValueError:
+        return None
+
+
+async def faults(request: Request) -> Response:
+    tenant = request.app.state.tenant
+    if request.method == "GET":
+        return _json(tenant.faults.describe())
+    if request.method == "DELETE":
+        tenant.faults.clear()
+        return _json([])
+    body = await _body(request)
+    specs = body if isinstance(body, list) else [body]
+    if not all(isinstance(s, dict) for s in specs):
+        return _json({"error": "send a fault description (a JSON object) or a list of them"}, 400)
+    try:
+        added = [tenant.faults.add((spec := dict(s)).pop("kind", None), spec) for s in specs]
+    except (FaultSpecError, TypeError) as exc:
+        return _json({"error": str(exc)}, 400)
+    return _json(added if isinstance(body, list) else added[0], 201)
+
+
+async def expire_tokens(request: Request) -> Response:
+    return _json({"expired": await run_in_threadpool(request.app.state.tenant.tokens.expire_all)})
+
+
+async def limits(request: Request) -> Response:
+    limiter = request.app.state.limiter
+    if request.method == "POST":
+        body = await _body(request)
+        if not isinstance(body, dict):
+            return _json({"error": "send {\"per_minute\": N, \"concurrency\": M} (null turns a limit off)"}, 400)
+        limiter.configure(body.get("per_minute"), body.get("concurrency"))
+    return _json({"per_minute": limiter.per_minute, "concurrency": limiter.concurrency})
+
+
+async def events(request: Request) -> Response:
+    """Change events with their callout delivery state, oldest first (``?after=<seq>``)."""
+    tenant = request.app.state.tenant
+    after = int(request.query_params.get("after", 0))
+    rows = tenant.store.conn().execute(
+        "SELECT seq, notification_id, event_type, object, record_id, change_type, created, attempts, delivery, "
+        "last_status FROM _events WHERE seq > ? ORDER BY seq LIMIT 10000", (after,)
+    ).fetchall()
+    keys = ("seq", "notification_id", "event_type", "object", "record_id", "change_type", "created", "attempts",
+            "delivery", "last_status")
+    return _json([dict(zip(keys, row)) for row in rows])
+
+
+async def counts(request: Request) -> Response:
+    tenant = request.app.state.tenant
+
+    def count() -> dict:
+        conn = tenant.store.conn()
+        return {
+            obj.name: dict(zip(("live", "deleted"), conn.execute(
+                f"SELECT COALESCE(SUM(deleted = 0), 0), COALESCE(SUM(deleted = 1), 0) FROM {quote(obj.table)}"
+            ).fetchone()))
+            for obj in tenant.schema.objects.values()
+        }
+
+    return _json(await run_in_threadpool(count))
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/__admin/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/__admin/tokens/expire", expire_tokens, methods=["POST"]),
+        Route("/__admin/limits", limits, methods=["GET", "POST"]),
+        Route("/__admin/events", events, methods=["GET"]),
+        Route("/__admin/counts", counts, methods=["GET"]),
+    ]
