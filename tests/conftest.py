@@ -41,8 +41,23 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+class SandboxProcess:
+    """A sandbox server started as a subprocess."""
+
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 @dataclass
-class SalesforceSandbox:
+class SalesforceSandbox(SandboxProcess):
     """A running Salesforce sandbox process and what a client needs to reach it."""
 
     process: subprocess.Popen
@@ -82,14 +97,6 @@ class SalesforceSandbox:
             domain=self.domain, **kwargs,
         )
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def sandbox_command(*args: str) -> list[str]:
@@ -166,7 +173,7 @@ def sf(sf_sandbox: SalesforceSandbox):
 
 
 @dataclass
-class ZuoraSandbox:
+class ZuoraSandbox(SandboxProcess):
     """A running Zuora sandbox process and what a client needs to reach it."""
 
     process: subprocess.Popen
@@ -212,9 +219,6 @@ class ZuoraSandbox:
         client = ZuoraClient(self.client_id, self.client_secret, None, zuora_sdk.Configuration(host=self.url))
         client.initialize()
         return client
-
-    def stop(self) -> None:
-        SalesforceSandbox.stop(self)  # same process handling
 
 
 def start_zuora_sandbox(
