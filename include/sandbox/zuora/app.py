@@ -123,30 +123,19 @@ class TenantMiddleware:
         if path.startswith(("/__admin/", "/health")):
             await self.app(scope, receive, send)
             return
-        fault = self.tenant.faults.take(scope["method"], path)
-        if fault is not None:
-            if fault.kind == "drop":
-                drop_connection(send)
-                return
-            if fault.kind == "slow":
-                await asyncio.sleep(fault.delay_seconds)
-            else:
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
-                if fault.preset == "token_expiry":
-                    self.tenant.tokens.expire_all()
-                response = json_response(error_body(fault.status, fault.error_code, fault.message), fault.status, headers)
-                await response(scope, receive, send)
-                return
-        if not path.startswith(_OPEN_PATHS):
+        guarded = not path.startswith(_OPEN_PATHS)
+        if guarded:
             header = dict(scope["headers"]).get(b"authorization", b"").decode()
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not self.tenant.tokens.valid(token.strip()):
                 await json_response({"message": "Authentication error"}, 401)(scope, receive, send)
                 return
-        refusal, limit_headers = self.limiter.admit()
-        if refusal is not None:
-            await refusal(scope, receive, send)
-            return
+            refusal, limit_headers = self.limiter.admit()
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        else:
+            limit_headers = {}
         encoded = [(k.lower().encode(), v.encode()) for k, v in limit_headers.items()]
 
         async def send_with_headers(message: dict) -> None:
@@ -155,9 +144,24 @@ class TenantMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            # Faults come after admission: a slow answer holds its concurrency slot, as a real one would.
+            fault = self.tenant.faults.take(scope["method"], path)
+            if fault is None:
+                await self.app(scope, receive, send_with_headers)
+            elif fault.kind == "drop":
+                drop_connection(send)
+            elif fault.kind == "slow":
+                await asyncio.sleep(fault.delay_seconds)
+                await self.app(scope, receive, send_with_headers)
+            else:
+                if fault.preset == "token_expiry":
+                    self.tenant.tokens.expire_all()
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+                response = json_response(error_body(fault.status, fault.error_code, fault.message), fault.status, headers)
+                await response(scope, receive, send_with_headers)
         finally:
-            self.limiter.release()
+            if guarded:
+                self.limiter.release()
 
 
 def create_app(tenant: Tenant) -> Any:
