@@ -160,3 +160,11 @@ def test_credentials_and_tokens_survive_a_restart(tmp_path):
         assert (second.env_file.stat().st_mode & 0o777) == 0o600
     finally:
         second.stop()
+
+
+def test_time_zone_setting(zuora):
+    assert zuora.admin("GET", "time-zone") == {"time_zone": "America/Los_Angeles"}  # Zuora system time
+    assert zuora.admin("POST", "time-zone", {"time_zone": "Europe/Paris"}) == {"time_zone": "Europe/Paris"}
+    bad = requests.post(f"{zuora.url}/__admin/time-zone", json={"time_zone": "Mars/Olympus"}, timeout=30)
+    assert bad.status_code == 400 and "unknown time zone" in bad.json()["error"]
+    zuora.admin("POST", "time-zone", {"time_zone": "America/Los_Angeles"})

@@ -20,6 +20,7 @@ import pytest
 import requests
 from conftest import ZuoraSandbox, start_zuora_sandbox
 from sandbox.zuora.tenant import Tenant
+from sandbox.zuora.timezone import set_time_zone
 from zuora_sdk.api.data_queries_api import DataQueriesApi
 from zuora_sdk.exceptions import ApiException
 from zuora_sdk.models import (
@@ -49,6 +50,7 @@ def build_tenant(data_dir) -> dict[str, str]:
     """The test tenant, written through the store as the API would; returns the record ids."""
     tenant = Tenant(data_dir)
     store, schema = tenant.store, tenant.schema
+    set_time_zone(store, "UTC")  # shown times equal stored ones; test_pacific_tenant covers the default
     obj = schema.get
     ids: dict[str, str] = {}
     with store.write() as conn:
@@ -242,6 +244,30 @@ def test_windows_on_updateddate(api, ids):
     assert window("updateddate > date_add('day', -1, timestamp '2024-02-10 09:00:00')") == ["A-003"]
     assert window("updateddate > timestamp '2024-02-10 09:00:00' - interval '1' day") == ["A-003"]
     assert window("updateddate <= current_timestamp and lastinvoicedate >= date '2024-01-01'") == ["A-001"]
+
+
+def test_pacific_tenant_shows_and_reads_times_in_its_zone(tmp_path):
+    """Zuora system time (the default zone) is Pacific: results show it, naive literals mean it."""
+    data_dir = tmp_path / "pacific"
+    tenant = Tenant(data_dir)
+    with tenant.store.write() as conn:
+        for number, when in (("W-1", "2024-01-05 10:00:00"), ("S-1", "2024-07-01 06:30:00")):
+            tenant.store.insert(conn, tenant.schema.get("Account"), [{
+                "AccountNumber": number, "Name": number, "Currency": "USD", "BillCycleDay": 1}], USER, when=when)
+    tenant.store.close()
+    sandbox = start_zuora_sandbox(data_dir)
+    try:
+        api = DataQueriesApi(sandbox.sdk_client().api_client)
+        _, rows = run(api, "select accountnumber, updateddate from account order by accountnumber")
+        # 10:00 UTC in January is 02:00 PST; 06:30 UTC in July is 23:30 PDT the day before.
+        assert rows == [{"accountnumber": "S-1", "updateddate": "2024-06-30 23:30:00"},
+                        {"accountnumber": "W-1", "updateddate": "2024-01-05 02:00:00"}]
+        _, rows = run(api, "select accountnumber from account where updateddate = timestamp '2024-01-05 02:00:00'")
+        assert rows == [{"accountnumber": "W-1"}]
+        _, rows = run(api, "select accountnumber from account where updateddate = '2024-01-05T10:00:00Z'")
+        assert rows == [{"accountnumber": "W-1"}]
+    finally:
+        sandbox.stop()
 
 
 def test_deleted_rows_in_all_three_modes(api, ids):

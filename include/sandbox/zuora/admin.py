@@ -1,7 +1,7 @@
 """The Zuora sandbox's admin API under ``/__admin``: faults, tokens, limits, events, counts.
 
 Tests and demos steer the tenant here: make the next requests fail, expire every token, turn on
-rate and concurrency limits, read the change events. It needs no login and never returns secrets.
+rate and concurrency limits, set the tenant's time zone, read the change events. It needs no login and never returns secrets.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from sandbox.request_faults import FaultSpecError
 from sandbox.sqlite_store import quote
+from sandbox.zuora.timezone import set_time_zone, tenant_time_zone
 
 
 def _json(payload, status: int = 200) -> Response:
@@ -88,8 +89,21 @@ async def counts(request: Request) -> Response:
     return _json(await run_in_threadpool(count))
 
 
+async def time_zone(request: Request) -> Response:
+    """The tenant's time zone, in which ZOQL and Data Query show datetimes (``{"time_zone": "UTC"}``)."""
+    store = request.app.state.tenant.store
+    if request.method == "POST":
+        body = await _body(request)
+        try:
+            set_time_zone(store, str((body or {}).get("time_zone")))
+        except ValueError as exc:
+            return _json({"error": f"{exc}; give an IANA name such as UTC or America/Los_Angeles"}, 400)
+    return _json({"time_zone": str(tenant_time_zone(store))})
+
+
 def routes() -> list[Route]:
     return [
+        Route("/__admin/time-zone", time_zone, methods=["GET", "POST"]),
         Route("/__admin/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/__admin/tokens/expire", expire_tokens, methods=["POST"]),
         Route("/__admin/limits", limits, methods=["GET", "POST"]),

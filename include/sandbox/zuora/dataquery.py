@@ -22,8 +22,9 @@ reference and ``zuora-sdk``'s ``DataQueriesApi`` define it:
 
 Values in result files: booleans ``true``/``false``, decimals as numbers without float noise
 (``230.0``, ``199.95``), nulls as JSON ``null`` or an empty CSV cell, dates ``YYYY-MM-DD``.
-Timestamps: Zuora documents that Data Query Live renders timestamps in the tenant's time zone; the
-sandbox tenant's time zone is UTC, and the format is the stored ``YYYY-MM-DD HH:MM:SS``.
+Timestamps: Zuora documents that Data Query Live renders timestamps in the tenant's time zone, so
+they come out as ``YYYY-MM-DD HH:MM:SS`` in that zone (:mod:`sandbox.zuora.timezone`: Pacific unless
+set otherwise), and a timestamp literal without a zone is read in it too.
 
 Faults for tests, set with ``POST /__admin/dataquery``: ``fail_next`` (the next job fails with that
 message), ``truncate_next`` (the next result file is cut short, like a broken download),
@@ -68,6 +69,7 @@ from sandbox.zuora.dataquery_sql import (
     compile_query,
     locate_column,
 )
+from sandbox.zuora.timezone import stored_to_local, tenant_time_zone
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +372,8 @@ class DataQuery:
             self._set_failed(job, injected)
             return
         try:
-            compiled = compile_query(job["query"], self.tenant.schema, read_deleted=job["readDeleted"])
+            compiled = compile_query(job["query"], self.tenant.schema, read_deleted=job["readDeleted"],
+                                     tz=tenant_time_zone(self.tenant.store))
         except QueryError as exc:
             self._set_failed(job, str(exc))
             return
@@ -416,7 +419,7 @@ class DataQuery:
     def _write_results(self, job: dict[str, Any], compiled: CompiledQuery, path: Path) -> int:
         """Run the query and stream its rows into ``path``; returns the row count."""
         limit = self.faults.max_output_rows
-        with _ResultWriter(path, job, compiled) as writer:
+        with _ResultWriter(path, job, compiled, tenant_time_zone(self.tenant.store)) as writer:
             if compiled.rows is not None:
                 writer.write_rows(compiled.rows)
                 return len(compiled.rows)
@@ -530,7 +533,7 @@ class DataQuery:
 class _ResultWriter:
     """Writes rows to a result file in the job's format, rendering values as Data Query does."""
 
-    def __init__(self, path: Path, job: dict[str, Any], compiled: CompiledQuery):
+    def __init__(self, path: Path, job: dict[str, Any], compiled: CompiledQuery, tz: dt.tzinfo):
         self.path = path
         self.format = job["outputFormat"]
         self.gzip = job["compression"] == "GZIP"
@@ -539,7 +542,9 @@ class _ResultWriter:
         self.handle: TextIO | None = None
         # Only booleans, decimals and integers need converting; the json and csv writers (C code)
         # do the rest, with None as null / an empty cell.
-        converters = _JSON_CONVERT if self.format == "JSON" else _TEXT_CONVERT
+        converters = dict(_JSON_CONVERT if self.format == "JSON" else _TEXT_CONVERT)
+        # Datetimes are stored in UTC and shown in the tenant's time zone, as Data Query Live does.
+        converters["datetime"] = lambda value: None if value is None else _local_text(value, tz)
         self.convert = [(i, converters[kind]) for i, kind in enumerate(compiled.kinds) if kind in converters]
         if self.format == "JSON":
             self.encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -610,6 +615,12 @@ _TEXT_CONVERT: dict[str, Callable[[Any], Any]] = {
     "decimal": _decimal_text,
     "integer": _whole,
 }
+
+
+def _local_text(stored: Any, tz: dt.tzinfo) -> str:
+    local = stored_to_local(str(stored), tz)
+    text = local.strftime("%Y-%m-%d %H:%M:%S")
+    return text + (f".{local.microsecond:06d}".rstrip("0") if local.microsecond else "")
 
 
 def _iso_now() -> str:

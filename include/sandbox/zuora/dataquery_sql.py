@@ -11,7 +11,8 @@ tree before handing it to SQLite:
 - timestamp and date literals (``timestamp '...'``, ``date '...'``, ``from_iso8601_timestamp``,
   ``current_timestamp``, ISO strings compared with datetime columns, ``date_add`` and interval
   arithmetic on literals) become text in the stored form, UTC ``YYYY-MM-DD HH:MM:SS``, so they
-  compare correctly with the stored datetimes instead of turning into SQLite casts;
+  compare correctly with the stored datetimes instead of turning into SQLite casts; a literal
+  without a zone is read in the tenant's time zone;
 - ``*`` is expanded here (without ``deleted``, which Data Query only returns when asked for), and
   unnamed expressions get Trino's ``_col<N>`` names.
 
@@ -86,8 +87,11 @@ def node_position(text: str, node: exp.Expression | None) -> str:
     return position(text, start)
 
 
-def normalize_timestamp(value: str) -> str | None:
-    """An ISO / Trino timestamp text as the stored form (UTC, seconds; a fraction only if non-zero)."""
+def normalize_timestamp(value: str, tz: dt.tzinfo = dt.UTC) -> str | None:
+    """An ISO / Trino timestamp text as the stored form (UTC, seconds; a fraction only if non-zero).
+
+    A timestamp without a zone is read in ``tz``, the tenant's time zone, as Data Query does.
+    """
     match = _TS_PATTERN.match(value.strip())
     if not match:
         return None
@@ -98,8 +102,9 @@ def normalize_timestamp(value: str) -> str | None:
             microsecond=int((fraction or "0")[:6].ljust(6, "0")))
     except ValueError:
         return None
-    # A timestamp without a zone is read in the tenant's time zone, which is UTC in the sandbox.
-    if zone and zone not in ("Z", "UTC"):
+    if not zone:
+        moment = moment.replace(tzinfo=tz)
+    elif zone not in ("Z", "UTC"):
         if zone[0] in "+-":
             digits = zone[1:].replace(":", "")
             offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
@@ -123,13 +128,18 @@ def normalize_date(value: str) -> str | None:
 
 
 def compile_query(text: str, schema: TenantSchema, *, read_deleted: bool = False,
-                  now: dt.datetime | None = None) -> CompiledQuery:
-    """Compile a Data Query statement, or raise :class:`QueryError` with Trino's message."""
-    return _Compiler(text, schema, read_deleted, now or dt.datetime.now(dt.UTC)).compile()
+                  now: dt.datetime | None = None, tz: dt.tzinfo = dt.UTC) -> CompiledQuery:
+    """Compile a Data Query statement, or raise :class:`QueryError` with Trino's message.
+
+    ``tz`` is the tenant's time zone: literals without a zone and ``current_date`` are read in it.
+    """
+    return _Compiler(text, schema, read_deleted, now or dt.datetime.now(dt.UTC), tz).compile()
 
 
 class _Compiler:
-    def __init__(self, text: str, schema: TenantSchema, read_deleted: bool, now: dt.datetime):
+    def __init__(self, text: str, schema: TenantSchema, read_deleted: bool, now: dt.datetime, tz: dt.tzinfo):
+        self.tz = tz
+        self._converted: set[int] = set()  # literals already in the stored (UTC) form
         self.text = text
         self.schema = schema
         self.read_deleted = read_deleted
@@ -343,15 +353,15 @@ class _Compiler:
         if isinstance(node, exp.FromISO8601Date):
             return self._date_literal(node.this, node)
         if isinstance(node, exp.CurrentTimestamp) or (isinstance(node, exp.Anonymous) and node.name.lower() == "now"):
-            return exp.Literal.string(format_datetime(self.now))
+            return self._stored(format_datetime(self.now))
         if isinstance(node, exp.CurrentDate):
-            return exp.Literal.string(self.now.date().isoformat())
+            return self._stored(self.now.astimezone(self.tz).date().isoformat())
         if isinstance(node, exp.AtTimeZone) or (isinstance(node, exp.Anonymous) and node.name.lower() == "at_timezone"):
             zone = node.args.get("zone") if isinstance(node, exp.AtTimeZone) else (node.expressions[1:] or [None])[0]
             if isinstance(zone, exp.Literal) and zone.name.upper() in ("UTC", "Z", "+00:00"):
                 return (node.this if isinstance(node, exp.AtTimeZone) else node.expressions[0]).copy()
-            raise QueryError(f"{node_position(self.text, node)}: the sandbox tenant's time zone is UTC; "
-                             "only at_timezone(..., 'UTC') is supported")
+            raise QueryError(f"{node_position(self.text, node)}: the sandbox supports only "
+                             "at_timezone(..., 'UTC'); results are shown in the tenant's time zone")
         if isinstance(node, exp.DateAdd):
             return self._shift(node.this, node.expression, node.args.get("unit"), 1, node)
         if isinstance(node, (exp.Add, exp.Sub)) and isinstance(node.expression, exp.Interval):
@@ -382,17 +392,17 @@ class _Compiler:
         return None
 
     def _timestamp_literal(self, literal: exp.Expression, node: exp.Expression) -> exp.Expression:
-        value = normalize_timestamp(literal.name) if isinstance(literal, exp.Literal) else None
+        value = normalize_timestamp(literal.name, self.tz) if isinstance(literal, exp.Literal) else None
         if value is None:
             raise QueryError(f"{self._literal_position(literal, node)}: "
                              f"'{literal.name}' is not a valid timestamp literal")
-        return exp.Literal.string(value)
+        return self._stored(value)
 
     def _date_literal(self, literal: exp.Expression, node: exp.Expression) -> exp.Expression:
         value = normalize_date(literal.name) if isinstance(literal, exp.Literal) else None
         if value is None:
             raise QueryError(f"{self._literal_position(literal, node)}: '{literal.name}' is not a valid date literal")
-        return exp.Literal.string(value)
+        return self._stored(value)
 
     def _literal_position(self, literal: exp.Expression, node: exp.Expression) -> str:
         """Where Trino points for a bad literal: at ``timestamp '...'`` / ``date '...'``, else the string."""
@@ -412,7 +422,7 @@ class _Compiler:
         modifier, factor = _SQLITE_UNITS[unit_name]
         count = sign * number * factor
         if isinstance(base, exp.Literal) and base.is_string:
-            stamp = normalize_timestamp(base.name)
+            stamp = normalize_timestamp(base.name, self.tz)
             if stamp is not None:
                 moment = dt.datetime.fromisoformat(stamp)
                 if modifier == "months":
@@ -421,19 +431,25 @@ class _Compiler:
                     shifted = moment + dt.timedelta(**{modifier: count})
                 # A date shifted by days stays a date, as in Trino.
                 if len(base.name.strip()) == 10 and modifier in ("days", "months", "years"):
-                    return exp.Literal.string(shifted.date().isoformat())
-                return exp.Literal.string(format_datetime(shifted))
+                    return self._stored(shifted.date().isoformat())
+                return self._stored(format_datetime(shifted))
             return None
         function = "date" if self._kind(base) == "date" else "datetime"
         return exp.Anonymous(this=function, expressions=[base.copy(), exp.Literal.string(f"{count:+d} {modifier}")])
+
+    def _stored(self, text: str) -> exp.Literal:
+        """A literal already in the stored form, so a comparison does not convert it a second time."""
+        literal = exp.Literal.string(text)
+        self._converted.add(id(literal))
+        return literal
 
     def _normalize_against_column(self, column: exp.Expression, values: list[exp.Expression | None]) -> None:
         kind = self._kind(column) if isinstance(column, exp.Column) else None
         if kind not in ("datetime", "date"):
             return
         for value in values:
-            if isinstance(value, exp.Literal) and value.is_string:
-                text = normalize_timestamp(value.name) if kind == "datetime" else normalize_date(value.name)
+            if isinstance(value, exp.Literal) and value.is_string and id(value) not in self._converted:
+                text = normalize_timestamp(value.name, self.tz) if kind == "datetime" else normalize_date(value.name)
                 if text is not None:
                     value.replace(exp.Literal.string(text))
 

@@ -44,7 +44,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sandbox.crm_accounts import ACCOUNT_KEY_PREFIX, crm_account_id, crm_account_name, crm_account_number
+from sandbox.crm_accounts import (
+    ACCOUNT_KEY_PREFIX,
+    crm_account_id,
+    crm_account_name,
+    crm_account_number,
+)
 from sandbox.sfid import make_id
 from sandbox.sqlite_store import quote
 

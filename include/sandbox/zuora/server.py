@@ -6,7 +6,14 @@ import json
 import sqlite3
 from pathlib import Path
 
-from sandbox.serving import EXIT_DATA_DIR_UNUSABLE, DataDirLock, StartupError, bind_socket, run_server, write_env_file
+from sandbox.serving import (
+    EXIT_DATA_DIR_UNUSABLE,
+    DataDirLock,
+    StartupError,
+    bind_socket,
+    run_server,
+    write_env_file,
+)
 from sandbox.zuora.app import create_app
 from sandbox.zuora.tenant import Tenant
 

@@ -46,7 +46,6 @@ a client that does not accept XML gets the same document as ``text/plain``.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import re
 import secrets
@@ -55,7 +54,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -65,10 +64,17 @@ from starlette.routing import Route
 from sandbox.sqlite_store import quote
 from sandbox.zuora.schema import TenantSchema, ZField, ZObject
 from sandbox.zuora.store import TenantStore
-from sandbox.zuora.zoql_parser import COMPARISON_OPS, And, Condition, Literal, Or, ZoqlSyntaxError, parse
+from sandbox.zuora.timezone import tenant_time_zone
+from sandbox.zuora.zoql_parser import (
+    COMPARISON_OPS,
+    And,
+    Condition,
+    Literal,
+    Or,
+    ZoqlSyntaxError,
+    parse,
+)
 
-DEFAULT_TIME_ZONE = "America/Los_Angeles"  # Zuora system time (Pacific)
-TIME_ZONE_SETTING = "time_zone"
 PAGE_SIZE = 2000
 CURSOR_IDLE_SECONDS = 15 * 60
 _BLOCK = 2000  # ids per stored snapshot block
@@ -93,28 +99,6 @@ class ZoqlFault(Exception):
 
     def body(self) -> dict[str, str]:
         return {"FaultCode": self.code, "FaultMessage": self.message}
-
-
-# -- time zone -------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
-def tenant_time_zone(store: TenantStore) -> ZoneInfo:
-    """The tenant's time zone (setting ``time_zone``, default Pacific)."""
-    return _zone(store.get_setting(TIME_ZONE_SETTING) or DEFAULT_TIME_ZONE)
-
-
-def set_time_zone(store: TenantStore, name: str) -> None:
-    """Set the tenant's time zone to an IANA name; raises ``ValueError`` for an unknown one."""
-    try:
-        _zone(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone: {name}") from None
-    store.set_setting(TIME_ZONE_SETTING, name)
 
 
 # -- values: literal → stored form, stored form → JSON ----------------------------------------------
