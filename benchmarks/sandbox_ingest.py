@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import start_salesforce_sandbox  # noqa: E402  (the same launcher the tests use)
-
 from sandbox.crm_accounts import crm_account_id  # noqa: E402
 
 ACCOUNTS = 1000
