@@ -1,5 +1,5 @@
 # Targets a new user needs: `make test` (everything the tests need, then every test) and
-# `make sandbox-salesforce` (the Salesforce sandbox in the foreground).
+# `make sandbox-salesforce` / `make sandbox-zuora` (a sandbox in the foreground).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 SF_HOST ?= 127.0.0.1
 SF_PORT ?= 8443
 SF_DATA ?= .sandbox/salesforce
+ZUORA_PORT ?= 8081
+ZUORA_DATA ?= .sandbox/zuora
 
-.PHONY: install test sandbox-salesforce clean
+.PHONY: install test sandbox-salesforce sandbox-zuora clean
 
 install: $(STAMP)
 
@@ -25,6 +27,10 @@ test: $(STAMP)
 sandbox-salesforce: $(STAMP)
 	$(BIN)/zuora-sync-sandbox salesforce --host $(SF_HOST) --port $(SF_PORT) --data-dir $(SF_DATA) \
 		--accounts 50 --seed 1 --env-file .sandbox/salesforce.env
+
+sandbox-zuora: $(STAMP)
+	$(BIN)/zuora-sync-sandbox zuora --host $(SF_HOST) --port $(ZUORA_PORT) --data-dir $(ZUORA_DATA) \
+		--accounts 50 --seed 1 --env-file .sandbox/zuora.env
 
 clean:
 	rm -rf $(VENV) .sandbox build *.egg-info include/*.egg-info
