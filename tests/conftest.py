@@ -264,3 +264,18 @@ def unique() -> str:
 
     return uuid.uuid4().hex[:10]
 
+
+
+# Zuora test modules define a module-scoped ``sandbox`` fixture; these build on it.
+
+
+@pytest.fixture(scope="module")
+def sdk(sandbox: ZuoraSandbox):
+    """Zuora's ``zuora-sdk`` client, authenticated against the module's Zuora sandbox."""
+    return sandbox.sdk_client()
+
+
+@pytest.fixture(scope="module")
+def auth(sandbox: ZuoraSandbox) -> dict[str, str]:
+    """A bearer-token header for raw HTTP calls to the module's Zuora sandbox."""
+    return {"Authorization": f"Bearer {sandbox.token()}"}

@@ -107,16 +107,6 @@ def ids(seeded) -> dict[str, str]:
     return seeded[1]
 
 
-@pytest.fixture(scope="module")
-def sdk(sandbox: ZuoraSandbox):
-    return sandbox.sdk_client()
-
-
-@pytest.fixture(scope="module")
-def auth(sandbox: ZuoraSandbox) -> dict[str, str]:
-    return {"Authorization": f"Bearer {sandbox.token()}"}
-
-
 def rows(sandbox: ZuoraSandbox, sql: str, *params: Any) -> list[dict[str, Any]]:
     """Read the tenant's database directly (read-only, while the server runs)."""
     conn = sqlite3.connect(f"file:{sandbox.data_dir / 'tenant.sqlite3'}?mode=ro", uri=True)

@@ -87,16 +87,6 @@ def ids(tenant_ids) -> dict[str, str]:
     return tenant_ids[1]
 
 
-@pytest.fixture(scope="module")
-def sdk(sandbox: ZuoraSandbox):
-    return sandbox.sdk_client()
-
-
-@pytest.fixture(scope="module")
-def auth(sandbox: ZuoraSandbox) -> dict[str, str]:
-    return {"Authorization": f"Bearer {sandbox.token()}"}
-
-
 def query(sdk, text: str, batch: int | None = None) -> zuora_sdk.ProxyActionqueryResponse:
     conf = zuora_sdk.ProxyActionqueryMoreRequestConf(batch_size=batch) if batch else None
     return sdk.actions_api().action_post_query(zuora_sdk.ProxyActionqueryRequest(query_string=text, conf=conf))
