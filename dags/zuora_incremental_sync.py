@@ -1,0 +1,27 @@
+"""Airflow DAG: incremental sync of Accounts & Related Objects, every two hours, backfillable."""
+
+from airflow.sdk import CronDataIntervalTimetable
+
+from zuora_sync.dag_factory import build_sync_dag, dry_run_param, objects_param, window_params
+from zuora_sync.session import INCREMENTAL
+
+dag = build_sync_dag(
+    "zuora_incremental_sync",
+    session_type=INCREMENTAL,
+    scope="accounts",
+    schedule=CronDataIntervalTimetable("0 */2 * * *", timezone="UTC"),
+    params={"objects": objects_param("accounts"), **window_params(), "dry_run": dry_run_param()},
+    doc_md="""
+### Zuora incremental sync — Accounts & Related Objects
+
+Every two hours, syncs the records created, updated or deleted in Zuora during the run's data
+interval (with a small look-back), starting earlier if an earlier session failed, so no change is
+lost. Deletions and records that stop qualifying (a cancelled account, an expired subscription
+version) are removed from Salesforce. Records Salesforce rejected last time are retried.
+
+**Backfill** any past range (Trigger → Backfill): each window is re-synced exactly; rerunning a
+window writes the same result. A manual run without an interval syncs from the last successful
+sync to now, or over the window given in the form. The scheduled/real-time choice is which of
+this DAG and `zuora_realtime_sync` is unpaused.
+""",
+)

@@ -1,0 +1,101 @@
+"""The sync DAGs' shape, built once for every sync type from the mapping.
+
+Every sync DAG is the same graph: begin the session (lock, plan) → check the mapping against
+Salesforce → extract every object from Zuora in parallel → upsert parents before children →
+remove what no longer belongs, children before parents → end the session (status, lock). The DAG
+files under ``dags/`` only say which type, which scope, which schedule and which form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import DAG, Param
+
+from zuora_sync.mapping import load_mapping
+from zuora_sync.operators.salesforce_load import SalesforceDeleteOperator, SalesforceUpsertOperator
+from zuora_sync.operators.session import (
+    SESSION_TASK,
+    BeginSyncSessionOperator,
+    EndSyncSessionOperator,
+    MappingPreflightOperator,
+)
+from zuora_sync.operators.zuora_extract import PREFLIGHT_TASK, ZuoraExtractOperator
+
+DEFAULT_ARGS = {
+    "owner": "zuora-sync",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+}
+TAGS = ["zuora", "salesforce", "sync"]
+
+
+def objects_param(scope: str) -> Param:
+    names = load_mapping().scopes[scope]
+    return Param(
+        [], type="array", items={"type": "string", "enum": names}, uniqueItems=True,
+        title="Objects", description=f"Objects to sync; empty means all of them ({', '.join(names)}). "
+                                     "Parents are loaded before children.",
+    )
+
+
+def dry_run_param() -> Param:
+    return Param(False, type="boolean", title="Dry run",
+                 description="Extract from Zuora and count what would change; write nothing to Salesforce.")
+
+
+def window_params() -> dict[str, Param]:
+    return {
+        "window_start": Param(None, type=["null", "string"], format="date-time", title="Window start",
+                              description="Sync changes from this time (UTC). Empty: the scheduled interval, or "
+                                          "for a manual run the last successful sync."),
+        "window_end": Param(None, type=["null", "string"], format="date-time", title="Window end",
+                            description="Sync changes up to this time (UTC). Empty: the interval's end, or now."),
+    }
+
+
+def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any, doc_md: str,
+                   params: dict[str, Param], start_date: dt.datetime | None = None, **dag_kwargs: Any) -> DAG:
+    """A sync DAG of ``session_type`` over the objects of ``scope``."""
+    mapping = load_mapping()
+    objects = mapping.scope_objects(scope)
+    with DAG(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=start_date or dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=TAGS + [scope],
+        doc_md=doc_md,
+        params=params,
+        render_template_as_native_obj=True,
+        **dag_kwargs,
+    ) as dag:
+        begin = BeginSyncSessionOperator(
+            task_id=SESSION_TASK, session_type=session_type, scope=scope,
+            objects="{{ params.get('objects') }}", dry_run="{{ params.get('dry_run', False) }}",
+            window_start="{{ params.get('window_start') }}", window_end="{{ params.get('window_end') }}",
+            accounts="{{ params.get('accounts') }}", retries=0,
+        )
+        preflight = MappingPreflightOperator(task_id=PREFLIGHT_TASK)
+        begin >> preflight
+        loads, deletes = {}, {}
+        for obj in objects:
+            extract = ZuoraExtractOperator(task_id=f"extract_{obj.name}", object_name=obj.name)
+            loads[obj.name] = SalesforceUpsertOperator(task_id=f"load_{obj.name}", object_name=obj.name)
+            deletes[obj.name] = SalesforceDeleteOperator(task_id=f"delete_{obj.name}", object_name=obj.name)
+            preflight >> extract >> loads[obj.name]
+        for obj in objects:
+            for parent in obj.depends_on:
+                loads[parent] >> loads[obj.name]
+                deletes[obj.name] >> deletes[parent]  # children's deletes first
+            for load in loads.values():
+                load >> deletes[obj.name]
+        end = EndSyncSessionOperator(task_id="end_session", sync_task_ids=[f"delete_{o.name}" for o in objects],
+                                     retries=0)
+        list(deletes.values()) >> end
+        begin >> end
+    return dag

@@ -1,0 +1,293 @@
+"""The object mapping: which Zuora rows become which Salesforce records, as validated data.
+
+``mapping.yaml`` beside this module is the default (SPEC §3). A user file named by the
+``ZUORA_SYNC_MAPPING`` environment variable is merged over it: objects, fields and links are added
+or replaced, and a field set to ``null`` is dropped, so custom fields need no Python. The mapping
+is checked when the DAGs are parsed: every problem names the file, the object and the field. The
+Salesforce side is checked again against ``describe`` by the preflight task, before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+import yaml
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+MAPPING_ENV = "ZUORA_SYNC_MAPPING"
+SCOPES = ("accounts", "catalog")
+_OBJECT_KEYS = {
+    "from", "joins", "changes_with", "account", "depends_on", "salesforce", "key", "keep", "fields", "links",
+    "second_pass", "on_delete", "flag",
+}
+_SF_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_SF_RELATIONSHIP = re.compile(r"^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$")
+_ALIAS = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class MappingError(ValueError):
+    """The mapping is wrong; the message names the file, the object and the field."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One Salesforce column of the staged CSV and the Data Query expression that fills it."""
+
+    salesforce: str      # a field (``Name``) or a relationship column (``Parent__r.Ext__c``)
+    expression: str      # Data Query SQL over the object's aliases
+
+    @property
+    def is_relationship(self) -> bool:
+        return "." in self.salesforce
+
+    @property
+    def field(self) -> str:
+        """The Salesforce field written: the field itself, or the relationship's reference field."""
+        return self.salesforce.split(".", 1)[0]
+
+
+@dataclass
+class ObjectMapping:
+    """How one Zuora object (a Data Query table) is written to one Salesforce object."""
+
+    name: str
+    scope: str
+    table: str
+    salesforce: str
+    key: str
+    columns: list[Column]
+    second_pass: list[Column] = field(default_factory=list)
+    joins: dict[str, str] = field(default_factory=dict)
+    changes_with: list[str] = field(default_factory=list)
+    account: str | None = None
+    depends_on: list[str] = field(default_factory=list)
+    keep: str | None = None
+    on_delete: str = "delete"
+    flag: str | None = None
+
+    @property
+    def aliases(self) -> list[str]:
+        return [self.table, *self.joins]
+
+    @cached_property
+    def key_column(self) -> Column:
+        return next(c for c in self.columns if c.salesforce == self.key)
+
+
+@dataclass
+class Mapping:
+    """All object mappings, in load order per scope (parents before children)."""
+
+    objects: dict[str, ObjectMapping]
+    scopes: dict[str, list[str]]
+    source: str
+
+    def scope_objects(self, scope: str) -> list[ObjectMapping]:
+        return [self.objects[name] for name in self.scopes[scope]]
+
+    def get(self, name: str) -> ObjectMapping:
+        try:
+            return self.objects[name]
+        except KeyError:
+            raise MappingError(f"{self.source}: no object named {name}; known: {sorted(self.objects)}") from None
+
+
+def default_document() -> dict[str, Any]:
+    text = resources.files("zuora_sync").joinpath("mapping.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``: objects and their fields/links added or replaced; ``null`` drops one."""
+    merged = copy.deepcopy(base)
+    if "scopes" in extra:
+        merged["scopes"] = {**merged.get("scopes", {}), **extra["scopes"]}
+    for name, spec in (extra.get("objects") or {}).items():
+        target = merged.setdefault("objects", {}).setdefault(name, {})
+        for key, value in (spec or {}).items():
+            if key in ("fields", "links", "second_pass", "joins") and isinstance(value, dict):
+                section = dict(target.get(key) or {})
+                for item, expression in value.items():
+                    if expression is None:
+                        section.pop(item, None)
+                    else:
+                        section[item] = expression
+                target[key] = section
+            else:
+                target[key] = value
+    return merged
+
+
+def load_mapping(path: str | os.PathLike | None = None) -> Mapping:
+    """The default mapping, with the user's file (argument, or ``$ZUORA_SYNC_MAPPING``) merged over it."""
+    document = default_document()
+    source = "zuora_sync/mapping.yaml"
+    path = path or os.environ.get(MAPPING_ENV) or None
+    if path:
+        source = str(path)
+        try:
+            extra = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise MappingError(f"{source}: cannot read the mapping file: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise MappingError(f"{source}: not valid YAML: {exc}") from None
+        if not isinstance(extra, dict):
+            raise MappingError(f"{source}: a mapping file is a YAML mapping with an 'objects' key")
+        document = merge(document, extra)
+    return build_mapping(document, source)
+
+
+def build_mapping(document: dict[str, Any], source: str) -> Mapping:
+    """Validate ``document`` and build the :class:`Mapping`."""
+    scopes = document.get("scopes") or {}
+    objects_doc = document.get("objects") or {}
+    if not isinstance(objects_doc, dict) or not objects_doc:
+        raise MappingError(f"{source}: 'objects' must map object names to their mappings")
+    if set(scopes) != set(SCOPES):
+        raise MappingError(f"{source}: 'scopes' must list the objects of {list(SCOPES)}")
+    scope_of = {}
+    for scope, names in scopes.items():
+        for name in names or []:
+            if name not in objects_doc:
+                raise MappingError(f"{source}: scope {scope} names object {name}, which is not mapped")
+            scope_of[name] = scope
+    objects = {}
+    for name, spec in objects_doc.items():
+        if name not in scope_of:
+            raise MappingError(f"{source}: object {name} is in no scope; add it to 'scopes'")
+        objects[name] = _build_object(name, spec, scope_of[name], f"{source}: object {name}")
+    for obj in objects.values():
+        for parent in obj.depends_on:
+            if parent not in objects or objects[parent].scope != obj.scope:
+                raise MappingError(f"{source}: object {obj.name}, depends_on: {parent} is not an object of scope {obj.scope}")
+    ordered = {scope: _load_order([objects[n] for n in names], source) for scope, names in scopes.items()}
+    return Mapping(objects, ordered, source)
+
+
+def _load_order(objects: list[ObjectMapping], source: str) -> list[str]:
+    """Parents before children (a topological order that keeps the file's order among equals)."""
+    done: list[str] = []
+    pending = list(objects)
+    while pending:
+        ready = [o for o in pending if all(p in done for p in o.depends_on)]
+        if not ready:
+            raise MappingError(f"{source}: depends_on forms a cycle among {[o.name for o in pending]}")
+        done.append(ready[0].name)
+        pending.remove(ready[0])
+    return done
+
+
+def _build_object(name: str, spec: Any, scope: str, where: str) -> ObjectMapping:
+    if not isinstance(spec, dict):
+        raise MappingError(f"{where}: expected a mapping")
+    unknown = set(spec) - _OBJECT_KEYS
+    if unknown:
+        raise MappingError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(_OBJECT_KEYS)}")
+    for required in ("from", "salesforce", "key", "fields"):
+        if not spec.get(required):
+            raise MappingError(f"{where}: '{required}' is required")
+    table = str(spec["from"]).lower()
+    if not _ALIAS.match(table):
+        raise MappingError(f"{where}: 'from' must be a Data Query table name, got {spec['from']!r}")
+    joins = {}
+    for alias, clause in (spec.get("joins") or {}).items():
+        if not _ALIAS.match(str(alias)) or alias == table:
+            raise MappingError(f"{where}, join {alias}: an alias is a lower-case name other than '{table}'")
+        _check_join(str(clause), alias, f"{where}, join {alias}")
+        joins[str(alias)] = str(clause)
+    aliases = {table, *joins}
+    salesforce = str(spec["salesforce"])
+    if not _SF_FIELD.match(salesforce):
+        raise MappingError(f"{where}: 'salesforce' must be an sObject API name, got {salesforce!r}")
+    columns = _columns(spec.get("fields"), aliases, f"{where}, field", relationships=False)
+    columns += _columns(spec.get("links"), aliases, f"{where}, link", relationships=True)
+    second = _columns(spec.get("second_pass"), aliases, f"{where}, second_pass", relationships=True)
+    names = [c.salesforce.lower() for c in columns + second]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise MappingError(f"{where}, field {duplicates[0]}: mapped twice")
+    written = {}
+    for column in columns + second:
+        other = written.setdefault(column.field.lower(), column.salesforce)
+        if other != column.salesforce:
+            raise MappingError(f"{where}, field {column.field}: written by both {other} and {column.salesforce}")
+    key = str(spec["key"])
+    if key not in [c.salesforce for c in columns if not c.is_relationship]:
+        raise MappingError(f"{where}, field {key}: the key must also be one of the fields (the Zuora Id)")
+    for alias in spec.get("changes_with") or []:
+        if alias not in joins:
+            raise MappingError(f"{where}, changes_with: {alias} is not a join alias")
+    account = spec.get("account")
+    if account is not None and account not in aliases:
+        raise MappingError(f"{where}, account: {account} is not one of the aliases {sorted(aliases)}")
+    keep = spec.get("keep")
+    if keep is not None:
+        _check_expression(str(keep), aliases, f"{where}, keep")
+    on_delete = spec.get("on_delete", "delete")
+    if on_delete not in ("delete", "flag"):
+        raise MappingError(f"{where}, on_delete: must be 'delete' or 'flag'")
+    flag = spec.get("flag")
+    if on_delete == "flag" and not flag:
+        raise MappingError(f"{where}, flag: on_delete 'flag' needs the checkbox field to set")
+    if flag and str(flag).lower() in names:
+        raise MappingError(f"{where}, field {flag}: the flag field is set by the sync; do not map it")
+    return ObjectMapping(
+        name=name, scope=scope, table=table, salesforce=salesforce, key=key, columns=columns,
+        second_pass=second, joins=joins, changes_with=list(spec.get("changes_with") or []), account=account,
+        depends_on=[str(p) for p in spec.get("depends_on") or []], keep=str(keep) if keep is not None else None,
+        on_delete=on_delete, flag=str(flag) if flag else None,
+    )
+
+
+def _columns(section: Any, aliases: set[str], where: str, relationships: bool) -> list[Column]:
+    if section is None:
+        return []
+    if not isinstance(section, dict):
+        raise MappingError(f"{where}s: expected a mapping of Salesforce field to expression")
+    columns = []
+    for sf_name, expression in section.items():
+        sf_name = str(sf_name)
+        pattern = _SF_RELATIONSHIP if relationships and "." in sf_name else _SF_FIELD
+        if not pattern.match(sf_name):
+            raise MappingError(f"{where} {sf_name}: not a Salesforce field or relationship column name")
+        if expression is None or str(expression).strip() == "":
+            raise MappingError(f"{where} {sf_name}: needs a Data Query expression")
+        _check_expression(str(expression), aliases, f"{where} {sf_name}")
+        columns.append(Column(sf_name, str(expression)))
+    return columns
+
+
+def _check_expression(text: str, aliases: set[str], where: str) -> None:
+    try:
+        node = sqlglot.parse_one(text, read="trino", into=exp.Condition)
+    except (ParseError, TokenError) as exc:
+        raise MappingError(f"{where}: not a valid Data Query expression ({_first_line(exc)})") from None
+    for column in node.find_all(exp.Column):
+        if not column.table:
+            raise MappingError(f"{where}: qualify {column.name} with its alias (one of {sorted(aliases)})")
+        if column.table not in aliases:
+            raise MappingError(f"{where}: unknown alias {column.table}; known: {sorted(aliases)}")
+
+
+def _check_join(text: str, alias: str, where: str) -> None:
+    try:
+        statement = sqlglot.parse_one(f"SELECT 1 FROM base {text}", read="trino")
+    except (ParseError, TokenError) as exc:
+        raise MappingError(f"{where}: not a valid JOIN clause ({_first_line(exc)})") from None
+    joins = statement.args.get("joins") or []
+    if len(joins) != 1 or joins[0].this.alias_or_name != alias:
+        raise MappingError(f"{where}: expected one JOIN whose table or alias is {alias}")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

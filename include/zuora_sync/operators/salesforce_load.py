@@ -1,0 +1,209 @@
+"""Writing staged files to Salesforce with Bulk API 2.0: upserts, then deletes (children first).
+
+``SalesforceUpsertOperator`` upserts an object's staged rows (and then its second-pass links) and
+stores every row Salesforce rejected, with its code and message, for the next session to retry.
+``SalesforceDeleteOperator`` removes the rows that left Zuora or no longer qualify — for a full
+sync, every Salesforce record of the object whose Zuora source is gone (reconciliation) — or flags
+them, and only then moves the object's watermark: a change counts as synced once it is safely in
+Salesforce. Both stop cleanly, without failing the run, when the Salesforce API budget runs low.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import BaseOperator, ObjectStoragePath
+
+from zuora_sync.extract import read_keys
+from zuora_sync.mapping import load_mapping
+from zuora_sync.operators.session import session_plan
+from zuora_sync.session import parse_instant
+from zuora_sync.settings import load_settings
+
+_ID_CHUNK = 50_000
+
+
+@contextlib.contextmanager
+def local_copy(path: ObjectStoragePath) -> Iterator[Path]:
+    """A local file with ``path``'s content: the file itself on local storage, else a temporary copy."""
+    if path.protocol in ("file", "local", ""):
+        yield Path(path.path)
+        return
+    with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
+        target = Path(tmp) / path.name
+        with path.open("rb") as source, open(target, "wb") as sink:
+            shutil.copyfileobj(source, sink, 1 << 20)
+        yield target
+
+
+class _ObjectTask(BaseOperator):
+    """What both write tasks share: the plan, the object, its staged files, the clients."""
+
+    template_fields: Sequence[str] = ("object_name",)
+
+    def __init__(self, *, object_name: str, salesforce_conn_id: str = "salesforce_default",
+                 state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "none_failed")  # an unselected parent (skipped) must not skip its children
+        super().__init__(**kwargs)
+        self.object_name = object_name
+        self.salesforce_conn_id = salesforce_conn_id
+        self.state_conn_id = state_conn_id
+
+    def _setup(self, context: Any):
+        from zuora_sync.salesforce_loader import SalesforceBulkLoader
+        from zuora_sync.state import StateStore
+
+        plan = session_plan(context)
+        if self.object_name not in plan.objects:
+            raise AirflowSkipException(f"{self.object_name} is not part of this session")
+        manifest = context["ti"].xcom_pull(task_ids=f"extract_{self.object_name}")
+        settings = load_settings()
+        loader = SalesforceBulkLoader(self.salesforce_conn_id, api_reserve=settings.salesforce_api_reserve)
+        store = StateStore.from_airflow(self.state_conn_id)
+        return plan, load_mapping().get(self.object_name), manifest, ObjectStoragePath(manifest["directory"]), loader, store
+
+
+class SalesforceUpsertOperator(_ObjectTask):
+    """Upsert an object's staged rows into Salesforce; store the rows it rejects."""
+
+    ui_color = "#fde8e8"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from zuora_sync.salesforce_loader import ApiBudgetExhausted
+
+        plan, obj, manifest, directory, loader, store = self._setup(context)
+        failed_keys: set[str] = set()
+        with (directory / "rejected.jsonl").open("r", encoding="utf-8") as handle:
+            conversion = [json.loads(line) for line in handle if line.strip()]
+        if conversion and not plan.dry_run:
+            store.add_rejected(plan.session_id, obj.name, [
+                (r["external_id"], r["error_code"], r["message"], r["row"]) for r in conversion])
+        failed_keys.update(r["external_id"] for r in conversion)
+        if plan.dry_run:
+            self.log.info("Dry run: %d %s rows would be upserted into %s", manifest["counts"]["upserts"], obj.name,
+                          obj.salesforce)
+            return {"dry_run": True, "would_upsert": manifest["counts"]["upserts"]}
+        upserted = failed = 0
+        try:
+            for name in manifest["upsert_files"] + manifest["link_files"]:
+                with local_copy(directory / name) as path:
+                    outcome = loader.upsert_csv(obj.salesforce, obj.key, path)
+                if name in manifest["upsert_files"]:
+                    upserted += outcome.processed - outcome.failed
+                failed += outcome.failed
+                if outcome.rejected:
+                    store.add_rejected(plan.session_id, obj.name, [
+                        (r.external_id, r.error_code, r.message, r.row) for r in outcome.rejected])
+                    failed_keys.update(r.external_id for r in outcome.rejected if r.external_id)
+        except ApiBudgetExhausted as exc:
+            self.log.warning("Stopping %s: %s; the next session resumes", obj.name, exc)
+            return {"stopped": True, "reason": str(exc)}
+        finally:
+            store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
+        store.record_counts(plan.session_id, obj.name, upserted=upserted, failed=failed + len(conversion))
+        still_open = set(store.open_rejected_ids(plan.scope, obj.name))
+        if still_open:
+            fixed = [k for k in read_keys(directory / "keep-keys.txt") if k in still_open and k not in failed_keys]
+            if fixed:
+                store.resolve_rejected(obj.name, fixed, plan.session_id)
+                self.log.info("%d record(s) rejected before are now in Salesforce", len(fixed))
+        self.log.info("%s → %s: %d upserted, %d rejected", obj.name, obj.salesforce, upserted,
+                      failed + len(conversion))
+        return {"upserted": upserted, "failed": failed + len(conversion)}
+
+
+class SalesforceDeleteOperator(_ObjectTask):
+    """Remove (or flag) what no longer belongs in Salesforce, then move the object's watermark."""
+
+    ui_color = "#f3e5f5"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from zuora_sync.salesforce_loader import ApiBudgetExhausted
+
+        plan, obj, manifest, directory, loader, store = self._setup(context)
+        upserts = context["ti"].xcom_pull(task_ids=f"load_{self.object_name}") or {}
+        if upserts.get("stopped"):
+            return {"stopped": True, "reason": upserts.get("reason")}
+        try:
+            with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
+                if plan.mode == "full":
+                    doomed_keys, doomed_ids = self._reconcile(obj, directory, loader, Path(tmp))
+                else:
+                    doomed_keys = list(read_keys(directory / "delete-keys.txt")) if obj.on_delete == "delete" else []
+                    doomed_ids = self._ids_for(loader, obj, doomed_keys)
+                removed, failed = self._remove(plan, obj, loader, store, doomed_ids, Path(tmp))
+        except ApiBudgetExhausted as exc:
+            self.log.warning("Stopping %s deletes: %s; the next session resumes", obj.name, exc)
+            return {"stopped": True, "reason": str(exc)}
+        finally:
+            store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
+        if plan.dry_run:
+            self.log.info("Dry run: %d %s records would be %s", len(doomed_ids), obj.salesforce,
+                          "flagged" if obj.on_delete == "flag" else "deleted")
+            return {"dry_run": True, "would_remove": len(doomed_ids)}
+        store.record_counts(plan.session_id, obj.name, deleted=removed, failed=failed)
+        open_keys = set(store.open_rejected_ids(plan.scope, obj.name))
+        gone = [k for k in doomed_keys if k in open_keys]
+        if gone:
+            store.resolve_rejected(obj.name, gone, plan.session_id)
+        if plan.mode == "window":
+            store.set_watermark(plan.scope, obj.name, parse_instant(plan.windows[obj.name][1]))
+        elif plan.mode == "full":
+            store.set_watermark(plan.scope, obj.name, parse_instant(plan.started), force=True)
+        self.log.info("%s: %d %s, %d rejected", obj.salesforce, removed,
+                      "flagged deleted" if obj.on_delete == "flag" else "removed", failed)
+        return {"removed": removed, "failed": failed}
+
+    @staticmethod
+    def _ids_for(loader: Any, obj: Any, keys: list[str]) -> dict[str, str]:
+        """Salesforce Ids of the records with these external ids (those that exist), Id → key."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), _ID_CHUNK):
+            for key, record_id in loader.ids_for_external_ids(obj.salesforce, obj.key, keys[start:start + _ID_CHUNK]).items():
+                found[record_id] = key
+        return found
+
+    @staticmethod
+    def _reconcile(obj: Any, directory: ObjectStoragePath, loader: Any, tmp: Path) -> tuple[list[str], dict[str, str]]:
+        """Every Salesforce record of the object whose key is not among the kept Zuora rows (on disk, not in memory)."""
+        exported = tmp / "salesforce.csv"
+        where = f" WHERE {obj.flag} = false" if obj.on_delete == "flag" else ""
+        loader.query_to_csv(f"SELECT Id, {obj.key} FROM {obj.salesforce}{where}", exported)
+        db = sqlite3.connect(tmp / "reconcile.db")
+        db.execute("CREATE TABLE keep (key TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.execute("CREATE TABLE sf (id TEXT, key TEXT)")
+        db.executemany("INSERT OR IGNORE INTO keep VALUES (?)", ((k,) for k in read_keys(directory / "keep-keys.txt")))
+        with open(exported, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            next(reader, None)
+            db.executemany("INSERT INTO sf VALUES (?, ?)", ((row[0], row[1]) for row in reader if row))
+        # Only records the sync owns (they carry the external id) are ever removed.
+        doomed = dict(db.execute("SELECT id, key FROM sf WHERE key IS NOT NULL AND key <> '' "
+                                 "AND key NOT IN (SELECT key FROM keep)"))
+        db.close()
+        return list(doomed.values()), doomed
+
+    def _remove(self, plan: Any, obj: Any, loader: Any, store: Any, doomed: dict[str, str], tmp: Path) -> tuple[int, int]:
+        if plan.dry_run or not doomed:
+            return 0, 0
+        if obj.on_delete == "flag":
+            path = tmp / "flags.csv"
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                writer.writerow([obj.key, obj.flag])
+                writer.writerows([key, "true"] for key in doomed.values() if key)
+            outcome = loader.upsert_csv(obj.salesforce, obj.key, path)
+        else:
+            outcome = loader.delete_ids(obj.salesforce, list(doomed))
+        if outcome.rejected:
+            store.add_rejected(plan.session_id, obj.name, [
+                (r.external_id or doomed.get(r.sf_id or ""), r.error_code, r.message, r.row) for r in outcome.rejected])
+        return outcome.processed - outcome.failed, outcome.failed

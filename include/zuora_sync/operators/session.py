@@ -1,0 +1,292 @@
+"""Opening and closing a sync session: the exclusive lock, the plan, the preflight and the verdict.
+
+``BeginSyncSessionOperator`` takes the scope's lock (waiting, deferred, while another session holds
+it), decides what the session really is (the first sync of a scope is always full), records it in
+sync history and hands its plan to the other tasks. ``MappingPreflightOperator`` checks the mapping
+against Salesforce ``describe`` before anything is written. ``EndSyncSessionOperator`` runs
+whatever happened upstream: it records the session's status and releases the lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Sequence
+
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+from airflow.sdk import BaseOperator
+
+from zuora_sync.mapping import load_mapping
+from zuora_sync.session import (
+    CATALOG,
+    FULL,
+    INCREMENTAL,
+    ON_DEMAND,
+    REAL_TIME,
+    SessionPlan,
+    holder_name,
+    object_windows,
+    parse_instant,
+    staging_dir,
+)
+from zuora_sync.settings import load_settings
+
+SESSION_TASK = "begin_session"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def session_plan(context: Any, task_id: str = SESSION_TASK) -> SessionPlan:
+    """The plan the begin task pushed for this run."""
+    value = context["ti"].xcom_pull(task_ids=task_id)
+    if not value:
+        raise AirflowException(f"no session plan from task {task_id}; did it run?")
+    return SessionPlan.from_xcom(value)
+
+
+class BeginSyncSessionOperator(BaseOperator):
+    """Take the scope's lock, plan the session and record it in sync history.
+
+    :param session_type: Full, Incremental, On-demand, Product Catalog or Real-time.
+    :param scope: ``accounts`` or ``catalog``.
+    :param objects: the objects to sync (default: every object of the scope); templated.
+    :param window_start: a manual run's own window start (ISO); templated.
+    :param window_end: a manual run's own window end (ISO); templated.
+    :param accounts: account ids or numbers for an on-demand sync; templated.
+    :param dry_run: extract and count, write nothing to Salesforce; templated.
+    """
+
+    template_fields: Sequence[str] = ("objects", "window_start", "window_end", "accounts", "dry_run")
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, session_type: str, scope: str, objects: Any = None, window_start: Any = None,
+                 window_end: Any = None, accounts: Any = None, dry_run: Any = False,
+                 state_conn_id: str = "zuora_sync_state", salesforce_conn_id: str = "salesforce_default",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.session_type = session_type
+        self.scope = scope
+        self.objects = objects
+        self.window_start = window_start
+        self.window_end = window_end
+        self.accounts = accounts
+        self.dry_run = dry_run
+        self.state_conn_id = state_conn_id
+        self.salesforce_conn_id = salesforce_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from zuora_sync.salesforce_loader import ApiBudgetExhausted, SalesforceBulkLoader
+        from zuora_sync.state import StateStore
+
+        settings = load_settings()
+        store = StateStore.from_airflow(self.state_conn_id)
+        dag_run = context["dag_run"]
+        holder = holder_name(dag_run.dag_id, dag_run.run_id)
+        acquired, other = store.try_lock([self.scope], holder, lease_seconds=settings.lock_lease_hours * 3600)
+        if not acquired:
+            self.log.info("Waiting: session %s holds the %s lock; checking again in %d s (deferred, no worker slot held)",
+                          other, self.scope, settings.lock_poll_seconds)
+            self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=settings.lock_poll_seconds)),
+                       method_name="execute_after_wait")
+        plan = self._plan(context, store, settings, holder)
+        self.log.info("Session %d: %s sync of %s (%s), objects %s%s", plan.session_id, plan.session_type, plan.scope,
+                      plan.mode, ", ".join(plan.objects), " — dry run, nothing will be written" if plan.dry_run else "")
+        for obj, (start, end) in plan.windows.items():
+            self.log.info("  %s: changes from %s to %s", obj, start, end)
+        if not plan.dry_run:
+            loader = SalesforceBulkLoader(self.salesforce_conn_id, api_reserve=settings.salesforce_api_reserve)
+            try:
+                remaining, maximum = loader.check_budget()
+                self.log.info("Salesforce API requests left today: %d of %d (reserve %d)", remaining, maximum,
+                              settings.salesforce_api_reserve)
+            except ApiBudgetExhausted as exc:
+                store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
+                store.finish_session(plan.session_id, stopped=True, error=str(exc))
+                store.release_lock(holder)
+                raise AirflowSkipException(f"Stopped before writing: {exc}; the next session resumes") from None
+            store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
+        return plan.as_xcom()
+
+    def execute_after_wait(self, context: Any, event: Any = None) -> dict[str, Any]:
+        return self.execute(context)
+
+    def _plan(self, context: Any, store: Any, settings: Any, holder: str) -> SessionPlan:
+        mapping = load_mapping()
+        scope_objects = mapping.scopes[self.scope]
+        wanted = list(self.objects or []) or scope_objects
+        unknown = [o for o in wanted if o not in scope_objects]
+        if unknown:
+            raise AirflowException(f"unknown objects {unknown}; the {self.scope} objects are {scope_objects}")
+        objects = [o for o in scope_objects if o in wanted]  # keep the load order
+        session_type = self.session_type
+        if self.session_type == CATALOG:
+            mode = "full"
+        elif store.last_full_sync(self.scope) is None:
+            if session_type != FULL:
+                self.log.info("No full sync of %s has finished yet (first sync, or after a cleanup): this "
+                              "session is a full sync", self.scope)
+            session_type, mode, objects = FULL, "full", scope_objects
+        elif session_type == FULL:
+            mode = "full"
+        elif session_type == ON_DEMAND:
+            mode = "accounts"
+        elif session_type in (INCREMENTAL, REAL_TIME):
+            mode = "window"
+        else:
+            raise AirflowException(f"unknown session type {session_type}")
+        accounts = [str(a).strip() for a in (self.accounts or []) if str(a).strip()]
+        if mode == "accounts" and not accounts:
+            raise AirflowException("an on-demand sync needs at least one account number or id")
+        now = _now()
+        dag_run = context["dag_run"]
+        windows = {}
+        if mode == "window":
+            start, end = context.get("data_interval_start"), context.get("data_interval_end")
+            interval = (start, end) if start is not None and end is not None and start < end else None
+            windows = object_windows(
+                objects, store.watermarks(self.scope), now=now, interval=interval,
+                backfill=str(getattr(dag_run, "run_type", "")).endswith("backfill"),
+                lookback=dt.timedelta(minutes=settings.lookback_minutes),
+                requested=(parse_instant(self.window_start), parse_instant(self.window_end)),
+            )
+        session_id = store.start_session(
+            session_type=session_type, scope=self.scope, trigger=str(getattr(dag_run, "run_type", "manual")),
+            dag_id=dag_run.dag_id, run_id=dag_run.run_id,
+            window_start=min((parse_instant(w[0]) for w in windows.values()), default=None),
+            window_end=max((parse_instant(w[1]) for w in windows.values()), default=None),
+            dry_run=bool(self.dry_run),
+        )
+        return SessionPlan(
+            session_id=session_id, session_type=session_type, scope=self.scope, mode=mode, objects=objects,
+            holder=holder, staging=staging_dir(settings.staging_root(), dag_run.dag_id, dag_run.run_id),
+            started=now.isoformat(), dry_run=bool(self.dry_run), windows=windows, accounts=accounts,
+        )
+
+
+class MappingPreflightOperator(BaseOperator):
+    """Check the mapping against Salesforce ``describe``; return each column's Salesforce type.
+
+    Every mapped field must exist and be writable, every relationship column must name a
+    relationship whose target field is an external id (or id lookup), and the upsert key must be
+    an external id. All problems are reported at once.
+    """
+
+    ui_color = "#fff4e0"
+
+    def __init__(self, *, salesforce_conn_id: str = "salesforce_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.salesforce_conn_id = salesforce_conn_id
+
+    def execute(self, context: Any) -> dict[str, dict[str, str]]:
+        from zuora_sync.salesforce_loader import SalesforceBulkLoader
+        from zuora_sync.state import StateStore
+
+        plan = session_plan(context)
+        mapping = load_mapping()
+        loader = SalesforceBulkLoader(self.salesforce_conn_id)
+        types: dict[str, dict[str, str]] = {}
+        problems: list[str] = []
+        described: dict[str, dict[str, Any]] = {}
+
+        def describe(name: str) -> dict[str, Any] | None:
+            if name not in described:
+                try:
+                    described[name] = {f["name"].lower(): f for f in loader.describe(name)["fields"]}
+                except Exception as exc:  # the object itself is missing or not accessible
+                    problems.append(f"{name}: cannot describe it in Salesforce ({exc})")
+                    described[name] = None
+            return described[name]
+
+        for name in plan.objects:
+            obj = mapping.get(name)
+            fields = describe(obj.salesforce)
+            if fields is None:
+                continue
+            where = f"{mapping.source}: object {name} → {obj.salesforce}"
+            column_types = {}
+            key = fields.get(obj.key.lower())
+            if key is None or not (key.get("externalId") or key.get("idLookup")):
+                problems.append(f"{where}, field {obj.key}: the upsert key must be an external id field")
+            for column in obj.columns + obj.second_pass:
+                info = fields.get(column.field.lower())
+                if info is None:
+                    problems.append(f"{where}, field {column.field}: no such field in Salesforce")
+                    continue
+                if not (info.get("createable") and info.get("updateable")) and column.salesforce != obj.key:
+                    problems.append(f"{where}, field {column.field}: not writable (createable and updateable)")
+                if column.is_relationship:
+                    relationship, target_field = column.salesforce.split(".")
+                    if info.get("type") != "reference" or (info.get("relationshipName") or "").lower() != relationship.lower():
+                        problems.append(f"{where}, field {column.salesforce}: {column.field} is not the reference "
+                                        f"field of relationship {relationship}")
+                        continue
+                    target = describe((info.get("referenceTo") or ["?"])[0])
+                    target_info = (target or {}).get(target_field.lower())
+                    if target is not None and (target_info is None or not (target_info.get("externalId") or target_info.get("idLookup"))):
+                        problems.append(f"{where}, field {column.salesforce}: {target_field} is not an external id "
+                                        f"of {(info.get('referenceTo') or ['?'])[0]}")
+                    column_types[column.salesforce] = "string"
+                else:
+                    column_types[column.salesforce] = info.get("type", "string")
+            if obj.flag:
+                flag = fields.get(obj.flag.lower())
+                if flag is None or flag.get("type") != "boolean":
+                    problems.append(f"{where}, field {obj.flag}: the delete flag must be a checkbox field")
+            types[name] = column_types
+        StateStore.from_airflow().add_api_calls(plan.session_id, salesforce=loader.api_requests)
+        if problems:
+            raise AirflowException("The mapping does not fit this Salesforce org:\n  " + "\n  ".join(problems))
+        self.log.info("Mapping checked against Salesforce for %s", ", ".join(plan.objects))
+        return types
+
+
+class EndSyncSessionOperator(BaseOperator):
+    """Record the session's outcome and release its lock, whatever happened upstream.
+
+    Each sync task returns a result when it finishes; a selected object whose tasks left none
+    failed, so the session is a Failure. A task stopped by the Salesforce API budget makes it
+    Stopped; rejected rows make it Finished with Errors (derived by the state store).
+    """
+
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, sync_task_ids: list[str], state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.sync_task_ids = sync_task_ids
+        self.state_conn_id = state_conn_id
+
+    def execute(self, context: Any) -> str:
+        from zuora_sync.state import StateStore
+
+        store = StateStore.from_airflow(self.state_conn_id)
+        ti = context["ti"]
+        plan_value = ti.xcom_pull(task_ids=SESSION_TASK)
+        if not plan_value:
+            dag_run = context["dag_run"]
+            store.release_lock(holder_name(dag_run.dag_id, dag_run.run_id))
+            self.log.info("The session did not start (or stopped before writing); nothing to record")
+            return "not started"
+        plan = SessionPlan.from_xcom(plan_value)
+        missing, stopped = [], []
+        for task_id in self.sync_task_ids:
+            obj = task_id.split("_", 1)[1] if "_" in task_id else task_id
+            if obj not in plan.objects:
+                continue
+            result = ti.xcom_pull(task_ids=task_id)
+            if not result:
+                missing.append(task_id)
+            elif result.get("stopped"):
+                stopped.append(task_id)
+        error = f"tasks did not finish: {', '.join(missing)}" if missing else None
+        status = store.finish_session(plan.session_id, error=error, stopped=bool(stopped) and not missing)
+        store.release_lock(plan.holder)
+        summary = store.get_session(plan.session_id)
+        self.log.info("Session %d (%s) ended: %s", plan.session_id, plan.session_type, status)
+        for obj, counts in (summary.get("objects") or {}).items():
+            self.log.info("  %s: %s", obj, ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if missing:
+            raise AirflowException(f"Session {plan.session_id} failed: {error}")
+        return status

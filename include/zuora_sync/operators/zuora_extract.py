@@ -1,0 +1,69 @@
+"""``ZuoraExtractOperator``: one mapped object, one session's selection → staged files.
+
+The files land on an ``ObjectStoragePath`` (local disk by default, ``s3://`` and the like when
+``staging_url`` says so), so whichever worker runs the load can read them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import BaseOperator, ObjectStoragePath
+
+from zuora_sync.mapping import load_mapping
+from zuora_sync.operators.session import session_plan
+from zuora_sync.session import parse_instant
+from zuora_sync.settings import load_settings
+
+PREFLIGHT_TASK = "preflight"
+
+
+class ZuoraExtractOperator(BaseOperator):
+    """Extract ``object_name`` for this session from Zuora Data Query into staged files.
+
+    :param object_name: the mapped object (e.g. ``Subscription``); templated.
+    :param zuora_conn_id: the Zuora connection.
+    """
+
+    template_fields: Sequence[str] = ("object_name",)
+    ui_color = "#e0ecff"
+
+    def __init__(self, *, object_name: str, zuora_conn_id: str = "zuora_default",
+                 state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.object_name = object_name
+        self.zuora_conn_id = zuora_conn_id
+        self.state_conn_id = state_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from zuora_sync.extract import Selection, extract_object
+        from zuora_sync.hooks.zuora import ZuoraHook
+        from zuora_sync.state import StateStore
+
+        plan = session_plan(context)
+        if self.object_name not in plan.objects:
+            raise AirflowSkipException(f"{self.object_name} is not part of this session")
+        settings = load_settings()
+        mapping = load_mapping()
+        obj = mapping.get(self.object_name)
+        store = StateStore.from_airflow(self.state_conn_id)
+        if plan.mode == "window":
+            start, end = plan.windows[obj.name]
+            retry = store.open_rejected_ids(plan.scope, obj.name)
+            if retry:
+                self.log.info("Extracting again %d record(s) Salesforce rejected before", len(retry))
+            selection = Selection("window", parse_instant(start), parse_instant(end), retry_keys=retry)
+        elif plan.mode == "accounts":
+            selection = Selection("accounts", account_keys=plan.accounts)
+        else:
+            selection = Selection("full")
+        field_types = (context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}).get(obj.name, {})
+        directory = ObjectStoragePath(f"{plan.staging}/{obj.name}")
+        hook = ZuoraHook(self.zuora_conn_id)
+        try:
+            manifest = extract_object(hook, obj, selection, directory, field_types=field_types, tz=settings.tz)
+        finally:
+            store.add_api_calls(plan.session_id, zuora=hook.api_requests)
+        store.record_counts(plan.session_id, obj.name, extracted=manifest["counts"]["extracted"])
+        return {"directory": str(directory), **manifest}

@@ -1,0 +1,98 @@
+"""Planning a sync session: its type, its objects and, per object, the window of changes to read.
+
+The rules (SPEC §4) in one place:
+
+- the first sync ever of a scope, and the first after a cleanup, is a full sync, whatever started it;
+- a backfill run re-syncs exactly its data interval (plus the look-back overlap);
+- a scheduled run reads from the older of its interval start and the object's watermark, so a
+  failed or stopped earlier session leaves no gap;
+- a manual run without an interval reads from the object's watermark to now;
+- a manual run may name its own window in the form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FULL, INCREMENTAL, ON_DEMAND, CATALOG, REAL_TIME = "Full", "Incremental", "On-demand", "Product Catalog", "Real-time"
+
+
+@dataclass
+class SessionPlan:
+    """What one session does; passed between tasks as XCom (plain JSON)."""
+
+    session_id: int
+    session_type: str
+    scope: str
+    mode: str                                   # full | window | accounts
+    objects: list[str]
+    holder: str
+    staging: str
+    started: str                                # ISO, UTC
+    dry_run: bool = False
+    windows: dict[str, list[str]] = field(default_factory=dict)   # object -> [start, end] ISO UTC
+    accounts: list[str] = field(default_factory=list)
+
+    def as_xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: dict[str, Any]) -> "SessionPlan":
+        return cls(**value)
+
+    def window(self, obj: str) -> tuple[dt.datetime, dt.datetime] | None:
+        if obj not in self.windows:
+            return None
+        start, end = self.windows[obj]
+        return dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+
+
+def holder_name(dag_id: str, run_id: str) -> str:
+    return f"{dag_id}/{run_id}"
+
+
+def staging_dir(root: str, dag_id: str, run_id: str) -> str:
+    safe_run = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
+    return f"{root}/{dag_id}/{safe_run}"
+
+
+def parse_instant(value: Any) -> dt.datetime | None:
+    """An aware UTC datetime from a form value (ISO text, naive meaning UTC) or a datetime."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.datetime):
+        moment = value
+    else:
+        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc)
+
+
+def object_windows(
+    objects: list[str], watermarks: dict[str, dt.datetime], *, now: dt.datetime,
+    interval: tuple[dt.datetime, dt.datetime] | None, backfill: bool, lookback: dt.timedelta,
+    requested: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+) -> dict[str, list[str]]:
+    """The window of changes each object reads, as ISO strings."""
+    windows = {}
+    for obj in objects:
+        mark = watermarks.get(obj)
+        if requested[0] is not None or requested[1] is not None:
+            start = requested[0] or mark or (interval[0] if interval else None)
+            end = requested[1] or now
+        elif interval is not None:
+            start, end = interval
+            if not backfill and mark is not None and mark < start:
+                start = mark
+        else:
+            start, end = mark, now
+        if start is None:
+            raise ValueError(f"no window for {obj}: no watermark yet, so this must be a full sync")
+        if start >= end:
+            raise ValueError(f"the window for {obj} is empty or reversed: {start.isoformat()} .. {end.isoformat()}")
+        windows[obj] = [(start - lookback).isoformat(), end.isoformat()]
+    return windows
