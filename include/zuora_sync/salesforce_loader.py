@@ -1,0 +1,984 @@
+"""The sync's door to Salesforce for bulk writes: Bulk API 2.0 jobs, driven carefully.
+
+:class:`SalesforceBulkLoader` logs in through the Airflow provider's ``SalesforceHook`` (so the
+``salesforce_default`` connection is the provider's, unchanged) and talks Bulk API 2.0 through
+``simple-salesforce``'s own client (``sf.bulk2.<Object>._client``). It does not use the client's
+``upsert()``/``query()`` loops, because those
+
+* sleep a fixed 5 seconds before the first poll (a small job here takes a fraction of that),
+* never re-login: ``INVALID_SESSION_ID`` from a Bulk call is fatal to them,
+* never retry a dropped connection or a ``503``,
+* hold the whole CSV in memory as a string (and re-write it through ``csv``), and
+* answer a failed job with a generic ``SalesforceOperationError``, and then try to abort it.
+
+So the loader runs each job step by step (create → upload → close → poll → failed results), with
+these rules (SPEC §4, §8, §10, §11):
+
+* **Counting.** Every HTTP request to Salesforce's API made through the loader (REST, Bulk 2.0;
+  logins excluded, as Salesforce does not count them) increments :attr:`api_requests`. The count
+  is taken in a transport adapter mounted on the ``requests.Session`` that the simple-salesforce
+  client uses, so nothing can bypass it. The same adapter reads ``Sforce-Limit-Info:
+  api-usage=used/max`` from every response, which lets the loader check the API reserve before a
+  job without spending a request on ``/limits``.
+* **Re-login.** A ``401 INVALID_SESSION_ID`` means the request was refused before it did
+  anything, so the loader logs in again (a fresh ``SalesforceHook(...).get_conn()``) and repeats
+  that request. The one exception is the upload: a job whose upload failed, for any reason, is
+  aborted and the job restarts from creation (see below).
+* **Budget.** ``403 REQUEST_LIMIT_EXCEEDED``, or remaining daily requests below ``api_reserve``
+  before a job starts, raise :class:`ApiBudgetExhausted`: the session stops cleanly and resumes
+  next time instead of burning retries.
+* **Transient failures.** ``429``/``5xx`` answers and dropped connections are retried a few times
+  with exponential backoff (honouring ``Retry-After``) on every call that is safe to repeat: job
+  creation (at worst an empty job is left open, which Salesforce never processes), job and result
+  GETs, REST reads, abort. Closing a job (``PATCH UploadComplete``) is not blindly repeated: after a failure the
+  loader reads the job's state and only closes it again if it is still ``Open``.
+* **Upload.** The ``PUT`` of the CSV is never repeated on the same job. A connection that drops
+  during or after the upload leaves it unknown whether Salesforce stored the data, and Bulk 2.0
+  allows one upload per job; but data in a job that is never closed is never processed. So the
+  loader aborts that job and starts a new one with the same file: nothing is applied twice, for
+  any operation.
+* **Failures.** A job that ends ``Failed`` or ``Aborted`` raises :class:`BulkJobFailed` with
+  Salesforce's ``errorMessage``. Rejected rows never raise: they come back as
+  :class:`RejectedRow` in the :class:`JobOutcome`, parsed from ``failedResults``, which are only
+  downloaded when the job reports failed rows. ``successfulResults`` are never downloaded (the
+  external ids already say which record is which; SPEC §10 API economy).
+
+One log line per job says object, operation, job id, rows processed and failed, seconds and API
+requests. Credentials and session ids are never logged.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from simple_salesforce import Salesforce
+
+__all__ = [
+    "MAX_JOB_BYTES",
+    "ApiBudgetExhausted",
+    "BulkJobFailed",
+    "JobOutcome",
+    "RejectedRow",
+    "SalesforceBulkLoader",
+]
+
+log = logging.getLogger(__name__)
+
+#: Bulk API 2.0 accepts 150 MB per upload; Salesforce advises 100 MB (base64 expansion inside the
+#: platform) and simple-salesforce caps a job there too.
+MAX_JOB_BYTES = 100 * 1024 * 1024
+
+#: SOQL statements may be 100,000 characters long; IN lists are cut to stay well inside that.
+SOQL_MAX_CHARS = 100_000
+_SOQL_BUDGET = SOQL_MAX_CHARS - 5_000
+
+#: Rows per results page of a Bulk 2.0 query job (simple-salesforce's default; Salesforce's own
+#: page size is chosen by the server when none is given).
+DEFAULT_QUERY_PAGE_SIZE = 50_000
+
+#: How many query jobs :meth:`SalesforceBulkLoader.ids_for_external_ids` keeps running at once.
+_QUERY_JOBS_IN_FLIGHT = 4
+
+#: Statuses worth another try: Salesforce busy, a proxy in the way, a brief outage.
+_TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+_LIMIT_INFO = re.compile(r"(?:^|[^-])api-usage=(\d+)/(\d+)")
+_API_PATHS = ("/services/data/", "/services/async/", "/services/apexrest/")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+T = TypeVar("T")
+
+
+class ApiBudgetExhausted(Exception):
+    """Salesforce's daily API allowance is used up, or below the configured reserve.
+
+    Raised for ``REQUEST_LIMIT_EXCEEDED`` (HTTP 403) and when the remaining daily requests fall
+    below ``api_reserve`` before a job starts. It is not a failure of the data: a session stops
+    cleanly, keeps its watermarks, and the next session resumes (SPEC §4).
+
+    :param message: what happened, in words.
+    :param remaining: remaining daily API requests, when known.
+    :param maximum: the daily allowance, when known.
+    :param reserve: the reserve the loader was asked to keep.
+    """
+
+    def __init__(self, message: str, *, remaining: int | None = None, maximum: int | None = None,
+                 reserve: int | None = None):
+        super().__init__(message)
+        self.remaining = remaining
+        self.maximum = maximum
+        self.reserve = reserve
+
+
+class BulkJobFailed(Exception):
+    """A Bulk API 2.0 job as a whole ended ``Failed`` or ``Aborted`` (or never finished).
+
+    Row-level errors never raise this; a job fails for reasons such as an unknown column
+    (``InvalidBatch : Field name not found : X``) that no retry of the same file can fix.
+
+    :param job_id: the Salesforce job id.
+    :param state: the job's last state (``Failed``, ``Aborted``, or the state it was stuck in).
+    :param message: Salesforce's ``errorMessage``, or the loader's reason.
+    """
+
+    def __init__(self, job_id: str, state: str, message: str):
+        super().__init__(f"Bulk API 2.0 job {job_id} {state}: {message}")
+        self.job_id = job_id
+        self.state = state
+        self.message = message
+
+
+@dataclass
+class RejectedRow:
+    """One row Salesforce refused, with what a person needs to fix and retry it.
+
+    :ivar external_id: the row's value in its external-id column (``None`` for deletes, or when
+        the column is absent or empty).
+    :ivar sf_id: the Salesforce Id the row refers to (``sf__Id``), ``None`` for a failed create.
+    :ivar error_code: Salesforce's status code, e.g. ``REQUIRED_FIELD_MISSING``.
+    :ivar message: Salesforce's message, plus the fields it names when the message does not
+        (``message (fields: Field1,Field2)``).
+    :ivar row: the row's original columns as uploaded.
+    """
+
+    external_id: str | None
+    sf_id: str | None
+    error_code: str
+    message: str
+    row: dict[str, str]
+
+
+@dataclass
+class JobOutcome:
+    """What one Bulk API 2.0 ingest (or a chunked delete spanning several jobs) did.
+
+    :ivar job_id: the Salesforce job id; several comma-separated when a delete needed more jobs;
+        empty when there was nothing to send.
+    :ivar operation: ``upsert``, ``insert``, ``update``, ``delete`` or ``hardDelete``.
+    :ivar sobject: the object written.
+    :ivar processed: rows Salesforce processed (successful and failed).
+    :ivar failed: rows rejected (``len(rejected)``); deletes of already deleted records are not
+        counted as failed.
+    :ivar rejected: the rejected rows.
+    """
+
+    job_id: str
+    operation: str
+    sobject: str
+    processed: int
+    failed: int
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> int:
+        """Rows that reached Salesforce as asked."""
+        return self.processed - self.failed
+
+
+class _JobRestart(Exception):
+    """Internal: the upload failed in a way that needs a new job (see the module docstring)."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _LoaderAdapter(HTTPAdapter):
+    """Counts API requests, reads ``Sforce-Limit-Info`` and puts a timeout on every request.
+
+    Mounted on the ``requests.Session`` that simple-salesforce uses, so REST, Bulk 2.0 and the
+    login all pass through it; only API paths are counted (Salesforce does not count logins).
+    Retries are the loader's business, never urllib3's (``max_retries=0``), so that a request is
+    never repeated behind the loader's back, an upload least of all.
+    """
+
+    def __init__(self, loader: SalesforceBulkLoader, timeout: float | tuple[float, float]):
+        super().__init__(max_retries=0)
+        self._loader = loader
+        self._timeout = timeout
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        counted = urlsplit(request.url or "").path.startswith(_API_PATHS)
+        if counted:
+            # Counted when sent: a request whose answer was lost may still have counted at Salesforce.
+            self._loader._count_request()
+        response = super().send(request, **kwargs)
+        self._loader._note_response(response)
+        return response
+
+
+class SalesforceBulkLoader:
+    """Bulk API 2.0 writes and reads for the sync, on the provider's ``SalesforceHook``.
+
+    Nothing touches the network until the first call; the login happens then, and again whenever
+    Salesforce says the session is no longer valid. Not thread-safe for concurrent jobs (one
+    loader per task), except for :attr:`api_requests`, which is.
+
+    :param salesforce_conn_id: the Airflow connection (the provider's ``salesforce`` type).
+    :param api_reserve: daily API requests to leave untouched; a job does not start when fewer
+        remain (:class:`ApiBudgetExhausted`). ``0`` disables the check (``REQUEST_LIMIT_EXCEEDED``
+        still stops the loader).
+    :param poll_interval: the first wait between job-status polls, seconds.
+    :param max_poll_interval: the wait grows by half each poll up to this many seconds.
+    :param job_timeout: seconds a job may take from close to completion before it is aborted.
+    :param max_retries: tries after the first for a transient failure of one call, and restarts
+        of a job whose upload failed.
+    :param request_timeout: ``requests`` timeout (connect, read) for every HTTP request.
+    """
+
+    #: Row errors that, for a delete, mean the record is already gone: the job's goal is met.
+    ALREADY_DELETED_CODES = frozenset({"ENTITY_IS_DELETED"})
+
+    def __init__(
+        self,
+        salesforce_conn_id: str = "salesforce_default",
+        *,
+        api_reserve: int = 0,
+        poll_interval: float = 0.2,
+        max_poll_interval: float = 5.0,
+        job_timeout: float = 24 * 3600,
+        max_retries: int = 4,
+        request_timeout: float | tuple[float, float] = (30.0, 600.0),
+    ):
+        if poll_interval <= 0 or max_poll_interval < poll_interval:
+            raise ValueError("poll_interval must be > 0 and at most max_poll_interval")
+        self.salesforce_conn_id = salesforce_conn_id
+        self.api_reserve = int(api_reserve or 0)
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = float(max_poll_interval)
+        self.job_timeout = float(job_timeout)
+        self.max_retries = int(max_retries)
+        self.request_timeout = request_timeout
+        #: Every HTTP request to Salesforce's API made through this loader (logins excluded).
+        self.api_requests = 0
+        #: Logins after the first one (``INVALID_SESSION_ID`` recoveries).
+        self.relogins = 0
+        #: ``(used, max)`` from the last ``Sforce-Limit-Info`` header seen, if any.
+        self.api_usage: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self._http: requests.Session | None = None
+        self._sf: Salesforce | None = None
+        self._retry_after: float | None = None
+        self._key_prefixes: dict[str, str | None] = {}
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def check_budget(self) -> tuple[int, int]:
+        """Ask Salesforce (``GET /limits``) how many daily API requests remain.
+
+        :returns: ``(remaining, max)`` of ``DailyApiRequests``.
+        :raises ApiBudgetExhausted: fewer than ``api_reserve`` remain, or the allowance is gone.
+        """
+        limits = self._call("read limits", lambda sf: sf.limits())
+        daily = limits["DailyApiRequests"]
+        remaining, maximum = int(daily["Remaining"]), int(daily["Max"])
+        self.api_usage = (maximum - remaining, maximum)
+        self._enforce_reserve(remaining, maximum)
+        return remaining, maximum
+
+    def upsert_csv(self, sobject: str, external_id_field: str, path: str | os.PathLike, *,
+                   external_id_column: str | None = None) -> JobOutcome:
+        """Upsert one CSV file by external id as one Bulk API 2.0 job.
+
+        The file is streamed from disk (never held in memory) and must already be Bulk-ready:
+        API names in the header, UTF-8, ``#N/A`` to clear a field, relationship columns such as
+        ``Zuora__CustomerAccount__r.Zuora__External_Id__c`` for links. A UTF-8 byte order mark
+        is skipped (Salesforce would fail the job on it). Uploading the same file again is safe:
+        an upsert by external id converges.
+
+        :param sobject: the object's API name.
+        :param external_id_field: the upsert key (an External ID field of ``sobject``).
+        :param path: the CSV file, at most 100 MB; a local path or an ``ObjectStoragePath``.
+        :param external_id_column: the column holding each row's external id, to name rejected
+            rows; defaults to ``external_id_field``.
+        :returns: the job's counts and its rejected rows.
+        :raises ValueError: the file is larger than 100 MB (split it into several jobs).
+        :raises BulkJobFailed: the job as a whole failed (e.g. an unknown column).
+        :raises ApiBudgetExhausted: see :meth:`check_budget`.
+        """
+        return self._ingest("upsert", sobject, path, external_id_field=external_id_field,
+                            external_id_column=external_id_column or external_id_field)
+
+    def insert_csv(self, sobject: str, path: str | os.PathLike, *,
+                   external_id_column: str | None = None) -> JobOutcome:
+        """Insert the rows of one CSV file as one Bulk API 2.0 job (see :meth:`upsert_csv`).
+
+        A failed upload is never repeated on the same job, so no row is inserted twice.
+        """
+        return self._ingest("insert", sobject, path, external_id_column=external_id_column)
+
+    def update_csv(self, sobject: str, path: str | os.PathLike, *,
+                   external_id_column: str | None = None) -> JobOutcome:
+        """Update records by their ``Id`` column from one CSV file as one Bulk API 2.0 job."""
+        return self._ingest("update", sobject, path, external_id_column=external_id_column)
+
+    def delete_ids(self, sobject: str, ids: Iterable[str], *, hard: bool = False) -> JobOutcome:
+        """Delete records by Salesforce Id with Bulk API 2.0 (``hardDelete`` skips the recycle bin).
+
+        The ids are written to ``Id``-only CSV files of at most 100 MB each, one job per file,
+        without repeating an id within a job. A record that is already deleted counts as done,
+        not rejected (``ENTITY_IS_DELETED``, or ``INVALID_CROSS_REFERENCE_KEY`` for an Id of
+        this object that no longer exists at all, e.g. after a hard delete): the goal, the
+        record being gone, is met.
+
+        :returns: the counts over all jobs; ``job_id`` lists them comma-separated.
+        """
+        operation = "hardDelete" if hard else "delete"
+        outcomes: list[JobOutcome] = []
+        with tempfile.TemporaryDirectory(prefix="zuora-sync-delete-") as directory:
+            for chunk in self._write_id_chunks(ids, Path(directory)):
+                outcome = self._ingest(operation, sobject, chunk, already_deleted=True)
+                outcomes.append(outcome)
+                chunk.unlink()
+        if not outcomes:
+            log.info("Bulk API 2.0 %s of %s: no ids, nothing to do", operation, sobject)
+            return JobOutcome("", operation, sobject, 0, 0, [])
+        return JobOutcome(
+            job_id=",".join(o.job_id for o in outcomes if o.job_id),
+            operation=operation,
+            sobject=sobject,
+            processed=sum(o.processed for o in outcomes),
+            failed=sum(o.failed for o in outcomes),
+            rejected=[row for o in outcomes for row in o.rejected],
+        )
+
+    def query_to_csv(self, soql: str, path: str | os.PathLike, *, include_deleted: bool = False,
+                     page_size: int = DEFAULT_QUERY_PAGE_SIZE) -> int:
+        """Run a Bulk API 2.0 query job and write its result to one CSV file on disk.
+
+        Pages (followed by ``Sforce-Locator``) are streamed to a temporary file each and appended
+        to ``path``, the header written once, so memory stays flat whatever the result size.
+
+        :param soql: the query; columns come back in its order.
+        :param path: the CSV file to (over)write; a local path or an ``ObjectStoragePath``.
+        :param include_deleted: ``queryAll``: include records in the recycle bin.
+        :param page_size: rows per results page (``maxRecords``).
+        :returns: the number of rows written.
+        """
+        operation = "queryAll" if include_deleted else "query"
+        self._connection()
+        self._ensure_reserve()
+        started, before = time.monotonic(), self.api_requests
+        job_id = self._create_query_job(soql, operation)
+        self._wait(job_id, is_query=True)
+        rows = 0
+        with tempfile.TemporaryDirectory(prefix="zuora-sync-query-") as directory, \
+                _open(path, "wb") as out:
+            for page in self._result_pages(job_id, page_size, Path(directory)):
+                rows += page.count
+                with open(page.file, "rb") as handle:
+                    if page.index > 0:
+                        handle.readline()  # the header, written once already
+                    _append(handle, out)
+                os.unlink(page.file)
+        log.info("Bulk API 2.0 %s: job %s, %d rows to %s, %.1f s, %d API requests",
+                 operation, job_id, rows, _display(path), time.monotonic() - started,
+                 self.api_requests - before)
+        return rows
+
+    def ids_for_external_ids(self, sobject: str, external_id_field: str,
+                             external_ids: Iterable[str]) -> dict[str, str]:
+        """Map external ids to Salesforce Ids with Bulk API 2.0 query jobs.
+
+        The ids go into ``WHERE field IN (...)`` lists cut to stay inside SOQL's 100,000
+        character limit; a few jobs run at once. Ids not found are absent from the result.
+        Values match as Salesforce matches them (case-insensitively for text external ids);
+        the keys of the result are the values given.
+
+        :returns: ``{external id: Salesforce Id}``.
+        """
+        wanted: dict[str, str] = {}
+        for value in external_ids:
+            if value is not None and str(value) != "":
+                wanted.setdefault(str(value), str(value))
+        if not wanted:
+            return {}
+        folded: dict[str, str] = {}
+        for value in wanted:
+            folded.setdefault(value.casefold(), value)
+        started, before = time.monotonic(), self.api_requests
+        queries = list(self._in_list_queries(sobject, external_id_field, list(wanted)))
+        self._ensure_reserve()
+        found: dict[str, str] = {}
+        pending: list[str] = []
+        position = 0
+        with tempfile.TemporaryDirectory(prefix="zuora-sync-ids-") as directory:
+            while position < len(queries) or pending:
+                # Keep a few jobs running so that the later ones are done when their turn comes.
+                while position < len(queries) and len(pending) < _QUERY_JOBS_IN_FLIGHT:
+                    pending.append(self._create_query_job(queries[position], "query"))
+                    position += 1
+                job_id = pending.pop(0)
+                self._wait(job_id, is_query=True)
+                for page in self._result_pages(job_id, DEFAULT_QUERY_PAGE_SIZE, Path(directory)):
+                    with open(page.file, newline="", encoding="utf-8") as handle:
+                        for record in csv.DictReader(handle):
+                            value, record_id = record.get(external_id_field), record.get("Id")
+                            if not value or not record_id:
+                                continue
+                            key = value if value in wanted else folded.get(value.casefold())
+                            if key is not None:
+                                found[key] = record_id
+                    os.unlink(page.file)
+        log.info("Bulk API 2.0 id lookup on %s.%s: %d of %d external ids found, %d query jobs, "
+                 "%.1f s, %d API requests", sobject, external_id_field, len(found), len(wanted),
+                 len(queries), time.monotonic() - started, self.api_requests - before)
+        return found
+
+    def describe(self, sobject: str) -> dict:
+        """The REST ``describe`` of ``sobject`` (fields, their types, external ids, writability).
+
+        Used by the mapping preflight; one API request.
+        """
+        result = self._call(f"describe {sobject}", lambda sf: getattr(sf, sobject).describe())
+        return dict(result)
+
+    # -- the ingest job ------------------------------------------------------------------------
+
+    def _ingest(self, operation: str, sobject: str, path: str | os.PathLike | Path, *,
+                external_id_field: str | None = None, external_id_column: str | None = None,
+                already_deleted: bool = False) -> JobOutcome:
+        """One file → one ingest job: create, upload, close, poll, failed results."""
+        size = _size(path)
+        if size > MAX_JOB_BYTES:
+            raise ValueError(
+                f"{_display(path)} is {size:,} bytes; a Bulk API 2.0 job takes at most "
+                f"{MAX_JOB_BYTES:,} bytes (100 MB): split the rows into several files"
+            )
+        if not _has_rows(path):
+            log.info("Bulk API 2.0 %s of %s: %s has no rows, no job created",
+                     operation, sobject, _display(path))
+            return JobOutcome("", operation, sobject, 0, 0, [])
+        self._connection()  # log in first, so the job's seconds are the job's
+        self._ensure_reserve()
+        started, before = time.monotonic(), self.api_requests
+        restarts = 0
+        while True:
+            created = self._call(
+                f"create {operation} job on {sobject}",
+                lambda sf: _bulk2(sf, sobject).create_job(operation, external_id_field=external_id_field),
+            )
+            job_id = created["id"]
+            try:
+                self._upload(sobject, job_id, path)
+                break
+            except _JobRestart as restart:
+                self._abandon(sobject, job_id)
+                if restarts >= self.max_retries:
+                    raise restart.cause from None
+                log.warning("Upload to Bulk API 2.0 job %s (%s of %s) failed (%s); the job was "
+                            "abandoned and a new one starts", job_id, operation, sobject,
+                            _describe_error(restart.cause))
+                self._sleep_backoff(restarts)
+                restarts += 1
+        self._close(sobject, job_id)
+        info = self._wait(job_id, is_query=False)
+        processed = int(info.get("numberRecordsProcessed") or 0)
+        failed = int(info.get("numberRecordsFailed") or 0)
+        rejected: list[RejectedRow] = []
+        if failed:
+            rejected = self._failed_rows(sobject, job_id, external_id_column)
+            if already_deleted:
+                rejected = [r for r in rejected if not self._already_deleted(sobject, r)]
+            failed = len(rejected)
+        log.info("Bulk API 2.0 %s of %s: job %s, %d processed, %d failed, %.1f s, %d API requests",
+                 operation, sobject, job_id, processed, failed, time.monotonic() - started,
+                 self.api_requests - before)
+        return JobOutcome(job_id, operation, sobject, processed, failed, rejected)
+
+    def _upload(self, sobject: str, job_id: str, path: str | os.PathLike | Path) -> None:
+        """``PUT`` the file into the job, streamed from disk; never repeated on the same job.
+
+        Any failure except the API budget becomes :class:`_JobRestart`: the caller abandons the
+        job (its data, if any arrived, is never processed because the job is never closed) and
+        starts over. A ``401`` re-logs in first, so that the new job is created with a valid
+        session.
+        """
+        from simple_salesforce.exceptions import SalesforceError
+        from simple_salesforce.util import call_salesforce
+
+        sf = self._connection()
+        client = _bulk2(sf, sobject)
+        url = client._construct_request_url(job_id, False) + "/batches"
+        headers = client._get_headers(client.CSV_CONTENT_TYPE, client.JSON_CONTENT_TYPE)
+        try:
+            with _open(path, "rb") as body:
+                if body.read(len(_UTF8_BOM)) != _UTF8_BOM:
+                    body.seek(0)
+                response = call_salesforce(url=url, method="PUT", session=self._session(),
+                                           headers=headers, data=body)
+            if response.status_code >= 300:  # pragma: no cover - call_salesforce raises first
+                raise BulkJobFailed(job_id, "Open", f"upload answered HTTP {response.status_code}")
+        except SalesforceError as exc:
+            self._raise_if_budget(exc)
+            if exc.status == 401:
+                self._relogin("upload job data")
+                raise _JobRestart(exc) from None
+            if exc.status in _TRANSIENT_STATUSES:
+                raise _JobRestart(exc) from None
+            self._abandon(sobject, job_id)
+            raise BulkJobFailed(job_id, "Open", f"upload refused: {_describe_error(exc)}") from None
+        except requests.RequestException as exc:
+            if isinstance(exc, requests.exceptions.SSLError):
+                raise
+            raise _JobRestart(exc) from None
+
+    def _close(self, sobject: str, job_id: str) -> None:
+        """``PATCH state=UploadComplete``; after a transient failure, re-close only if still Open."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                self._call(f"close job {job_id}", lambda sf: _bulk2(sf, sobject).close_job(job_id),
+                           retry_transient=False)
+                return
+            except Exception as exc:  # classified below
+                if not _is_transient(exc) or attempt >= self.max_retries:
+                    raise
+                log.warning("Closing Bulk API 2.0 job %s failed (%s); checking its state",
+                            job_id, _describe_error(exc))
+                self._sleep_backoff(attempt)
+                state = self._get_job(job_id, is_query=False)["state"]
+                if state != "Open":
+                    return  # the earlier PATCH did land
+
+    def _wait(self, job_id: str, *, is_query: bool) -> dict:
+        """Poll the job until it is complete; the wait grows from ``poll_interval`` by half."""
+        deadline = time.monotonic() + self.job_timeout
+        delay = self.poll_interval
+        while True:
+            time.sleep(delay)
+            info = self._get_job(job_id, is_query=is_query)
+            state = info.get("state")
+            if state == "JobComplete":
+                return info
+            if state in ("Failed", "Aborted"):
+                raise BulkJobFailed(job_id, state, info.get("errorMessage") or f"the job was {state.lower()}")
+            if time.monotonic() >= deadline:
+                try:
+                    self._call(f"abort job {job_id}",
+                               lambda sf: _bulk2(sf, "Account").abort_job(job_id, is_query))
+                except ApiBudgetExhausted:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - best effort: the job ends on its own
+                    log.warning("Could not abort Bulk API 2.0 job %s (%s)", job_id, _describe_error(exc))
+                raise BulkJobFailed(job_id, str(state),
+                                    f"not finished within {self.job_timeout:.0f} s; aborted")
+            delay = min(delay * 1.5, self.max_poll_interval)
+
+    def _get_job(self, job_id: str, *, is_query: bool) -> dict:
+        return self._call(f"read job {job_id}",
+                          lambda sf: _bulk2(sf, "Account").get_job(job_id, is_query))
+
+    def _abandon(self, sobject: str, job_id: str) -> None:
+        """Abort a job whose upload is in doubt; if even that fails, the job stays Open, and
+        Salesforce never processes an open job (it expires after 24 hours)."""
+        try:
+            self._call(f"abort job {job_id}", lambda sf: _bulk2(sf, sobject).abort_job(job_id, False))
+        except ApiBudgetExhausted:
+            raise
+        except Exception as exc:  # noqa: BLE001 - best effort, explained above
+            log.warning("Could not abort Bulk API 2.0 job %s (%s); it stays Open and is never "
+                        "processed", job_id, _describe_error(exc))
+
+    def _failed_rows(self, sobject: str, job_id: str, external_id_column: str | None) -> list[RejectedRow]:
+        """Download ``failedResults`` to a temporary file and parse it into :class:`RejectedRow`."""
+        handle, name = tempfile.mkstemp(prefix="zuora-sync-failed-", suffix=".csv")
+        os.close(handle)
+        try:
+            self._call(f"failed results of job {job_id}",
+                       lambda sf: _bulk2(sf, sobject).download_ingest_results(
+                           name, job_id, "failedResults", chunk_size=1 << 20))
+            rows: list[RejectedRow] = []
+            with open(name, newline="", encoding="utf-8") as results:
+                reader = csv.DictReader(results)
+                column = _match_column(reader.fieldnames or [], external_id_column)
+                for record in reader:
+                    code, message = parse_sf_error(record.get("sf__Error") or "")
+                    original = {k: v for k, v in record.items() if k is not None and not k.startswith("sf__")}
+                    rows.append(RejectedRow(
+                        external_id=(original.get(column) or None) if column else None,
+                        sf_id=record.get("sf__Id") or None,
+                        error_code=code,
+                        message=message,
+                        row=original,
+                    ))
+            return rows
+        finally:
+            os.unlink(name)
+
+    def _already_deleted(self, sobject: str, row: RejectedRow) -> bool:
+        """Whether a failed delete row means the record was already gone."""
+        if row.error_code in self.ALREADY_DELETED_CODES:
+            return True
+        if row.error_code == "INVALID_CROSS_REFERENCE_KEY":
+            # A well-formed Id of this very object that Salesforce no longer knows: purged (hard
+            # deleted, or emptied from the recycle bin). An Id of another object stays an error.
+            record_id = row.row.get("Id") or row.sf_id or ""
+            prefix = self._key_prefix(sobject)
+            return bool(prefix) and len(record_id) in (15, 18) and record_id[:3] == prefix
+        return False
+
+    def _key_prefix(self, sobject: str) -> str | None:
+        if sobject not in self._key_prefixes:
+            self._key_prefixes[sobject] = self.describe(sobject).get("keyPrefix")
+        return self._key_prefixes[sobject]
+
+    # -- query jobs ----------------------------------------------------------------------------
+
+    def _create_query_job(self, soql: str, operation: str) -> str:
+        created = self._call("create query job",
+                             lambda sf: _bulk2(sf, "Account").create_job(operation, query=soql))
+        return created["id"]
+
+    def _result_pages(self, job_id: str, page_size: int, directory: Path) -> Iterator[_Page]:
+        """Each results page of a query job, streamed to a file in ``directory``."""
+        locator = ""
+        index = 0
+        while True:
+            result = self._call(
+                f"results of query job {job_id}",
+                lambda sf, current=locator: _bulk2(sf, "Account").download_job_data(
+                    str(directory), job_id, current, page_size, chunk_size=1 << 20),
+            )
+            yield _Page(index, result["file"], int(result["number_of_records"]))
+            locator = result.get("locator") or ""
+            if not locator or locator == "null":
+                return
+            index += 1
+
+    @staticmethod
+    def _in_list_queries(sobject: str, field_name: str, values: list[str]) -> Iterator[str]:
+        """``SELECT Id, field FROM sobject WHERE field IN (...)`` statements within the budget."""
+        prefix = f"SELECT Id, {field_name} FROM {sobject} WHERE {field_name} IN ("
+        literals: list[str] = []
+        length = len(prefix) + 1
+        for value in values:
+            literal = _soql_literal(value)
+            if literals and length + len(literal) + 1 > _SOQL_BUDGET:
+                yield prefix + ",".join(literals) + ")"
+                literals, length = [], len(prefix) + 1
+            literals.append(literal)
+            length += len(literal) + 1
+        if literals:
+            yield prefix + ",".join(literals) + ")"
+
+    # -- ids for deletes -----------------------------------------------------------------------
+
+    @staticmethod
+    def _write_id_chunks(ids: Iterable[str], directory: Path) -> Iterator[Path]:
+        """``Id``-only CSV files of at most :data:`MAX_JOB_BYTES`, no id twice in one file."""
+        number = 0
+        handle: IO[str] | None = None
+        path: Path | None = None
+        seen: set[str] = set()
+        size = 0
+        try:
+            for raw in ids:
+                record_id = (raw or "").strip()
+                if not record_id or record_id in seen:
+                    continue
+                line = record_id + "\n"
+                if handle is None or size + len(line) > MAX_JOB_BYTES - 1024:
+                    if handle is not None:
+                        handle.close()
+                        yield path  # type: ignore[misc]
+                    number += 1
+                    path = directory / f"ids-{number:04d}.csv"
+                    handle = open(path, "w", encoding="ascii", newline="")  # noqa: SIM115 - closed below
+                    handle.write("Id\n")
+                    size = 3
+                    seen = set()
+                handle.write(line)
+                seen.add(record_id)
+                size += len(line)
+            if handle is not None:
+                handle.close()
+                handle = None
+                yield path  # type: ignore[misc]
+        finally:
+            if handle is not None:
+                handle.close()
+
+    # -- the budget ----------------------------------------------------------------------------
+
+    def _ensure_reserve(self) -> None:
+        """Before a job: stop if fewer than ``api_reserve`` requests remain.
+
+        Uses the latest ``Sforce-Limit-Info`` seen (free); only the first check of a loader
+        that has not talked to Salesforce yet asks ``/limits``.
+        """
+        if self.api_reserve <= 0:
+            return
+        if self.api_usage is None:
+            self.check_budget()
+            return
+        used, maximum = self.api_usage
+        self._enforce_reserve(maximum - used, maximum)
+
+    def _enforce_reserve(self, remaining: int, maximum: int) -> None:
+        if remaining < self.api_reserve:
+            raise ApiBudgetExhausted(
+                f"Salesforce daily API requests: {remaining:,} of {maximum:,} remain, below the "
+                f"reserve of {self.api_reserve:,}; stopping cleanly, the next session resumes",
+                remaining=remaining, maximum=maximum, reserve=self.api_reserve,
+            )
+
+    def _raise_if_budget(self, exc: BaseException) -> None:
+        if getattr(exc, "status", None) == 403 and _error_code(exc) == "REQUEST_LIMIT_EXCEEDED":
+            used_max = self.api_usage
+            raise ApiBudgetExhausted(
+                "Salesforce refused the request with REQUEST_LIMIT_EXCEEDED: the org's daily API "
+                "allowance is used up; stopping cleanly, the next session resumes",
+                remaining=0, maximum=used_max[1] if used_max else None, reserve=self.api_reserve,
+            ) from None
+
+    # -- HTTP plumbing -------------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        if self._http is None:
+            session = requests.Session()
+            adapter = _LoaderAdapter(self, self.request_timeout)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            self._http = session
+        return self._http
+
+    def _count_request(self) -> None:
+        with self._lock:
+            self.api_requests += 1
+
+    def _note_response(self, response: requests.Response) -> None:
+        info = response.headers.get("Sforce-Limit-Info")
+        if info:
+            match = _LIMIT_INFO.search(info)
+            if match:
+                self.api_usage = (int(match.group(1)), int(match.group(2)))
+        if response.status_code in _TRANSIENT_STATUSES:
+            self._retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+
+    def _connection(self) -> Salesforce:
+        if self._sf is None:
+            self._sf = self._login()
+        return self._sf
+
+    def _login(self) -> Salesforce:
+        """Log in through the provider's hook, on the loader's counting session."""
+        from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
+
+        for attempt in range(self.max_retries + 1):
+            hook = SalesforceHook(salesforce_conn_id=self.salesforce_conn_id, session=self._session())
+            try:
+                return hook.get_conn()
+            except requests.RequestException as exc:
+                if isinstance(exc, requests.exceptions.SSLError) or attempt >= self.max_retries:
+                    raise
+                log.warning("Salesforce login failed (%s); retrying", type(exc).__name__)
+                self._sleep_backoff(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _relogin(self, what: str) -> None:
+        log.info("Salesforce answered INVALID_SESSION_ID to %s; logging in again", what)
+        self._sf = None
+        self._sf = self._login()
+        self.relogins += 1
+
+    def _call(self, what: str, fn: Callable[[Salesforce], T], *, retry_transient: bool = True) -> T:
+        """Run one request (``fn`` given the current client) under the loader's rules.
+
+        ``401`` → log in again and repeat (twice at most: a fresh session refused again is not an
+        expiry); ``403 REQUEST_LIMIT_EXCEEDED`` → :class:`ApiBudgetExhausted`; transient failures
+        → backoff and repeat, when ``retry_transient`` (only for calls that are safe to repeat).
+        """
+        from simple_salesforce.exceptions import SalesforceError
+
+        relogins = 0
+        attempt = 0
+        while True:
+            sf = self._connection()
+            try:
+                return fn(sf)
+            except SalesforceError as exc:
+                self._raise_if_budget(exc)
+                if exc.status == 401 and relogins < 2:
+                    relogins += 1
+                    self._relogin(what)
+                    continue
+                if not (retry_transient and _is_transient(exc) and attempt < self.max_retries):
+                    raise
+            except requests.RequestException as exc:
+                if not (retry_transient and _is_transient(exc) and attempt < self.max_retries):
+                    raise
+            log.warning("Salesforce call '%s' failed transiently; retry %d of %d",
+                        what, attempt + 1, self.max_retries)
+            self._sleep_backoff(attempt)
+            attempt += 1
+
+    def _sleep_backoff(self, attempt: int) -> None:
+        """Exponential backoff with jitter (0.5 s, 1 s, 2 s …, at most 8 s), or ``Retry-After``."""
+        hint, self._retry_after = self._retry_after, None
+        delay = min(8.0, 0.5 * 2 ** attempt) * (0.75 + random.random() / 2)
+        if hint is not None:
+            delay = max(delay, min(hint, 60.0))
+        time.sleep(delay)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Page:
+    index: int
+    file: str
+    count: int
+
+
+def _bulk2(sf: Salesforce, sobject: str) -> Any:
+    """simple-salesforce's Bulk 2.0 client for ``sobject``, built with ``sf``'s current session.
+
+    The object name only matters to ingest job creation; query and job calls ignore it.
+    """
+    return getattr(sf.bulk2, sobject)._client
+
+
+def parse_sf_error(text: str) -> tuple[str, str]:
+    """Split a Bulk result's ``sf__Error`` (``CODE:message:fields --``) into code and message.
+
+    The message may itself contain colons; the fields Salesforce names are appended when the
+    message does not mention them already.
+
+    >>> parse_sf_error("REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --")
+    ('REQUIRED_FIELD_MISSING', 'Required fields are missing: [Name]')
+    >>> parse_sf_error("UNABLE_TO_LOCK_ROW:unable to obtain exclusive access:Zuora__Status__c --")
+    ('UNABLE_TO_LOCK_ROW', 'unable to obtain exclusive access (fields: Zuora__Status__c)')
+    >>> parse_sf_error("INVALID_CROSS_REFERENCE_KEY:invalid cross reference id:--")
+    ('INVALID_CROSS_REFERENCE_KEY', 'invalid cross reference id')
+    """
+    text = text.strip()
+    code, sep, rest = text.partition(":")
+    if not sep:
+        return text or "UNKNOWN_ERROR", text
+    if rest.endswith("--"):
+        message, _, fields = rest[:-2].rstrip().rpartition(":")
+        message, fields = message.strip(), fields.strip()
+        if not message and fields:
+            message, fields = fields, ""
+        if fields and fields not in message:
+            message = f"{message} (fields: {fields})"
+        return code.strip(), message
+    return code.strip(), rest.strip()
+
+
+def _error_code(exc: BaseException) -> str | None:
+    content = getattr(exc, "content", None)
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        return content[0].get("errorCode")
+    if isinstance(content, dict):
+        return content.get("errorCode")
+    return None
+
+
+def _describe_error(exc: BaseException) -> str:
+    """A short description of an error for logs: status and code, never headers or bodies."""
+    status = getattr(exc, "status", None)
+    if status is not None:
+        code = _error_code(exc)
+        content = getattr(exc, "content", None)
+        first = content[0] if isinstance(content, list) and content else content
+        message = first.get("message") if isinstance(first, dict) else None
+        return f"HTTP {status} {code or ''} {message or ''}".strip()
+    return type(exc).__name__
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
+        return True
+    return getattr(exc, "status", None) in _TRANSIENT_STATUSES
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _soql_literal(value: str) -> str:
+    escaped = (value.replace("\\", "\\\\").replace("'", "\\'")
+               .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
+    return f"'{escaped}'"
+
+
+def _match_column(columns: list[str], wanted: str | None) -> str | None:
+    if not wanted:
+        return None
+    if wanted in columns:
+        return wanted
+    lowered = wanted.lower()
+    return next((c for c in columns if c.lower() == lowered), None)
+
+
+def _is_local(path: Any) -> bool:
+    return isinstance(path, (str, bytes, os.PathLike)) and not hasattr(path, "protocol")
+
+
+def _open(path: Any, mode: str) -> IO[bytes]:
+    """Open a local path, or an ``ObjectStoragePath`` (anything with ``.open``) on any storage."""
+    if _is_local(path):
+        return open(path, mode)
+    return path.open(mode)
+
+
+def _size(path: Any) -> int:
+    if _is_local(path):
+        return os.path.getsize(path)
+    return int(path.stat().st_size)
+
+
+def _has_rows(path: Any) -> bool:
+    """Whether the CSV holds at least one non-blank line after its header."""
+    with _open(path, "rb") as handle:
+        handle.readline()
+        while True:
+            chunk = handle.read(1 << 16)
+            if not chunk:
+                return False
+            if chunk.strip():
+                return True
+
+
+def _append(source: IO[bytes], target: IO[bytes]) -> None:
+    """Copy ``source`` to ``target``, making sure what was written ends with a newline."""
+    last = b""
+    while True:
+        chunk = source.read(1 << 20)
+        if not chunk:
+            break
+        target.write(chunk)
+        last = chunk[-1:]
+    if last and last not in (b"\n", b"\r"):
+        target.write(b"\n")
+
+
+def _display(path: Any) -> str:
+    return os.fspath(path) if _is_local(path) else str(path)
