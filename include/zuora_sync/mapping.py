@@ -52,7 +52,7 @@ class Column:
 
     @property
     def field(self) -> str:
-        """The Salesforce field written: the field itself, or the relationship's reference field."""
+        """The field (``Name``), or for a relationship column the relationship (``Parent__r``)."""
         return self.salesforce.split(".", 1)[0]
 
 

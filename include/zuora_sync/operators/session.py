@@ -143,11 +143,14 @@ class BeginSyncSessionOperator(BaseOperator):
         dag_run = context["dag_run"]
         windows = {}
         if mode == "window":
+            run_type = str(getattr(dag_run, "run_type", "")).lower()
             start, end = context.get("data_interval_start"), context.get("data_interval_end")
-            interval = (start, end) if start is not None and end is not None and start < end else None
+            # Scheduled and backfill runs read their interval; a manual run means "sync now".
+            scheduled = run_type.endswith(("scheduled", "backfill"))
+            interval = (start, end) if scheduled and start is not None and end is not None and start < end else None
             windows = object_windows(
                 objects, store.watermarks(self.scope), now=now, interval=interval,
-                backfill=str(getattr(dag_run, "run_type", "")).endswith("backfill"),
+                backfill=run_type.endswith("backfill"),
                 lookback=dt.timedelta(minutes=settings.lookback_minutes),
                 requested=(parse_instant(self.window_start), parse_instant(self.window_end)),
             )
@@ -209,19 +212,19 @@ class MappingPreflightOperator(BaseOperator):
             key = fields.get(obj.key.lower())
             if key is None or not (key.get("externalId") or key.get("idLookup")):
                 problems.append(f"{where}, field {obj.key}: the upsert key must be an external id field")
+            by_relationship = {(f.get("relationshipName") or "").lower(): f for f in fields.values()
+                               if f.get("relationshipName")}
             for column in obj.columns + obj.second_pass:
-                info = fields.get(column.field.lower())
+                lookup = by_relationship if column.is_relationship else fields
+                info = lookup.get(column.field.lower())
                 if info is None:
-                    problems.append(f"{where}, field {column.field}: no such field in Salesforce")
+                    what = "relationship" if column.is_relationship else "field"
+                    problems.append(f"{where}, field {column.salesforce}: no such {what} in Salesforce")
                     continue
                 if not (info.get("createable") and info.get("updateable")) and column.salesforce != obj.key:
-                    problems.append(f"{where}, field {column.field}: not writable (createable and updateable)")
+                    problems.append(f"{where}, field {info['name']}: not writable (createable and updateable)")
                 if column.is_relationship:
-                    relationship, target_field = column.salesforce.split(".")
-                    if info.get("type") != "reference" or (info.get("relationshipName") or "").lower() != relationship.lower():
-                        problems.append(f"{where}, field {column.salesforce}: {column.field} is not the reference "
-                                        f"field of relationship {relationship}")
-                        continue
+                    target_field = column.salesforce.split(".")[1]
                     target = describe((info.get("referenceTo") or ["?"])[0])
                     target_info = (target or {}).get(target_field.lower())
                     if target is not None and (target_info is None or not (target_info.get("externalId") or target_info.get("idLookup"))):

@@ -1,0 +1,199 @@
+"""Running the sync DAGs against both sandboxes, and checking Salesforce against Zuora record by record.
+
+The expected Salesforce content is computed from the Zuora sandbox's database directly: every
+mapped object's rows that the mapping keeps (its ``keep`` rule, not deleted), with every mapped
+field and link converted as Salesforce stores it. Salesforce is read back with Bulk API queries.
+A qualifying record is either in Salesforce with exactly the expected values, or recorded as
+rejected in the state store with Salesforce's reason — never missing silently, never extra.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from sandbox.zuora.dataquery_sql import compile_query
+from sandbox.zuora.schema import load_schema
+from zuora_sync.mapping import ObjectMapping, load_mapping
+from zuora_sync.transform import NULL, NUMBER_TYPES, converter
+
+ROOT = Path(__file__).resolve().parents[2]
+_STORED_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
+@dataclass
+class Stack:
+    """Both sandboxes, the state store and staging, configured through the environment."""
+
+    zuora: Any
+    salesforce: Any
+    state_db: Path
+    staging: Path
+    env: dict[str, str]
+
+
+def airflow_db_migrate(env: dict[str, str]) -> None:
+    """``dag.test()`` needs Airflow's metadata database; make it once per AIRFLOW_HOME."""
+    marker = Path(env["AIRFLOW_HOME"]) / ".migrated"
+    if marker.exists():
+        return
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
+                   timeout=600)
+    marker.write_text("ok")
+
+
+def stack_env(zuora: Any, salesforce: Any, state_db: Path, staging: Path, settings: str) -> dict[str, str]:
+    return {
+        "AIRFLOW_CONN_ZUORA_DEFAULT": zuora.env["AIRFLOW_CONN_ZUORA_DEFAULT"],
+        "AIRFLOW_CONN_SALESFORCE_DEFAULT": salesforce.env["AIRFLOW_CONN_SALESFORCE_DEFAULT"],
+        "REQUESTS_CA_BUNDLE": salesforce.ca_bundle,
+        "AIRFLOW_CONN_ZUORA_SYNC_STATE": '{"conn_type": "sqlite", "host": "%s"}' % state_db,
+        "AIRFLOW_VAR_ZUORA_SYNC_SETTINGS": settings,
+    }
+
+
+def load_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags[dag_id]
+
+
+def run_dag(dag_id: str, *, conf: dict | None = None, logical_date: dt.datetime | None = None) -> str:
+    """Run a sync DAG in-process with ``dag.test()``; returns the run's state.
+
+    Task retries are off: a test must see the first failure, not wait for retries to hide it.
+    """
+    dag = load_dag(dag_id)
+    for task in dag.tasks:
+        task.retries = 0
+    kwargs: dict[str, Any] = {"run_conf": conf or {}}
+    if logical_date is not None:
+        kwargs["logical_date"] = logical_date
+    run = dag.test(**kwargs)
+    return str(run.state)
+
+
+# -- expectations --------------------------------------------------------------------------------------
+
+
+def tenant_rows(zuora_data_dir: Path, sql: str) -> list[dict[str, Any]]:
+    compiled = compile_query(sql, load_schema(), tz=dt.timezone.utc)
+    with sqlite3.connect(f"file:{zuora_data_dir / 'tenant.sqlite3'}?mode=ro", uri=True) as conn:
+        cursor = conn.execute(compiled.sql)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+
+def expected_records(zuora_data_dir: Path, obj: ObjectMapping, types: dict[str, str], tz: dt.tzinfo) -> dict[str, dict]:
+    """key → {Salesforce column: expected cell} for every Zuora row the mapping keeps."""
+    columns = obj.columns + obj.second_pass
+    keep = obj.keep or "true"
+    select = ", ".join(f"{c.expression} AS c{i}" for i, c in enumerate(columns))
+    where = f"({keep}) AND NOT {obj.table}.deleted"
+    if obj.on_delete == "flag":
+        where = f"NOT {obj.table}.deleted"
+    sql = f"SELECT {select}, {obj.table}.deleted AS zs_deleted FROM {obj.table} " + " ".join(obj.joins.values())
+    sql += f" WHERE {where}"
+    expected = {}
+    for row in tenant_rows(zuora_data_dir, sql):
+        record = {}
+        for i, column in enumerate(columns):
+            value = row[f"c{i}"]
+            sf_type = types.get(column.salesforce, "string")
+            if isinstance(value, str) and _STORED_DATETIME.match(value):
+                # Stored in UTC; Data Query shows it in the tenant's time zone, so do the same here.
+                value = dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc).astimezone(tz) \
+                    .strftime("%Y-%m-%d %H:%M:%S")
+            record[column.salesforce] = converter(sf_type, tz)(value)
+        expected[record[obj.key]] = record
+    return expected
+
+
+def salesforce_records(sf: Any, obj: ObjectMapping, tmp: Path) -> dict[str, dict[str, str]]:
+    """key → {column: cell} as Salesforce holds the object's records (Bulk API 2.0 query)."""
+    columns = [c.salesforce for c in obj.columns + obj.second_pass]
+    if obj.flag:
+        columns.append(obj.flag)
+    soql = f"SELECT {', '.join(columns)} FROM {obj.salesforce}"
+    records = {}
+    for page in sf.bulk2.__getattr__(obj.salesforce).query(soql, max_records=200_000, wait=0.1):
+        for row in csv.DictReader(io.StringIO(page)):
+            key = row[obj.key]
+            if key:
+                records[key] = row
+    return records
+
+
+def same(expected: str, actual: str, sf_type: str) -> bool:
+    expected = "" if expected == NULL else expected
+    if expected == actual:
+        return True
+    if sf_type in NUMBER_TYPES and expected and actual:
+        try:
+            return Decimal(expected) == Decimal(actual)
+        except InvalidOperation:
+            return False
+    if sf_type == "boolean":
+        return (expected or "false") == (actual or "false")
+    return False
+
+
+def compare_object(zuora_data_dir: Path, sf: Any, obj: ObjectMapping, types: dict[str, str], tz: dt.tzinfo,
+                   rejected: set[str], tmp: Path) -> list[str]:
+    """Every difference between Zuora's expectation and Salesforce for ``obj``, in words."""
+    expected = expected_records(zuora_data_dir, obj, types, tz)
+    actual = salesforce_records(sf, obj, tmp)
+    problems = []
+    for key, want in expected.items():
+        have = actual.get(key)
+        if have is None:
+            if key not in rejected:
+                problems.append(f"{obj.name} {key}: in Zuora, missing in Salesforce and not recorded as rejected")
+            continue
+        if key in rejected:
+            continue  # written only in part (e.g. its parent was rejected); the rejection says why
+        for column, cell in want.items():
+            sf_type = types.get(column, "string")
+            if not same(cell, have.get(column, ""), sf_type):
+                problems.append(f"{obj.name} {key}: {column} is {have.get(column)!r} in Salesforce, "
+                                f"{cell!r} expected")
+        if obj.flag and have.get(obj.flag) != "false":
+            problems.append(f"{obj.name} {key}: flagged deleted in Salesforce but live in Zuora")
+    for key, have in actual.items():
+        if key not in expected:
+            if obj.flag and have.get(obj.flag) == "true":
+                continue  # deleted in Zuora: kept and flagged, as the mapping says
+            problems.append(f"{obj.name} {key}: in Salesforce but not (or no longer) qualifying in Zuora")
+    return problems
+
+
+def field_types(sf: Any, obj: ObjectMapping) -> dict[str, str]:
+    described = {f["name"]: f["type"] for f in sf.__getattr__(obj.salesforce).describe()["fields"]}
+    return {c.salesforce: ("string" if c.is_relationship else described[c.salesforce]) for c in obj.columns + obj.second_pass}
+
+
+def compare_scope(zuora_data_dir: Path, sf: Any, scope: str, rejected: dict[str, set[str]], tz: dt.tzinfo,
+                  tmp: Path) -> list[str]:
+    mapping = load_mapping()
+    problems = []
+    for obj in mapping.scope_objects(scope):
+        problems += compare_object(zuora_data_dir, sf, obj, field_types(sf, obj), tz, rejected.get(obj.name, set()), tmp)
+    return problems
+
+
+def environment(**values: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(values)
+    return env
