@@ -83,7 +83,7 @@ def object_windows(
         mark = watermarks.get(obj)
         if requested[0] is not None or requested[1] is not None:
             start = requested[0] or mark or (interval[0] if interval else None)
-            end = requested[1] or now
+            end = min(requested[1] or now, now)  # changes from the future are not known yet
         elif interval is not None:
             start, end = interval
             if not backfill and mark is not None and mark < start:

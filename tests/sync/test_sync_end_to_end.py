@@ -70,3 +70,180 @@ def test_full_sync(stack):
     assert session["session_type"] == "Full"
     assert session["status"] == "Finished with Errors"  # the tenant's deliberately invalid CRM Ids
     check(stack)
+
+
+# -- helpers for changing Zuora through its API and peeking at the stores ---------------------------
+
+
+def zuora_call(stack, method: str, path: str, body: dict) -> dict:
+    import requests
+
+    zuora = stack["zuora"]
+    response = requests.request(method, f"{zuora.url}{path}", json=body, timeout=60,
+                                headers={"Authorization": f"Bearer {zuora.token()}"})
+    response.raise_for_status()
+    return response.json()
+
+
+def tenant(stack, sql: str) -> list[dict]:
+    from sync_harness import tenant_rows
+
+    return tenant_rows(stack["zuora"].data_dir, sql)
+
+
+def synced_account(stack) -> dict:
+    """A live account that qualifies (valid CRM Id, not canceled) and has an Active latest subscription."""
+    from sandbox.crm_accounts import crm_account_id
+
+    rows = tenant(stack, "SELECT a.id, a.crmid, s.id AS sub, s.name AS subname FROM account a JOIN subscription s "
+                         "ON s.accountid = a.id WHERE a.status = 'Active' AND s.status = 'Active' AND NOT a.deleted "
+                         "AND NOT s.deleted AND a.crmid IS NOT NULL ORDER BY a.accountnumber")
+    valid = {crm_account_id(SEED, i) for i in range(ACCOUNTS)}
+    by_account: dict[str, dict] = {}
+    for row in rows:
+        if row["crmid"] in valid:
+            by_account.setdefault(row["id"], row)  # one row per account
+    return list(by_account.values())
+
+
+def rejected_codes() -> dict[str, str]:
+    from zuora_sync.state import StateStore
+
+    store = StateStore.from_airflow()
+    session = store.list_sessions(limit=1)[0]["id"]
+    return {r["external_id"]: r["error_code"] for r in store.rejected_for_session(session)}
+
+
+def sf_count(stack, soql: str) -> int:
+    return stack["salesforce"].login().query(soql)["totalSize"]
+
+
+# -- the scenario, step by step (each test builds on the ones before) -----------------------------------
+
+
+def test_full_sync_rejections_are_the_invalid_crm_ids(stack):
+    codes = set(rejected_codes().values())
+    assert codes <= {"INVALID_CROSS_REFERENCE_KEY", "MALFORMED_ID", "INVALID_FIELD"}, codes
+    assert "INVALID_CROSS_REFERENCE_KEY" in codes or "MALFORMED_ID" in codes
+
+
+def test_changes_in_zuora_reach_salesforce_with_an_incremental_sync(stack):
+    candidates = synced_account(stack)
+    first, second = candidates[0], candidates[1]
+    zuora_call(stack, "POST", "/v1/action/update",
+               {"type": "Account", "objects": [{"Id": first["id"], "Name": "Renamed In Zuora"}]})
+    amended = zuora_call(stack, "POST", "/v1/action/update",
+                         {"type": "Subscription", "objects": [{"Id": first["sub"], "AutoRenew": False}]})
+    assert amended[0]["Success"]
+    zuora_call(stack, "PUT", f"/v1/subscriptions/{second['subname']}/cancel",
+               {"cancellationPolicy": "SpecificDate", "cancellationEffectiveDate": "2025-12-31"})
+    invoice = zuora_call(stack, "POST", "/v1/action/create", {"type": "Invoice", "objects": [{
+        "AccountId": first["id"], "InvoiceNumber": "INV-E2E-1", "Status": "Posted", "InvoiceDate": "2025-11-01",
+        "Amount": 120.5, "AmountWithoutTax": 100.5, "TaxAmount": 20, "Balance": 0}]})[0]["Id"]
+    payment = zuora_call(stack, "POST", "/v1/action/create", {"type": "Payment", "objects": [{
+        "AccountId": first["id"], "PaymentNumber": "P-E2E-1", "Amount": 120.5, "EffectiveDate": "2025-11-02",
+        "Status": "Processed", "Type": "External"}]})[0]["Id"]
+    zuora_call(stack, "POST", "/v1/action/create", {"type": "InvoicePayment", "objects": [{
+        "InvoiceId": invoice, "PaymentId": payment, "Amount": 120.5}]})
+    doomed = tenant(stack, f"SELECT id FROM invoicepayment WHERE invoiceid IN (SELECT id FROM invoice WHERE "
+                           f"accountid = '{second['id']}' AND status = 'Posted') AND NOT deleted LIMIT 1")
+    if doomed:
+        assert zuora_call(stack, "POST", "/v1/action/delete",
+                          {"type": "InvoicePayment", "ids": [doomed[0]["id"]]})[0]["success"]
+
+    assert run_dag("zuora_incremental_sync") == "success"
+    session = last_session()
+    assert session["session_type"] == "Incremental" and session["status"] in ("Finished", "Finished with Errors")
+    check(stack)
+    assert sf_count(stack, "SELECT COUNT() FROM Zuora__CustomerAccount__c WHERE Name = 'Renamed In Zuora'") == 1
+    assert sf_count(stack, "SELECT COUNT() FROM Zuora__PaymentInvoice__c WHERE Zuora__Invoice__r.Name = 'INV-E2E-1'") == 1
+    if doomed:
+        assert sf_count(stack, f"SELECT COUNT() FROM Zuora__PaymentInvoice__c WHERE Zuora__External_Id__c = "
+                               f"'{doomed[0]['id']}'") == 0
+
+
+def test_rerunning_the_same_window_duplicates_nothing(stack):
+    from zuora_sync.state import StateStore
+
+    store = StateStore.from_airflow()
+    watermark = min(store.watermarks("accounts").values())
+    before = {o: sf_count(stack, f"SELECT COUNT() FROM {o}") for o in (
+        "Zuora__CustomerAccount__c", "Zuora__Subscription__c", "Zuora__SubscriptionProductCharge__c", "Zuora__ZInvoice__c")}
+    window = {"window_start": (watermark - dt.timedelta(days=1)).isoformat(), "window_end": watermark.isoformat()}
+    for _ in range(2):
+        assert run_dag("zuora_incremental_sync", conf=window) == "success"
+    after = {o: sf_count(stack, f"SELECT COUNT() FROM {o}") for o in before}
+    assert after == before
+    check(stack)
+
+
+def test_backfill_windows_restore_lost_records(stack):
+    """Two past windows re-synced exactly (as a backfill's runs do) bring back what was lost in Salesforce."""
+    sf = stack["salesforce"].login()
+    lost = []
+    for record in sf.query("SELECT Id, Zuora__External_Id__c FROM Zuora__ZInvoice__c ORDER BY Name LIMIT 2")["records"]:
+        sf.Zuora__ZInvoice__c.delete(record["Id"])
+        lost += tenant(stack, f"SELECT id, updateddate FROM invoice WHERE id = '{record['Zuora__External_Id__c']}'")
+    assert len(lost) == 2
+    for row in lost:
+        moment = dt.datetime.fromisoformat(row["updateddate"]).replace(tzinfo=dt.timezone.utc)
+        window = {"window_start": (moment - dt.timedelta(hours=1)).isoformat(),
+                  "window_end": (moment + dt.timedelta(hours=1)).isoformat()}
+        assert run_dag("zuora_incremental_sync", conf=window) == "success"
+    check(stack)
+
+
+def test_on_demand_sync_of_two_accounts(stack):
+    sf = stack["salesforce"].login()
+    chosen = synced_account(stack)[2:4]
+    numbers = []
+    for row in chosen:
+        account = tenant(stack, f"SELECT accountnumber FROM account WHERE id = '{row['id']}'")[0]
+        numbers.append(account["accountnumber"])
+        record = sf.Zuora__CustomerAccount__c.get_by_custom_id("Zuora__External_Id__c", row["id"])
+        sf.Zuora__CustomerAccount__c.update(record["Id"], {"Zuora__Status__c": "Tampered"})
+    assert run_dag("zuora_on_demand_sync", conf={"accounts": [numbers[0], chosen[1]["id"]]}) == "success"
+    assert last_session()["session_type"] == "On-demand"
+    assert sf_count(stack, "SELECT COUNT() FROM Zuora__CustomerAccount__c WHERE Zuora__Status__c = 'Tampered'") == 0
+    check(stack)
+
+
+def test_product_catalog_sync_flags_deleted_products(stack):
+    assert run_dag("zuora_product_catalog_sync") == "success"
+    check(stack, "catalog")
+    unused = tenant(stack, "SELECT p.id FROM product p WHERE NOT p.deleted AND p.id NOT IN (SELECT prp.productid FROM "
+                           "productrateplan prp WHERE NOT prp.deleted) LIMIT 1")
+    if not unused:
+        prp = tenant(stack, "SELECT id FROM productrateplan WHERE id NOT IN (SELECT productrateplanid FROM rateplan "
+                            "WHERE productrateplanid IS NOT NULL) AND NOT deleted LIMIT 1")
+        pytest.skip("no catalog item is free to delete in this tenant") if not prp else None
+        target, kind = prp[0]["id"], "ProductRatePlan"
+    else:
+        target, kind = unused[0]["id"], "Product"
+    assert zuora_call(stack, "POST", "/v1/action/delete", {"type": kind, "ids": [target]})[0]["success"]
+    assert run_dag("zuora_product_catalog_sync") == "success"
+    check(stack, "catalog")
+    sobject = "Product2" if kind == "Product" else "zqu__ProductRatePlan__c"
+    assert sf_count(stack, f"SELECT COUNT() FROM {sobject} WHERE zqu__ZuoraId__c = '{target}' AND zqu__Deleted__c = true") == 1
+
+
+def test_rejected_rows_are_kept_and_synced_once_fixed(stack):
+    account = synced_account(stack)[4]
+    stack["salesforce"].admin("POST", "faults", {
+        "kind": "record_error", "object": "Zuora__CustomerAccount__c", "field": "Name", "value": "Rejected Name",
+        "error_code": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "Names like this are not allowed"})
+    try:
+        zuora_call(stack, "POST", "/v1/action/update",
+                   {"type": "Account", "objects": [{"Id": account["id"], "Name": "Rejected Name"}]})
+        assert run_dag("zuora_incremental_sync") == "success"
+        session = last_session()
+        assert session["status"] == "Finished with Errors"
+        assert rejected_codes()[account["id"]] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    finally:
+        stack["salesforce"].admin("DELETE", "faults")
+    assert run_dag("zuora_incremental_sync") == "success"  # retried although unchanged in Zuora
+    assert sf_count(stack, "SELECT COUNT() FROM Zuora__CustomerAccount__c WHERE Name = 'Rejected Name'") == 1
+    from zuora_sync.state import StateStore
+
+    assert account["id"] not in StateStore.from_airflow().open_rejected_ids("accounts", "CustomerAccount")
+    check(stack)

@@ -71,6 +71,16 @@ class _ObjectTask(BaseOperator):
         return plan, load_mapping().get(self.object_name), manifest, ObjectStoragePath(manifest["directory"]), loader, store
 
 
+def _without_keys(source: Path, keys: set[str], target: Path) -> Path:
+    """A copy of a staged CSV without the rows whose first column (the key) is in ``keys``."""
+    with open(source, newline="", encoding="utf-8") as read, open(target, "w", newline="", encoding="utf-8") as write:
+        writer = csv.writer(write, lineterminator="\n")
+        for index, row in enumerate(csv.reader(read)):
+            if index == 0 or (row and row[0] not in keys):
+                writer.writerow(row)
+    return target
+
+
 class SalesforceUpsertOperator(_ObjectTask):
     """Upsert an object's staged rows into Salesforce; store the rows it rejects."""
 
@@ -94,7 +104,10 @@ class SalesforceUpsertOperator(_ObjectTask):
         upserted = failed = 0
         try:
             for name in manifest["upsert_files"] + manifest["link_files"]:
-                with local_copy(directory / name) as path:
+                with local_copy(directory / name) as path, tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
+                    if name in manifest["link_files"] and failed_keys:
+                        # Second-pass links only for records the first pass wrote.
+                        path = _without_keys(path, failed_keys, Path(tmp) / name)
                     outcome = loader.upsert_csv(obj.salesforce, obj.key, path)
                 if name in manifest["upsert_files"]:
                     upserted += outcome.processed - outcome.failed
@@ -155,7 +168,9 @@ class SalesforceDeleteOperator(_ObjectTask):
         if gone:
             store.resolve_rejected(obj.name, gone, plan.session_id)
         if plan.mode == "window":
-            store.set_watermark(plan.scope, obj.name, parse_instant(plan.windows[obj.name][1]))
+            # Never beyond the session's start: later changes may not be visible to this session yet.
+            end = min(parse_instant(plan.windows[obj.name][1]), parse_instant(plan.started))
+            store.set_watermark(plan.scope, obj.name, end)
         elif plan.mode == "full":
             store.set_watermark(plan.scope, obj.name, parse_instant(plan.started), force=True)
         self.log.info("%s: %d %s, %d rejected", obj.salesforce, removed,

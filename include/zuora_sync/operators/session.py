@@ -35,7 +35,9 @@ SESSION_TASK = "begin_session"
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    # Not truncated: Zuora's UpdatedDate has whole seconds, and a window ending at 10:00:00.000
+    # would miss a change stamped 10:00:00 made a moment before the session began.
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def session_plan(context: Any, task_id: str = SESSION_TASK) -> SessionPlan:
