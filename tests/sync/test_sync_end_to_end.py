@@ -247,3 +247,30 @@ def test_rejected_rows_are_kept_and_synced_once_fixed(stack):
 
     assert account["id"] not in StateStore.from_airflow().open_rejected_ids("accounts", "CustomerAccount")
     check(stack)
+
+
+def test_a_session_waits_deferred_while_another_holds_the_lock(stack):
+    import threading
+    import time
+
+    from zuora_sync.state import StateStore
+
+    store = StateStore.from_airflow()
+    assert store.try_lock(["cleanup"], "zuora_cleanup/manual__x")[0]  # a cleanup excludes every sync
+    seen: dict = {}
+
+    def release_later() -> None:
+        time.sleep(5)
+        seen["holders"] = store.lock_holders()
+        store.release_lock("zuora_cleanup/manual__x")
+
+    releaser = threading.Thread(target=release_later)
+    started = time.monotonic()
+    releaser.start()
+    state = run_dag("zuora_incremental_sync")  # dag.test() runs the deferral's trigger inline
+    releaser.join()
+    assert state == "success"
+    assert time.monotonic() - started >= 5, "the session did not wait for the lock"
+    assert seen["holders"] == {"cleanup": "zuora_cleanup/manual__x"}  # nobody else took it meanwhile
+    assert store.lock_holders() == {}
+    check(stack)

@@ -1,0 +1,57 @@
+"""Which window of changes each object reads, per the rules of SPEC §4."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from zuora_sync.session import object_windows, parse_instant, staging_dir
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+LOOKBACK = dt.timedelta(minutes=5)
+
+
+def window(**kwargs):
+    result = object_windows(["A", "B"], kwargs.pop("marks", {}), now=NOW, lookback=LOOKBACK, **kwargs)
+    return {k: tuple(dt.datetime.fromisoformat(v) for v in w) for k, w in result.items()}
+
+
+def test_backfill_reads_exactly_its_interval_plus_lookback():
+    interval = (dt.datetime(2025, 5, 1, 0, tzinfo=UTC), dt.datetime(2025, 5, 1, 2, tzinfo=UTC))
+    got = window(marks={"A": NOW, "B": dt.datetime(2025, 4, 1, tzinfo=UTC)}, interval=interval, backfill=True)
+    assert got["A"] == got["B"] == (interval[0] - LOOKBACK, interval[1])
+
+
+def test_scheduled_run_starts_at_the_older_of_interval_and_watermark():
+    interval = (dt.datetime(2025, 6, 1, 8, tzinfo=UTC), dt.datetime(2025, 6, 1, 10, tzinfo=UTC))
+    lagging = dt.datetime(2025, 6, 1, 2, tzinfo=UTC)  # an earlier session failed
+    got = window(marks={"A": lagging, "B": interval[0]}, interval=interval, backfill=False)
+    assert got["A"] == (lagging - LOOKBACK, interval[1])
+    assert got["B"] == (interval[0] - LOOKBACK, interval[1])
+
+
+def test_manual_run_reads_from_the_watermark_to_now():
+    mark = dt.datetime(2025, 6, 1, 11, tzinfo=UTC)
+    assert window(marks={"A": mark, "B": mark}, interval=None, backfill=False)["A"] == (mark - LOOKBACK, NOW)
+
+
+def test_a_requested_window_ending_in_the_future_stops_at_now():
+    start = dt.datetime(2025, 5, 30, tzinfo=UTC)
+    got = window(interval=None, backfill=False, requested=(start, NOW + dt.timedelta(days=1)))
+    assert got["A"] == (start - LOOKBACK, NOW)
+
+
+def test_no_watermark_and_no_window_is_refused():
+    with pytest.raises(ValueError, match="must be a full sync"):
+        window(interval=None, backfill=False)
+    with pytest.raises(ValueError, match="empty or reversed"):
+        window(interval=None, backfill=False, requested=(NOW, NOW))
+
+
+def test_form_instants_and_staging_paths():
+    assert parse_instant("2025-01-01T10:00:00") == dt.datetime(2025, 1, 1, 10, tzinfo=UTC)
+    assert parse_instant("2025-01-01T10:00:00+02:00") == dt.datetime(2025, 1, 1, 8, tzinfo=UTC)
+    assert parse_instant("") is None and parse_instant(None) is None
+    assert staging_dir("file:///s", "dag", "manual__2025-01-01T00:00:00+00:00") == "file:///s/dag/manual__2025-01-01T00_00_00_00_00"
