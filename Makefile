@@ -1,5 +1,6 @@
-# Targets a new user needs: `make test` (everything the tests need, then every test) and
-# `make sandbox-salesforce` / `make sandbox-zuora` (a sandbox in the foreground).
+# Targets a new user needs: `make test` (everything the tests need, then every test), `make up` /
+# `make down` (both sandboxes and airflow standalone, in the background), and
+# `make sandbox-salesforce` / `make sandbox-zuora` (one sandbox in the foreground).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -12,7 +13,7 @@ SF_DATA ?= .sandbox/salesforce
 ZUORA_PORT ?= 8081
 ZUORA_DATA ?= .sandbox/zuora
 
-.PHONY: install test sandbox-salesforce sandbox-zuora clean
+.PHONY: install test up down sandbox-salesforce sandbox-zuora clean
 
 install: $(STAMP)
 
@@ -23,6 +24,12 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
+
+up: $(STAMP)
+	$(BIN)/python -m sandbox.stack up --dir .sandbox/stack
+
+down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m sandbox.stack down --dir .sandbox/stack; else echo "nothing to stop"; fi
 
 sandbox-salesforce: $(STAMP)
 	$(BIN)/zuora-sync-sandbox salesforce --host $(SF_HOST) --port $(SF_PORT) --data-dir $(SF_DATA) \

@@ -1,0 +1,214 @@
+"""The local stack behind ``make up`` / ``make down``: both sandboxes and ``airflow standalone``.
+
+``python -m sandbox.stack up`` starts the Salesforce sandbox and a Zuora sandbox with a generated
+demo tenant (the same ``--accounts``/``--seed``, so CRM Ids match), writes Airflow's connections
+to point at them, starts ``airflow standalone`` with the project's DAGs and plugin, waits until the
+DAGs are loaded and prints the UI address and login. Every process runs in the background with a
+pid file and a log under ``--dir``; ``down`` stops them. ``<dir>/airflow.env`` holds the
+environment for running ``airflow`` commands against this stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("salesforce", "zuora", "airflow")
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, raw = line.partition("=")
+            values[key] = shlex.split(raw)[0] if raw else ""
+    return values
+
+
+def _start(name: str, command: list[str], directory: Path, env: dict[str, str] | None = None) -> int:
+    log = open(directory / f"{name}.log", "ab")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                               start_new_session=True)
+    (directory / f"{name}.pid").write_text(str(process.pid))
+    return process.pid
+
+
+def _running(directory: Path, name: str) -> int | None:
+    pid_file = directory / f"{name}.pid"
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    return pid
+
+
+def _wait(description: str, check, timeout: float, directory: Path, name: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _running(directory, name) is None:
+            raise SystemExit(f"error: {description} stopped while starting; see {directory / (name + '.log')}")
+        try:
+            if check():
+                return
+        except (requests.RequestException, OSError, KeyError, ValueError):
+            pass
+        time.sleep(1)
+    raise SystemExit(f"error: {description} did not come up within {timeout:.0f} s; see {directory / (name + '.log')}")
+
+
+def airflow_env(directory: Path, port: int, sf_env: dict[str, str], zuora_env: dict[str, str]) -> dict[str, str]:
+    home = directory / "airflow"
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "REQUESTS_CA_BUNDLE": sf_env["REQUESTS_CA_BUNDLE"],
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    }
+
+
+def _add_connections(env: dict[str, str], sf_env: dict[str, str], zuora_env: dict[str, str], log: Path) -> None:
+    """Connections in Airflow's database, so they show (and can be edited) in the UI."""
+    for conn_id, value in (("salesforce_default", sf_env["AIRFLOW_CONN_SALESFORCE_DEFAULT"]),
+                           ("zuora_default", zuora_env["AIRFLOW_CONN_ZUORA_DEFAULT"])):
+        with open(log, "ab") as out:
+            subprocess.run([_bin("airflow"), "connections", "delete", conn_id], env=env, stdout=out, stderr=out)
+            subprocess.run([_bin("airflow"), "connections", "add", conn_id, "--conn-json", value], env=env,
+                           stdout=out, stderr=out, check=True)
+
+
+def up(args: argparse.Namespace) -> None:
+    directory = Path(args.dir).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(_running(directory, name) for name in SERVICES):
+        raise SystemExit(f"error: the stack in {directory} is already running; run `make down` first")
+    print(f"Starting the Salesforce sandbox on https://127.0.0.1:{args.sf_port} ...", flush=True)
+    _start("salesforce", [_bin("zuora-sync-sandbox"), "salesforce", "--port", str(args.sf_port), "--data-dir",
+                          str(directory / "salesforce"), "--accounts", str(args.accounts), "--seed", str(args.seed),
+                          "--env-file", str(directory / "salesforce.env")], directory)
+    print(f"Starting the Zuora sandbox on http://127.0.0.1:{args.zuora_port} with a generated tenant of "
+          f"{args.accounts} accounts ...", flush=True)
+    _start("zuora", [_bin("zuora-sync-sandbox"), "zuora", "--port", str(args.zuora_port), "--data-dir",
+                     str(directory / "zuora"), "--accounts", str(args.accounts), "--seed", str(args.seed),
+                     "--env-file", str(directory / "zuora.env")], directory)
+    sf_env_file, zuora_env_file = directory / "salesforce.env", directory / "zuora.env"
+    _wait("the Salesforce sandbox", lambda: requests.get(
+        f"{_read_env(sf_env_file)['SALESFORCE_SANDBOX_URL']}/health",
+        verify=_read_env(sf_env_file)["REQUESTS_CA_BUNDLE"], timeout=2).ok, 120, directory, "salesforce")
+    _wait("the Zuora sandbox", lambda: requests.get(
+        f"{_read_env(zuora_env_file)['ZUORA_SANDBOX_URL']}/health", timeout=2).ok, 900, directory, "zuora")
+    sf_env, zuora_env = _read_env(sf_env_file), _read_env(zuora_env_file)
+    env_values = airflow_env(directory, args.airflow_port, sf_env, zuora_env)
+    home = Path(env_values["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    passwords = home / "passwords.json"
+    if not passwords.exists():
+        passwords.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
+        passwords.chmod(0o600)
+    # Only this stack's Airflow settings: inherited ones (a test runner's unit-test mode, another
+    # AIRFLOW_HOME) would break the standalone processes.
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}, **env_values}
+    lines = [f"{key}={shlex.quote(value)}" for key, value in env_values.items() if key != "PATH"]
+    (directory / "airflow.env").write_text("# source this to run `airflow` against the local stack\n"
+                                           + "\n".join(lines) + "\n")
+    print("Preparing Airflow (database, connections) ...", flush=True)
+    with open(directory / "airflow.log", "ab") as out:
+        subprocess.run([_bin("airflow"), "db", "migrate"], env=env, stdout=out, stderr=out, check=True)
+    _add_connections(env, sf_env, zuora_env, directory / "airflow.log")
+    print(f"Starting Airflow (standalone) on http://127.0.0.1:{args.airflow_port} ...", flush=True)
+    _start("airflow", [_bin("airflow"), "standalone"], directory, env)
+    password = json.loads(passwords.read_text())["admin"]
+    base = f"http://127.0.0.1:{args.airflow_port}"
+
+    def dags_loaded() -> bool:
+        token = requests.post(f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=5)
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        return requests.get(f"{base}/api/v2/dags/zuora_full_sync", headers=headers, timeout=5).ok
+
+    _wait("Airflow", dags_loaded, 600, directory, "airflow")
+    print(f"""
+The stack is up.
+  Airflow UI       {base}   (login: admin / {password})
+  Salesforce       {sf_env['SALESFORCE_SANDBOX_URL']}   (env: {sf_env_file})
+  Zuora            {zuora_env['ZUORA_SANDBOX_URL']}   (env: {zuora_env_file})
+Trigger a full sync: in the UI, open zuora_full_sync and press Trigger; or
+  set -a; source {directory / 'airflow.env'}; set +a; airflow dags unpause zuora_full_sync; airflow dags trigger zuora_full_sync
+Stop everything: make down
+""", flush=True)
+
+
+def down(args: argparse.Namespace) -> None:
+    directory = Path(args.dir).resolve()
+    stopped = []
+    for name in reversed(SERVICES):
+        pid = _running(directory, name)
+        if pid is None:
+            (directory / f"{name}.pid").unlink(missing_ok=True)
+            continue
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _running(directory, name) is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if _running(directory, name) is not None:
+            os.killpg(pid, signal.SIGKILL)
+        (directory / f"{name}.pid").unlink(missing_ok=True)
+        stopped.append(name)
+    print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.stack", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("up", help="start both sandboxes and airflow standalone")
+    start.add_argument("--dir", default=".sandbox", help="where data, logs and pid files go (default .sandbox)")
+    start.add_argument("--accounts", type=int, default=200, help="demo tenant size (default 200)")
+    start.add_argument("--seed", type=int, default=1)
+    start.add_argument("--airflow-port", type=int, default=8080)
+    start.add_argument("--sf-port", type=int, default=8443)
+    start.add_argument("--zuora-port", type=int, default=8081)
+    stop = commands.add_parser("down", help="stop what `up` started")
+    stop.add_argument("--dir", default=".sandbox")
+    args = parser.parse_args(argv)
+    if args.command == "down":
+        down(args)
+        return
+    try:
+        up(args)
+    except BaseException:
+        print("Starting failed; stopping what was started.", file=sys.stderr, flush=True)
+        down(args)
+        raise
+
+
+if __name__ == "__main__":
+    main()
