@@ -288,6 +288,9 @@ class EndSyncSessionOperator(BaseOperator):
         error = f"tasks did not finish: {', '.join(missing)}" if missing else None
         status = store.finish_session(plan.session_id, error=error, stopped=bool(stopped) and not missing)
         store.release_lock(plan.holder)
+        purged = store.purge(load_settings().retention_days)
+        if any(purged.values()):
+            self.log.info("Removed sync history older than the retention period: %s", purged)
         summary = store.get_session(plan.session_id)
         self.log.info("Session %d (%s) ended: %s", plan.session_id, plan.session_type, status)
         for obj, counts in (summary.get("objects") or {}).items():
