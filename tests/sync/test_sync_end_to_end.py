@@ -274,3 +274,24 @@ def test_a_session_waits_deferred_while_another_holds_the_lock(stack):
     assert seen["holders"] == {"cleanup": "zuora_cleanup/manual__x"}  # nobody else took it meanwhile
     assert store.lock_holders() == {}
     check(stack)
+
+
+def test_a_low_salesforce_api_budget_stops_the_session_and_the_next_one_resumes(stack):
+    from zuora_sync.state import StateStore
+
+    store = StateStore.from_airflow()
+    before = store.watermarks("accounts")
+    account = synced_account(stack)[5]
+    zuora_call(stack, "POST", "/v1/action/update",
+               {"type": "Account", "objects": [{"Id": account["id"], "Name": "Renamed Under Budget"}]})
+    stack["salesforce"].admin("POST", "limits", {"daily_api_requests": 1000, "used": 990})  # below the 500 reserve
+    try:
+        assert run_dag("zuora_incremental_sync") == "success"  # stopping is not failing
+        assert last_session()["status"] == "Stopped"
+        assert store.watermarks("accounts") == before
+        assert sf_count(stack, "SELECT COUNT() FROM Zuora__CustomerAccount__c WHERE Name = 'Renamed Under Budget'") == 0
+    finally:
+        stack["salesforce"].admin("POST", "limits", {"daily_api_requests": 100000, "used": 0})
+    assert run_dag("zuora_incremental_sync") == "success"
+    assert sf_count(stack, "SELECT COUNT() FROM Zuora__CustomerAccount__c WHERE Name = 'Renamed Under Budget'") == 1
+    check(stack)
