@@ -123,24 +123,34 @@ def launch_salesforce_sandbox(
     args: list[str], data_dir: Path, env_file: Path, port: int, credentials: tuple[str, str, str] = ("", "", ""),
 ) -> SalesforceSandbox:
     """Run ``zuora-sync-sandbox`` with exactly ``args`` and wait until it answers ``/health``."""
+    process, log_path = _spawn(args, data_dir)
+    sandbox = SalesforceSandbox(process, port, data_dir, env_file, *credentials)
+    return _wait_healthy(sandbox, log_path, 60, lambda: sandbox.ca_bundle)
+
+
+def _spawn(args: list[str], data_dir: Path) -> tuple[subprocess.Popen, Path]:
     log_path = data_dir.parent / f"{data_dir.name}.log"
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(sandbox_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    sandbox = SalesforceSandbox(process, port, data_dir, env_file, *credentials)
-    deadline = time.monotonic() + 60
+    return process, log_path
+
+
+def _wait_healthy(sandbox: Any, log_path: Path, timeout: float, verify: Any = lambda: True) -> Any:
+    """Wait until the sandbox wrote its env file and answers ``/health``; fail with its log otherwise."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"sandbox exited with {process.returncode}: {log_path.read_text()}")
-        if env_file.exists():
-            sandbox.env = read_env_file(env_file)
+        if sandbox.process.poll() is not None:
+            raise RuntimeError(f"sandbox exited with {sandbox.process.returncode}: {log_path.read_text()}")
+        if sandbox.env_file.exists():
+            sandbox.env = read_env_file(sandbox.env_file)
             try:
-                if requests.get(f"{sandbox.url}/health", verify=sandbox.ca_bundle, timeout=2).ok:
+                if requests.get(f"{sandbox.url}/health", verify=verify(), timeout=2).ok:
                     return sandbox
             except requests.RequestException:
                 pass
         time.sleep(0.1)
     sandbox.stop()
-    raise RuntimeError("the Salesforce sandbox did not become healthy within 60 s")
+    raise RuntimeError(f"the sandbox did not become healthy within {timeout:.0f} s: {log_path.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -239,24 +249,9 @@ def start_zuora_sandbox(
     if callout_secret:
         args += ["--callout-secret", callout_secret]
     args += extra or []
-    log_path = data_dir.parent / f"{data_dir.name}.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(sandbox_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    sandbox = ZuoraSandbox(process, port, data_dir, env_file)
-    deadline = time.monotonic() + 600  # generating a large tenant takes a while
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Zuora sandbox exited with {process.returncode}: {log_path.read_text()}")
-        if env_file.exists():
-            sandbox.env = read_env_file(env_file)
-            try:
-                if requests.get(f"{sandbox.url}/health", timeout=2).ok:
-                    return sandbox
-            except requests.RequestException:
-                pass
-        time.sleep(0.1)
-    sandbox.stop()
-    raise RuntimeError("the Zuora sandbox did not become healthy in time")
+    process, log_path = _spawn(args, data_dir)
+    # Generating a large tenant takes a while.
+    return _wait_healthy(ZuoraSandbox(process, port, data_dir, env_file), log_path, 600)
 
 
 @pytest.fixture
