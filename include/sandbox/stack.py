@@ -159,7 +159,8 @@ The stack is up.
   Salesforce       {sf_env['SALESFORCE_SANDBOX_URL']}   (env: {sf_env_file})
   Zuora            {zuora_env['ZUORA_SANDBOX_URL']}   (env: {zuora_env_file})
 Trigger a full sync: in the UI, open zuora_full_sync and press Trigger; or
-  set -a; source {directory / 'airflow.env'}; set +a; airflow dags unpause zuora_full_sync; airflow dags trigger zuora_full_sync
+  set -a; source {directory / 'airflow.env'}; set +a
+  {_bin('airflow')} dags unpause zuora_full_sync && {_bin('airflow')} dags trigger zuora_full_sync
 Stop everything: make down
 """, flush=True)
 
