@@ -14,6 +14,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 VARIABLE = "zuora_sync_settings"
+#: Zuora 360's choices for "Maximum Data Change Events Before Sync" (the seed document).
+MAX_EVENTS_CHOICES = (1, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500)
+#: Zuora 360's email notification options: None, Errors Only, All (Excluding / Including Zero Records).
+EMAIL_CHOICES = ("none", "errors_only", "all_excluding_zero_records", "all_including_zero_records")
+EVENT_SOURCES = ("callouts", "polling")
 
 
 class SettingsError(ValueError):
@@ -38,8 +43,35 @@ class Settings:
     lock_poll_seconds: int = 30
     #: A lock not released (a crashed session) expires after this many hours.
     lock_lease_hours: int = 6
+    #: Real-time sync starts after this many data change events ...
+    max_events_before_sync: int = 10
+    #: ... or after this many minutes since the last session ended, whichever comes first.
+    max_minutes_between_syncs: int = 120
+    #: After each session: none, errors_only, all_excluding_zero_records or all_including_zero_records.
+    email_notifications: str = "errors_only"
+    #: Who gets the session emails (through the ``smtp_default`` connection).
+    email_recipients: tuple[str, ...] = ()
+    #: Where real-time events come from: Zuora callouts to the web app, or polling Zuora for changes
+    #: (for deployments that Zuora cannot call; costs Zuora API requests).
+    event_source: str = "callouts"
+    #: How often the real-time trigger looks at the event count (and, when polling, at Zuora).
+    trigger_poll_seconds: int = 5
 
     def __post_init__(self) -> None:
+        if self.max_events_before_sync not in MAX_EVENTS_CHOICES:
+            raise SettingsError(f"max_events_before_sync: {self.max_events_before_sync!r} is not allowed; "
+                                f"choose one of {list(MAX_EVENTS_CHOICES)}")
+        if self.email_notifications not in EMAIL_CHOICES:
+            raise SettingsError(f"email_notifications: {self.email_notifications!r} is not allowed; "
+                                f"choose one of {list(EMAIL_CHOICES)}")
+        if self.event_source not in EVENT_SOURCES:
+            raise SettingsError(f"event_source: {self.event_source!r} is not allowed; choose one of {list(EVENT_SOURCES)}")
+        recipients = self.email_recipients
+        if isinstance(recipients, str):
+            recipients = tuple(r.strip() for r in recipients.split(",") if r.strip())
+        if not isinstance(recipients, (list, tuple)) or not all(isinstance(r, str) and "@" in r for r in recipients):
+            raise SettingsError(f"email_recipients: a list of email addresses, got {self.email_recipients!r}")
+        object.__setattr__(self, "email_recipients", tuple(recipients))
         try:
             ZoneInfo(self.zuora_time_zone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -47,7 +79,8 @@ class Settings:
                 f"zuora_time_zone: {self.zuora_time_zone!r} is not an IANA time zone (e.g. America/Los_Angeles, UTC)"
             ) from None
         for name, low in (("lookback_minutes", 0), ("salesforce_api_reserve", 0), ("retention_days", 1),
-                          ("lock_poll_seconds", 1), ("lock_lease_hours", 1)):
+                          ("lock_poll_seconds", 1), ("lock_lease_hours", 1), ("max_minutes_between_syncs", 1),
+                          ("trigger_poll_seconds", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise SettingsError(f"{name}: must be a whole number of at least {low}, got {value!r}")
@@ -63,7 +96,9 @@ class Settings:
         return "file://" + os.path.join(os.path.abspath(home), "zuora_sync", "staging")
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        values["email_recipients"] = list(self.email_recipients)
+        return values
 
 
 def parse_settings(raw: str | dict | None) -> Settings:
@@ -89,3 +124,8 @@ def load_settings() -> Settings:
     from airflow.sdk import Variable
 
     return parse_settings(Variable.get(VARIABLE, default=None))
+
+
+def merged(current: Settings, changes: dict[str, Any]) -> Settings:
+    """``current`` with ``changes`` applied, validated (unknown keys refused)."""
+    return parse_settings({**current.as_dict(), **changes})
