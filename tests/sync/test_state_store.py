@@ -78,11 +78,11 @@ def test_migrations_create_the_schema_lazily_and_are_idempotent(tmp_path: Path, 
     assert not (tmp_path / "state.db").exists(), "no I/O before first use"
     assert store.get_watermark("accounts", "Account") is None          # first use migrates
     assert set(inspect(create_engine(url)).get_table_names()) == TABLES
-    assert store.schema_revision() == "0001"
+    assert store.schema_revision() == "0002"
 
     store.migrate()
     StateStore(url).migrate()                                          # again, from another instance
-    assert store.schema_revision() == "0001"
+    assert store.schema_revision() == "0002"
 
     # The models and the migrations describe the same schema.
     with create_engine(url).connect() as conn:
@@ -477,3 +477,32 @@ def test_from_airflow_uses_the_connection(tmp_path: Path, monkeypatch) -> None:
     pg = StateStore.from_airflow()                                     # no I/O yet: nothing to connect to
     assert pg.url == "postgresql://zs:p%40ss%2Fword@db:5432/zuora_sync?sslmode=require"
     assert "p%40ss" not in repr(pg)
+
+
+def test_migration_0002_upgrades_a_0001_database_and_keeps_its_rows(tmp_path):
+    """A store created by the first release gains the ``details`` column without losing sessions."""
+    import datetime as dt
+
+    from alembic import command
+
+    from zuora_sync.state import StateStore
+    from zuora_sync.state.store import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0001")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO zuora_sync_session (session_type, scope, trigger, dag_id, run_id, status, dry_run, "
+            "started_at, zuora_api_calls, salesforce_api_calls) VALUES ('Full', 'accounts', 'manual', 'd', 'r', "
+            "'Finished', 0, :now, 1, 2)"), {"now": dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)})
+    engine.dispose()
+    store = StateStore(url)
+    session = store.list_sessions(limit=1)[0]
+    assert session["details"] == {} and session["api_calls"] == {"zuora": 1, "salesforce": 2}
+    store.add_details(session["id"], lookups_at_risk=[{"object": "X__c", "field": "Sub__c", "records": 3}])
+    store.add_details(session["id"], note="kept")
+    assert store.get_session(session["id"])["details"] == {
+        "lookups_at_risk": [{"object": "X__c", "field": "Sub__c", "records": 3}], "note": "kept"}

@@ -128,6 +128,8 @@ class SyncSession(Base):
     error: Mapped[str | None] = mapped_column(Text)
     zuora_api_calls: Mapped[int] = mapped_column(BigInteger)
     salesforce_api_calls: Mapped[int] = mapped_column(BigInteger)
+    #: What a session wants on record besides counts (e.g. a cleanup's lookups at risk); migration 0002.
+    details: Mapped[dict[str, Any] | None]
 
 
 class SessionObject(Base):

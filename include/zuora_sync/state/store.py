@@ -233,6 +233,7 @@ def _session_dict(row: Any, objects: dict[str, dict[str, int]], rejected: int) -
         "started_at": row.started_at,
         "ended_at": row.ended_at,
         "error": row.error,
+        "details": dict(row.details or {}),
         "api_calls": {"zuora": int(row.zuora_api_calls), "salesforce": int(row.salesforce_api_calls)},
         "objects": objects,
         "totals": totals,
@@ -516,6 +517,13 @@ class StateStore:
                                            .group_by(_rejected.c.session_id)):
                 rejected[sid] = int(count)
         return [_session_dict(row, objects[row.id], rejected.get(row.id, 0)) for row in rows]
+
+    def add_details(self, session_id: int, **details: Any) -> None:
+        """Record more about a session (JSON values), merged into its ``details``."""
+        s = _sessions.c
+        with self._write() as conn:
+            current = conn.execute(select(s.details).where(s.id == session_id)).scalar_one_or_none()
+            conn.execute(update(_sessions).where(s.id == session_id).values(details={**(current or {}), **details}))
 
     def get_session(self, session_id: int) -> dict[str, Any]:
         """A session with its counts per object (``objects``), ``totals``, ``api_calls`` and ``rejected``."""
