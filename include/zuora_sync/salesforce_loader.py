@@ -443,6 +443,15 @@ class SalesforceBulkLoader:
                  len(queries), time.monotonic() - started, self.api_requests - before)
         return found
 
+    def count(self, soql_where: str) -> int:
+        """``SELECT COUNT() FROM ...`` through REST: the number of matching records, one API request."""
+        result = self._call("count", lambda sf: sf.query(f"SELECT COUNT() {soql_where}"))
+        return int(result["totalSize"])
+
+    def describe_global(self) -> dict:
+        """The org's global ``describe`` (every sObject's name, label, whether it is queryable)."""
+        return dict(self._call("describe global", lambda sf: sf.describe()))
+
     def describe(self, sobject: str) -> dict:
         """The REST ``describe`` of ``sobject`` (fields, their types, external ids, writability).
 

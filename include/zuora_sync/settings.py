@@ -56,6 +56,8 @@ class Settings:
     event_source: str = "callouts"
     #: How often the real-time trigger looks at the event count (and, when polling, at Zuora).
     trigger_poll_seconds: int = 5
+    #: A cleanup above this many records is refused unless the form accepts it (Zuora's advice: 1,000,000).
+    cleanup_record_limit: int = 1_000_000
 
     def __post_init__(self) -> None:
         if self.max_events_before_sync not in MAX_EVENTS_CHOICES:
@@ -80,7 +82,7 @@ class Settings:
             ) from None
         for name, low in (("lookback_minutes", 0), ("salesforce_api_reserve", 0), ("retention_days", 1),
                           ("lock_poll_seconds", 1), ("lock_lease_hours", 1), ("max_minutes_between_syncs", 1),
-                          ("trigger_poll_seconds", 1)):
+                          ("trigger_poll_seconds", 1), ("cleanup_record_limit", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise SettingsError(f"{name}: must be a whole number of at least {low}, got {value!r}")

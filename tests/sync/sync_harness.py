@@ -9,8 +9,10 @@ rejected in the state store with Salesforce's reason — never missing silently,
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
+import json
 import io
 import os
 import re
@@ -20,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from sandbox.zuora.dataquery_sql import compile_query
 from sandbox.zuora.schema import load_schema
@@ -60,6 +62,31 @@ def stack_env(zuora: Any, salesforce: Any, state_db: Path, staging: Path, settin
         "AIRFLOW_CONN_ZUORA_SYNC_STATE": '{"conn_type": "sqlite", "host": "%s"}' % state_db,
         "AIRFLOW_VAR_ZUORA_SYNC_SETTINGS": settings,
     }
+
+
+@contextlib.contextmanager
+def running_stack(base: Path, *, accounts: int, seed: int, settings: dict | None = None) -> Iterator[dict]:
+    """Both sandboxes with the same generated tenant, and this process's environment pointed at them."""
+    from conftest import start_salesforce_sandbox, start_zuora_sandbox
+
+    zuora = start_zuora_sandbox(base / "zuora", accounts=accounts, seed=seed)
+    salesforce = start_salesforce_sandbox(base / "salesforce", accounts=accounts, seed=seed)
+    options = {"staging_url": f"file://{base / 'staging'}", "lock_poll_seconds": 1,
+               "zuora_time_zone": "America/Los_Angeles", **(settings or {})}
+    values = stack_env(zuora, salesforce, base / "state.db", base / "staging", json.dumps(options))
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    airflow_db_migrate(dict(os.environ))
+    try:
+        yield {"zuora": zuora, "salesforce": salesforce, "base": base}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        zuora.stop()
+        salesforce.stop()
 
 
 def load_dag(dag_id: str):

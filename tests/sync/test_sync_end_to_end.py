@@ -5,14 +5,11 @@ rule; whatever qualifies but is missing must be recorded as rejected, with Sales
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import start_salesforce_sandbox, start_zuora_sandbox
-from sync_harness import airflow_db_migrate, compare_scope, run_dag, stack_env
+from sync_harness import compare_scope, run_dag, running_stack
 
 ACCOUNTS = 40
 SEED = 21
@@ -21,25 +18,8 @@ TZ = ZoneInfo("America/Los_Angeles")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    base = tmp_path_factory.mktemp("e2e")
-    zuora = start_zuora_sandbox(base / "zuora", accounts=ACCOUNTS, seed=SEED)
-    salesforce = start_salesforce_sandbox(base / "salesforce", accounts=ACCOUNTS, seed=SEED)
-    settings = json.dumps({"staging_url": f"file://{base / 'staging'}", "lock_poll_seconds": 1,
-                           "zuora_time_zone": "America/Los_Angeles"})
-    values = stack_env(zuora, salesforce, base / "state.db", base / "staging", settings)
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    airflow_db_migrate(dict(os.environ))
-    try:
-        yield {"zuora": zuora, "salesforce": salesforce, "base": base}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        zuora.stop()
-        salesforce.stop()
+    with running_stack(tmp_path_factory.mktemp("e2e"), accounts=ACCOUNTS, seed=SEED) as value:
+        yield value
 
 
 def rejected_keys() -> dict[str, set[str]]:

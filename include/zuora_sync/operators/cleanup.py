@@ -1,0 +1,212 @@
+"""The 360 Sync Cleanup: remove the sync's records of one scope from Salesforce, safely.
+
+``BeginCleanupOperator`` takes the exclusive cleanup lock (running sync sessions finish first; new
+ones wait, deferred, until the cleanup ends), counts what would be removed, lists the custom lookup
+fields in the org that point at those objects (the broken-linkage warning of the seed document)
+with how many records use them, and refuses above the record limit unless the form accepts it.
+Nothing is deleted in a dry run or without the form's confirmation. ``CleanupDeleteOperator``
+deletes one object's records — only those the sync owns, carrying the external id — children
+before parents. ``EndCleanupOperator`` resets the scope's watermarks after a real cleanup, so the
+next sync of the scope is a full sync, records the session (*Sync Clean-up*) and unlocks.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from zuora_sync.mapping import load_mapping
+from zuora_sync.session import holder_name
+from zuora_sync.settings import load_settings
+
+SCOPES = {"accounts_and_related_objects": "accounts", "product_catalog": "catalog"}
+BEGIN_TASK = "begin_cleanup"
+CLEANUP = "Sync Clean-up"
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+
+
+class BeginCleanupOperator(BaseOperator):
+    """Lock, count, warn about lookups at risk, and decide whether this cleanup may delete.
+
+    :param scope: ``accounts_and_related_objects`` or ``product_catalog``; templated.
+    :param dry_run: count and report only; templated.
+    :param confirm: without it nothing is deleted; templated.
+    :param hard_delete: bypass the recycle bin; templated.
+    :param accept_over_limit: accept a cleanup above the record limit; templated.
+    """
+
+    template_fields: Sequence[str] = ("scope", "dry_run", "confirm", "hard_delete", "accept_over_limit")
+    ui_color = "#ffe0e0"
+
+    def __init__(self, *, scope: Any, dry_run: Any = True, confirm: Any = False, hard_delete: Any = False,
+                 accept_over_limit: Any = False, salesforce_conn_id: str = "salesforce_default",
+                 state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scope = scope
+        self.dry_run = dry_run
+        self.confirm = confirm
+        self.hard_delete = hard_delete
+        self.accept_over_limit = accept_over_limit
+        self.salesforce_conn_id = salesforce_conn_id
+        self.state_conn_id = state_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from zuora_sync.salesforce_loader import SalesforceBulkLoader
+        from zuora_sync.state import StateStore
+
+        if self.scope not in SCOPES:
+            raise AirflowFailException(f"scope must be one of {list(SCOPES)}, not {self.scope!r}")
+        scope = SCOPES[self.scope]
+        settings = load_settings()
+        store = StateStore.from_airflow(self.state_conn_id)
+        dag_run = context["dag_run"]
+        holder = holder_name(dag_run.dag_id, dag_run.run_id)
+        acquired, other = store.try_lock(["cleanup"], holder, lease_seconds=settings.lock_lease_hours * 3600)
+        if not acquired:
+            self.log.info("Waiting: session %s is running; the cleanup starts when it finishes (new sync "
+                          "sessions wait for the cleanup). Checking again in %d s, deferred.", other,
+                          settings.lock_poll_seconds)
+            self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=settings.lock_poll_seconds)),
+                       method_name="execute_after_wait")
+        dry_run, confirm = _truthy(self.dry_run), _truthy(self.confirm)
+        session_id = store.start_session(
+            session_type=CLEANUP, scope=scope, trigger=str(getattr(dag_run, "run_type", "manual")),
+            dag_id=dag_run.dag_id, run_id=dag_run.run_id, window_start=None, window_end=None,
+            dry_run=dry_run or not confirm,
+        )
+        loader = SalesforceBulkLoader(self.salesforce_conn_id)
+        try:
+            objects = load_mapping().scope_objects(scope)
+            counts = {o.name: loader.count(f"FROM {o.salesforce} WHERE {o.key} != null") for o in objects}
+            at_risk = self._lookups_at_risk(loader, {o.salesforce for o in objects})
+        finally:
+            store.add_api_calls(session_id, salesforce=loader.api_requests)
+        total = sum(counts.values())
+        store.add_details(session_id, records_to_remove=counts, total=total, lookups_at_risk=at_risk,
+                          hard_delete=_truthy(self.hard_delete))
+        self.log.info("Cleanup of %s: %d records owned by the sync: %s", self.scope, total,
+                      ", ".join(f"{name} {n}" for name, n in counts.items()))
+        for lookup in at_risk:
+            self.log.warning("Lookup at risk: %s.%s points at %s; %d record(s) use it and will lose the link",
+                             lookup["object"], lookup["field"], lookup["references"], lookup["records"])
+        if total > settings.cleanup_record_limit and not _truthy(self.accept_over_limit):
+            reason = (f"Refused: {total:,} records exceed {settings.cleanup_record_limit:,}. Zuora advises against a "
+                      "cleanup this large (ask for a forced full sync instead); tick 'I accept a cleanup above "
+                      "1,000,000 records' to go ahead.")
+            store.finish_session(session_id, error=reason)
+            store.release_lock(holder)
+            raise AirflowFailException(reason)
+        delete = not dry_run and confirm
+        if dry_run:
+            self.log.info("Dry run: nothing is deleted and the watermarks stay")
+        elif not confirm:
+            self.log.info("Not confirmed: nothing is deleted. Tick 'confirm' in the form to delete these records")
+        return {"session_id": session_id, "scope": scope, "holder": holder, "delete": delete,
+                "hard": _truthy(self.hard_delete), "objects": [o.name for o in objects], "counts": counts}
+
+    def execute_after_wait(self, context: Any, event: Any = None) -> dict[str, Any]:
+        return self.execute(context)
+
+    def _lookups_at_risk(self, loader: Any, targets: set[str]) -> list[dict[str, Any]]:
+        """Lookup fields outside the scope that point at the scope's objects, with their use."""
+        found = []
+        for entry in loader.describe_global()["sobjects"]:
+            name = entry["name"]
+            if name in targets or not entry.get("queryable", True):
+                continue
+            for field in loader.describe(name)["fields"]:
+                pointing = [t for t in field.get("referenceTo") or [] if t in targets]
+                if field.get("type") == "reference" and pointing:
+                    used = loader.count(f"FROM {name} WHERE {field['name']} != null")
+                    found.append({"object": name, "field": field["name"], "references": pointing[0], "records": used})
+        return found
+
+
+class CleanupDeleteOperator(BaseOperator):
+    """Delete one object's records that the sync owns (they carry the external id)."""
+
+    template_fields: Sequence[str] = ("object_name",)
+    ui_color = "#ffd0d0"
+
+    def __init__(self, *, object_name: str, salesforce_conn_id: str = "salesforce_default",
+                 state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.object_name = object_name
+        self.salesforce_conn_id = salesforce_conn_id
+        self.state_conn_id = state_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from zuora_sync.salesforce_loader import SalesforceBulkLoader
+        from zuora_sync.state import StateStore
+
+        plan = context["ti"].xcom_pull(task_ids=BEGIN_TASK)
+        if not plan or self.object_name not in plan["objects"]:
+            raise AirflowSkipException(f"{self.object_name} is not part of this cleanup")
+        if not plan["delete"]:
+            return {"deleted": 0, "skipped": True}
+        obj = load_mapping().get(self.object_name)
+        store = StateStore.from_airflow(self.state_conn_id)
+        loader = SalesforceBulkLoader(self.salesforce_conn_id)
+        try:
+            with tempfile.TemporaryDirectory(prefix="zuora-cleanup-") as tmp:
+                path = Path(tmp) / "owned.csv"
+                loader.query_to_csv(f"SELECT Id FROM {obj.salesforce} WHERE {obj.key} != null", path)
+                with open(path, newline="", encoding="utf-8") as handle:
+                    ids = [row[0] for index, row in enumerate(csv.reader(handle)) if index and row]
+            outcome = loader.delete_ids(obj.salesforce, ids, hard=plan["hard"])
+        finally:
+            store.add_api_calls(plan["session_id"], salesforce=loader.api_requests)
+        if outcome.rejected:
+            store.add_rejected(plan["session_id"], obj.name, [
+                (r.external_id or r.sf_id, r.error_code, r.message, r.row) for r in outcome.rejected])
+        deleted = outcome.processed - outcome.failed
+        store.record_counts(plan["session_id"], obj.name, deleted=deleted, failed=outcome.failed)
+        self.log.info("%s: %d record(s) %s, %d refused", obj.salesforce, deleted,
+                      "hard-deleted" if plan["hard"] else "deleted (recycle bin)", outcome.failed)
+        return {"deleted": deleted, "failed": outcome.failed}
+
+
+class EndCleanupOperator(BaseOperator):
+    """Reset the scope's watermarks after a real cleanup, record the session, release the lock."""
+
+    ui_color = "#ffe0e0"
+
+    def __init__(self, *, delete_task_ids: list[str], state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.delete_task_ids = delete_task_ids
+        self.state_conn_id = state_conn_id
+
+    def execute(self, context: Any) -> str:
+        from zuora_sync.state import StateStore
+
+        store = StateStore.from_airflow(self.state_conn_id)
+        ti = context["ti"]
+        plan = ti.xcom_pull(task_ids=BEGIN_TASK)
+        if not plan:
+            dag_run = context["dag_run"]
+            store.release_lock(holder_name(dag_run.dag_id, dag_run.run_id))
+            # The cleanup was refused or could not start: the run must show it, not look successful.
+            raise AirflowFailException(f"The cleanup did not start; the {BEGIN_TASK} task's log says why")
+        missing = [t for t in self.delete_task_ids
+                   if t.split("_", 1)[1] in plan["objects"] and not ti.xcom_pull(task_ids=t)]
+        error = f"tasks did not finish: {', '.join(missing)}" if missing else None
+        if plan["delete"] and not missing:
+            store.reset_watermarks(plan["scope"])
+            self.log.info("Watermarks of %s reset: the next sync of this scope is a full sync", plan["scope"])
+        status = store.finish_session(plan["session_id"], error=error)
+        store.release_lock(plan["holder"])
+        self.log.info("Cleanup session %d ended: %s", plan["session_id"], status)
+        if missing:
+            raise AirflowFailException(f"Cleanup session {plan['session_id']} failed: {error}")
+        return status

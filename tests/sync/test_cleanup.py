@@ -1,0 +1,139 @@
+"""The 360 Sync Cleanup with ``dag.test()`` against both sandboxes: dry run, no confirmation, the
+record limit, the lookups at risk, removing exactly the sync's records of one scope while a sync
+waits, and the next sync being full and restoring everything (compared record by record)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from sync_harness import ROOT, compare_scope, run_dag, running_stack
+
+ACCOUNTS = 25
+SEED = 33
+TZ = ZoneInfo("America/Los_Angeles")
+SCOPE_OBJECTS = ("Zuora__CustomerAccount__c", "Zuora__Subscription__c", "Zuora__SubscriptionRatePlan__c",
+                 "Zuora__SubscriptionProductCharge__c", "Zuora__ZInvoice__c", "Zuora__Payment__c",
+                 "Zuora__PaymentInvoice__c")
+CATALOG_OBJECTS = ("Product2", "zqu__ProductRatePlan__c", "zqu__ProductRatePlanCharge__c")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("cleanup"), accounts=ACCOUNTS, seed=SEED) as value:
+        assert run_dag("zuora_full_sync") == "success"
+        assert run_dag("zuora_product_catalog_sync") == "success"
+        value["salesforce"].admin("POST", "schema", {"objects": {"Contract_Note__c": {
+            "label": "Contract Note", "keyPrefix": "a9N", "custom": True, "fields": {
+                "Name": {"type": "string", "length": 80, "nillable": False, "label": "Name"},
+                "Subscription__c": {"type": "reference", "referenceTo": ["Zuora__Subscription__c"],
+                                    "relationshipName": "Subscription__r", "label": "Subscription"},
+            }}}})
+        sf = value["salesforce"].login()
+        subscriptions = sf.query("SELECT Id FROM Zuora__Subscription__c LIMIT 2")["records"]
+        for i, sub in enumerate(subscriptions):
+            sf.Contract_Note__c.create({"Name": f"Note {i}", "Subscription__c": sub["Id"]})
+        sf.Account.create({"Name": "Not From Zuora"})
+        yield value
+
+
+def counts(stack) -> dict[str, int]:
+    sf = stack["salesforce"].login()
+    return {o: sf.query(f"SELECT COUNT() FROM {o}")["totalSize"]
+            for o in SCOPE_OBJECTS + CATALOG_OBJECTS + ("Account", "Contract_Note__c")}
+
+
+def last_session() -> dict:
+    from zuora_sync.state import StateStore
+
+    store = StateStore.from_airflow()
+    return store.get_session(store.list_sessions(limit=1)[0]["id"])
+
+
+def cleanup_conf(**changes) -> dict:
+    return {"scope": "accounts_and_related_objects", "dry_run": True, "confirm": False, "hard_delete": False,
+            "accept_over_1m_records": False, **changes}
+
+
+def test_dry_run_counts_and_reports_the_lookup_at_risk_and_changes_nothing(stack):
+    before = counts(stack)
+    assert run_dag("zuora_cleanup", conf=cleanup_conf()) == "success"
+    assert counts(stack) == before
+    session = last_session()
+    assert session["session_type"] == "Sync Clean-up" and session["dry_run"] is True
+    details = session["details"]
+    assert details["total"] == sum(before[o] for o in SCOPE_OBJECTS)
+    assert {"object": "Contract_Note__c", "field": "Subscription__c", "references": "Zuora__Subscription__c",
+            "records": 2} in details["lookups_at_risk"]
+
+
+def test_without_confirmation_nothing_is_deleted(stack):
+    before = counts(stack)
+    assert run_dag("zuora_cleanup", conf=cleanup_conf(dry_run=False)) == "success"
+    assert counts(stack) == before
+
+
+def test_above_the_record_limit_it_is_refused_unless_accepted(stack):
+    before = counts(stack)
+    os.environ["AIRFLOW_VAR_ZUORA_SYNC_SETTINGS"] = json.dumps({
+        **json.loads(os.environ["AIRFLOW_VAR_ZUORA_SYNC_SETTINGS"]), "cleanup_record_limit": 10})
+    assert run_dag("zuora_cleanup", conf=cleanup_conf(dry_run=False, confirm=True)) == "failed"
+    session = last_session()
+    assert session["status"] == "Failure" and "exceed 10" in session["error"]
+    assert counts(stack) == before
+    from zuora_sync.state import StateStore
+
+    assert StateStore.from_airflow().lock_holders() == {}  # a refused cleanup releases the lock
+
+
+def test_cleanup_removes_exactly_the_sync_records_while_a_sync_waits_and_the_next_sync_is_full(stack):
+    from zuora_sync.state import StateStore
+
+    before = counts(stack)
+    store = StateStore.from_airflow()
+    # Slow Bulk jobs, so the cleanup is still running when the sync is triggered.
+    stack["salesforce"].admin("POST", "faults", {"kind": "bulk_delay", "seconds": 2})
+    conf = cleanup_conf(dry_run=False, confirm=True, accept_over_1m_records=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, json; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
+         "from sync_harness import run_dag; print('STATE', run_dag('zuora_cleanup', conf=json.loads(sys.argv[3])))",
+         str(ROOT / "tests"), str(Path(__file__).parent), json.dumps(conf)],
+        env=dict(os.environ), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while "cleanup" not in store.lock_holders():
+        assert child.poll() is None and time.monotonic() < deadline, child.stdout.read() if child.poll() is not None else ""
+        time.sleep(0.2)
+    try:
+        assert run_dag("zuora_incremental_sync") == "success"  # waits for the cleanup, then runs
+    finally:
+        output = child.communicate(timeout=300)[0]
+        stack["salesforce"].admin("DELETE", "faults")
+    assert "STATE success" in output, output[-3000:]
+    sessions = StateStore.from_airflow().list_sessions(limit=3)
+    cleanup = next(s for s in sessions if s["session_type"] == "Sync Clean-up")
+    sync = sessions[0]
+    assert sync["started_at"] >= cleanup["ended_at"]  # the sync waited for the cleanup
+    assert sync["session_type"] == "Full"             # the first sync after a cleanup is full
+    assert cleanup["status"] in ("Finished", "Finished with Errors")
+    assert sum(c["deleted"] for c in cleanup["objects"].values()) > 0
+    after = counts(stack)
+    assert {o: after[o] for o in CATALOG_OBJECTS} == {o: before[o] for o in CATALOG_OBJECTS}
+    assert after["Account"] == before["Account"] and after["Contract_Note__c"] == 2
+    problems = compare_scope(stack["zuora"].data_dir, stack["salesforce"].login(), "accounts", _rejected(),
+                             TZ, stack["base"])
+    assert not problems, "\n".join(problems[:30])
+
+
+def _rejected() -> dict[str, set[str]]:
+    from zuora_sync.mapping import load_mapping
+    from zuora_sync.state import StateStore
+
+    store = StateStore.from_airflow()
+    return {o.name: set(store.open_rejected_ids(o.scope, o.name)) for o in load_mapping().objects.values()}
