@@ -1,0 +1,320 @@
+"""The sync's FastAPI app: callout intake, real-time status and settings (SPEC §5, §8, §11).
+
+Mounted by the plugin (``plugins/zuora_sync_plugin.py``) on the Airflow API server under
+``/zuora-sync``; it runs in the API server's process, where Airflow's metadata database is at hand
+(``_AIRFLOW_PROCESS_CONTEXT=server``), so settings and DAG states are read from there directly.
+
+Routes:
+
+- ``POST /events``: Zuora callouts, authenticated by their signature or Basic credentials
+  (:mod:`zuora_sync.webapp.callouts`);
+- ``GET /status``: the sync mode, the settings in effect, pending events, "N more data change
+  events, or at most M minutes, until the next sync", the last session and the lock holders;
+- ``GET /settings``, ``PUT /settings``: the ``zuora_sync_settings`` Variable, validated.
+
+Airflow does not protect plugin apps: every route but ``/events`` depends on Airflow's own
+:func:`~airflow.api_fastapi.core_api.security.get_user`, which accepts the UI's JWT cookie (so a
+page inside the Airflow UI needs no second login) or ``Authorization: Bearer`` from
+``POST /auth/token``, and answers 401 otherwise. Pages (issue 7) are added as further routers
+with ``dependencies=LOGIN_REQUIRED`` in :func:`create_app`.
+
+Run on its own (tests, benchmarks): ``uvicorn zuora_sync.webapp.app:app``; it then initializes
+Airflow's auth manager itself, so tokens signed with the configured ``[api_auth] jwt_secret``
+are accepted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from airflow.api_fastapi.core_api.security import get_user
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from zuora_sync import settings as sync_settings
+from zuora_sync.realtime_status import next_sync
+from zuora_sync.webapp.callouts import Intake, create_router
+
+log = logging.getLogger(__name__)
+
+INCREMENTAL_DAG = "zuora_incremental_sync"
+REALTIME_DAG = "zuora_realtime_sync"
+#: Real-time sync covers Accounts & Related Objects: the state store's ``accounts`` scope.
+REALTIME_SCOPE = "accounts"
+#: Route dependencies that require an Airflow login; use them for every new router.
+LOGIN_REQUIRED = [Depends(get_user)]
+#: Setting the Variable by environment variable shadows whatever is written to the database.
+_ENV_VARIABLE = "AIRFLOW_VAR_" + sync_settings.VARIABLE.upper()
+
+
+# --------------------------------------------------------------------------------------------
+# What the API server reads: the Variable and the DAGs' paused flags
+
+
+def read_settings_variable() -> str | None:
+    """The raw ``zuora_sync_settings`` value (``None`` when unset).
+
+    ``airflow.models.Variable`` is the server-side model: in the API server it reads environment
+    variables, secrets backends and the metadata database, in that order. (The Task SDK's
+    ``Variable`` would too, but its secrets cache could serve a value older than a write just made.)
+    """
+    from airflow.models import Variable
+
+    return Variable.get(sync_settings.VARIABLE, default_var=None)
+
+
+def write_settings_variable(text: str) -> None:
+    """Store the Variable in the metadata database (where the UI's Variables page shows it too)."""
+    from airflow.models import Variable
+
+    Variable.set(sync_settings.VARIABLE, text,
+                 description="Zuora sync settings (validated; edit through /zuora-sync/settings or the sync page)")
+
+
+def read_dag_states(dag_ids: tuple[str, ...] = (INCREMENTAL_DAG, REALTIME_DAG)) -> dict[str, dict[str, Any]]:
+    """Whether each DAG exists (parsed, not stale) and is paused, from Airflow's ``DagModel``."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(select(DagModel.dag_id, DagModel.is_paused, DagModel.is_stale)
+                               .where(DagModel.dag_id.in_(dag_ids))).all()
+    found = {row.dag_id: row for row in rows}
+    return {dag_id: {"present": dag_id in found and not found[dag_id].is_stale,
+                     "paused": bool(found[dag_id].is_paused) if dag_id in found else None}
+            for dag_id in dag_ids}
+
+
+def sync_mode(dags: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The sync mode (None, Scheduled or Real-time): which of the two DAGs is unpaused (SPEC §5)."""
+    def active(dag_id: str) -> bool:
+        state = dags.get(dag_id) or {}
+        return bool(state.get("present")) and state.get("paused") is False
+
+    realtime, scheduled = active(REALTIME_DAG), active(INCREMENTAL_DAG)
+    warning = None
+    if realtime and scheduled:
+        warning = (f"both {INCREMENTAL_DAG} and {REALTIME_DAG} are unpaused: pause one (their sessions wait "
+                   "for each other's lock)")
+    mode = "Real-time" if realtime else "Scheduled" if scheduled else "None"
+    return {"mode": mode, "dags": dags, "warning": warning}
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+
+
+def _settings_view() -> dict[str, Any]:
+    """The settings in effect, where they come from, and any problem with the stored value."""
+    try:
+        raw = read_settings_variable()
+    except Exception:
+        log.exception("Could not read the Variable %s", sync_settings.VARIABLE)
+        return {"settings": None, "source": None,
+                "error": f"the Variable {sync_settings.VARIABLE} could not be read"}
+    source = "defaults" if raw in (None, "") else ("environment" if os.environ.get(_ENV_VARIABLE) else "variable")
+    try:
+        current = sync_settings.parse_settings(raw)
+    except sync_settings.SettingsError as exc:
+        return {"settings": None, "source": source, "error": str(exc)}
+    return {"settings": current.as_dict(), "source": source, "error": None}
+
+
+def allowed_values() -> dict[str, Any]:
+    """What each setting accepts, for forms and error messages."""
+    return {
+        "max_events_before_sync": list(sync_settings.MAX_EVENTS_CHOICES),
+        "email_notifications": list(sync_settings.EMAIL_CHOICES),
+        "event_source": list(sync_settings.EVENT_SOURCES),
+        "max_minutes_between_syncs": {"minimum": 1},
+        "email_recipients": "a list of email addresses",
+    }
+
+
+def _stored_object(raw: str | None) -> dict[str, Any]:
+    """The stored Variable as a dict; an unreadable one is replaced (the PUT is validated whole)."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def update_settings(changes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Validate ``changes`` on top of the stored settings and write them; ``(status, answer)``.
+
+    Only the keys a user has set are stored (a ``null`` removes one, back to its default), so a
+    default changed in a later release still applies to the rest. The whole result is validated
+    by :func:`zuora_sync.settings.parse_settings` (what :func:`~zuora_sync.settings.merged` does)
+    before anything is written.
+    """
+    if os.environ.get(_ENV_VARIABLE):
+        return 409, {"detail": f"{sync_settings.VARIABLE} is set by the environment variable {_ENV_VARIABLE}, "
+                               "which overrides the database: change it there"}
+    combined = _stored_object(read_settings_variable())
+    for key, value in changes.items():
+        if value is None:
+            combined.pop(key, None)
+        else:
+            combined[key] = value
+    try:
+        validated = sync_settings.parse_settings(combined)
+    except sync_settings.SettingsError as exc:
+        return 400, {"detail": str(exc), "allowed": allowed_values()}
+    normalized = validated.as_dict()
+    write_settings_variable(json.dumps({key: normalized[key] for key in sorted(combined)}, indent=2))
+    view = _settings_view()
+    if view["settings"] != normalized:  # e.g. a secrets backend shadows the database
+        return 409, {"detail": f"{sync_settings.VARIABLE} was written but another source overrides it "
+                               "(a secrets backend): change it there"}
+    return 200, {**view, "allowed": allowed_values(), "defaults": sync_settings.Settings().as_dict()}
+
+
+# --------------------------------------------------------------------------------------------
+# Status
+
+
+def build_status(store: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The real-time status: mode, settings, pending events, next sync, last session, locks."""
+    now = now or dt.datetime.now(dt.UTC)
+    view = _settings_view()
+    try:
+        mode = sync_mode(read_dag_states())
+    except Exception:
+        log.exception("Could not read the DAGs' paused state")
+        mode = {"mode": None, "dags": None, "warning": "the DAGs' state could not be read from Airflow"}
+    pending = store.pending_event_count()
+    last = store.last_session(REALTIME_SCOPE)
+    last_ended = last if last is not None and last.get("ended_at") else store.last_session(REALTIME_SCOPE, ended=True)
+    upcoming = None
+    if view["settings"] is not None:
+        settings = view["settings"]
+        upcoming = next_sync(pending, settings["max_events_before_sync"],
+                             last_ended["ended_at"] if last_ended else None,
+                             settings["max_minutes_between_syncs"], now).as_dict()
+    return {
+        "now": now,
+        "mode": mode,
+        "settings": view["settings"],
+        "settings_source": view["source"],
+        "settings_error": view["error"],
+        "pending_events": pending,
+        "next_sync": upcoming,
+        "last_session": last,
+        "locks": store.lock_holders(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The app
+
+
+def _login_router(intake: Intake) -> APIRouter:
+    router = APIRouter(dependencies=LOGIN_REQUIRED, tags=["operator"])
+
+    @router.get("/status", summary="Real-time sync status (Airflow login required)")
+    def status() -> JSONResponse:
+        try:
+            store = intake.store.get()
+        except Exception:
+            log.exception("Could not open the state store")
+            return JSONResponse({"detail": "the state store cannot be reached"}, status_code=503)
+        return JSONResponse(_jsonable(build_status(store)))
+
+    @router.get("/settings", summary="The real-time settings (Airflow login required)")
+    def get_settings() -> JSONResponse:
+        view = _settings_view()
+        return JSONResponse({**view, "allowed": allowed_values(), "defaults": sync_settings.Settings().as_dict()})
+
+    @router.put("/settings", summary="Change settings (validated; Airflow login required)",
+                responses={400: {"description": "A value is not allowed; the answer lists what is"},
+                           409: {"description": "The Variable is set elsewhere (environment, secrets backend)"}})
+    def put_settings(
+        changes: Annotated[dict[str, Any], Body(examples=[{"max_events_before_sync": 50,
+                                                           "max_minutes_between_syncs": 30}])],
+        user: Annotated[Any, Depends(get_user)],
+    ) -> JSONResponse:
+        code, answer = update_settings(changes)
+        if code == 200:
+            log.info("Zuora sync settings changed by %s: %s", _user_name(user), sorted(changes))
+        return JSONResponse(answer, status_code=code)
+
+    return router
+
+
+def _user_name(user: Any) -> str:
+    try:
+        return str(user.get_name())
+    except Exception:
+        return "?"
+
+
+def _jsonable(value: Any) -> Any:
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(value)
+
+
+async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """400 (not FastAPI's 422) with a readable reason: SPEC §5 asks 400 for malformed input."""
+    reasons = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            detail = (error.get("ctx") or {}).get("error") or error.get("msg")
+            reasons.append(f"body is not valid JSON: {detail}")
+            continue
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+        reasons.append(f"{where}: {error.get('msg', 'invalid')}")
+    return JSONResponse({"detail": "; ".join(reasons) or "malformed request"}, status_code=400)
+
+
+def ensure_auth_manager() -> None:
+    """Outside the API server (tests, benchmarks), set up Airflow's auth manager for ``get_user``."""
+    from airflow.api_fastapi.app import create_auth_manager, get_auth_manager
+
+    try:
+        get_auth_manager()
+    except RuntimeError:
+        create_auth_manager()
+
+
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # Runs only when this app is served on its own: the plugin mounts it lazily, so inside the
+    # API server Airflow's lifespan never calls this (and its auth manager is already set up).
+    ensure_auth_manager()
+    yield
+
+
+def create_app(intake: Intake | None = None) -> FastAPI:
+    """The web app.
+
+    :param intake: the callout intake (its webhook auth and state store loaders); default: read
+        the Airflow connections ``zuora_sync_webhook`` and ``zuora_sync_state``.
+    """
+    intake = intake or Intake()
+    app = FastAPI(
+        title="Zuora sync",
+        version="1",
+        description="Zuora callout intake, real-time status and settings of the Zuora → Salesforce sync.",
+        lifespan=_lifespan,
+    )
+    app.add_exception_handler(RequestValidationError, _bad_request)
+    app.include_router(create_router(intake))
+    app.include_router(_login_router(intake))
+    app.state.intake = intake
+    return app
+
+
+#: The app the plugin serves (through :data:`zuora_sync.webapp.asgi_app`).
+app = create_app()

@@ -1,0 +1,19 @@
+"""The Zuora sync's Airflow plugin: mounts the sync's web app on the API server at ``/zuora-sync``.
+
+Thin on purpose (SPEC §2): the app lives in the package (:mod:`zuora_sync.webapp`). Airflow imports
+this module in every process that loads plugins, tasks included, so it imports nothing heavy and
+touches no network or database: the app itself is imported on its first request.
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from zuora_sync.webapp import URL_PREFIX, asgi_app
+
+
+class ZuoraSyncPlugin(AirflowPlugin):
+    """``POST /zuora-sync/events`` (Zuora callouts), ``/zuora-sync/status`` and ``/zuora-sync/settings``."""
+
+    name = "zuora_sync"
+    fastapi_apps = [{"app": asgi_app, "url_prefix": URL_PREFIX, "name": "Zuora sync"}]
