@@ -2,8 +2,9 @@
 
 Every sync DAG is the same graph: begin the session (lock, plan) → check the mapping against
 Salesforce → extract every object from Zuora in parallel → upsert parents before children →
-remove what no longer belongs, children before parents → end the session (status, lock). The DAG
-files under ``dags/`` only say which type, which scope, which schedule and which form.
+remove what no longer belongs, children before parents → end the session (status, lock). The
+real-time DAG puts one task in front: a deferrable sensor that waits until the session is due. The
+DAG files under ``dags/`` only say which type, which scope, which schedule and which form.
 """
 
 from __future__ import annotations
@@ -57,8 +58,14 @@ def window_params() -> dict[str, Param]:
 
 
 def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any, doc_md: str,
-                   params: dict[str, Param], start_date: dt.datetime | None = None, **dag_kwargs: Any) -> DAG:
-    """A sync DAG of ``session_type`` over the objects of ``scope``."""
+                   params: dict[str, Param], start_date: dt.datetime | None = None, wait_for_changes: bool = False,
+                   **dag_kwargs: Any) -> DAG:
+    """A sync DAG of ``session_type`` over the objects of ``scope``.
+
+    :param wait_for_changes: start with a ``wait_for_changes`` task
+        (:class:`~zuora_sync.operators.realtime.RealTimeSyncSensor`): the session begins only when
+        enough change events have arrived or the maximum time has passed (real-time sync).
+    """
     mapping = load_mapping()
     objects = mapping.scope_objects(scope)
     with DAG(
@@ -82,6 +89,10 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
         )
         preflight = MappingPreflightOperator(task_id=PREFLIGHT_TASK)
         begin >> preflight
+        if wait_for_changes:
+            from zuora_sync.operators.realtime import WAIT_TASK, RealTimeSyncSensor
+
+            RealTimeSyncSensor(task_id=WAIT_TASK, scope=scope) >> begin
         loads, deletes = {}, {}
         for obj in objects:
             extract = ZuoraExtractOperator(task_id=f"extract_{obj.name}", object_name=obj.name)

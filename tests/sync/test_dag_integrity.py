@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = {"zuora_full_sync", "zuora_incremental_sync", "zuora_on_demand_sync", "zuora_product_catalog_sync"}
+EXPECTED = {"zuora_full_sync", "zuora_incremental_sync", "zuora_on_demand_sync", "zuora_product_catalog_sync",
+            "zuora_realtime_sync"}
 
 
 @pytest.fixture(scope="module")

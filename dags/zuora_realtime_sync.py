@@ -1,0 +1,48 @@
+"""Airflow DAG: real-time sync of Accounts & Related Objects — a session whenever enough Zuora data
+change events have arrived, or the maximum time between syncs has passed."""
+
+from zuora_sync.dag_factory import build_sync_dag
+from zuora_sync.session import REAL_TIME
+
+dag = build_sync_dag(
+    "zuora_realtime_sync",
+    session_type=REAL_TIME,
+    scope="accounts",
+    schedule="@continuous",  # one run at a time, the next as soon as one ends: each run waits first
+    params={},
+    wait_for_changes=True,
+    doc_md="""
+### Zuora real-time sync — Accounts & Related Objects
+
+Each run starts with `wait_for_changes`, a deferrable sensor (it waits in the triggerer, holding
+no worker slot): the session starts when **`max_events_before_sync`** data change events are
+pending, or **`max_minutes_between_syncs`** minutes have passed since the last session ended,
+whichever comes first. Its log says how far away that is: *"7 more data change events, or at most
+100 minutes, until the next sync"*. The session then syncs what changed since the last successful
+one (from each object's watermark to now) and consumes the events it started with; events that
+arrive during a session count toward the next. A session that failed or stopped consumes nothing;
+its events start a new session after a 15-minute pause (so a lasting problem does not restart it
+in a loop), or at the maximum time.
+
+**Sync modes.** The mode is which DAG is unpaused:
+
+| mode | `zuora_incremental_sync` | `zuora_realtime_sync` |
+|---|---|---|
+| None | paused | paused |
+| Scheduled | unpaused | paused |
+| Real-time | paused | unpaused |
+
+Unpause only one of them. The first real-time session after any other mode (its last session was
+not a real-time one), and any session before the first full sync, is a **full sync**, as Zuora
+360's Turbo Sync does; on-demand syncs do not change the mode.
+
+**Settings** (Variable `zuora_sync_settings`, JSON; also editable on the Zuora Sync page):
+`max_events_before_sync` — one of 1, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500 (default 10;
+lower values use more Salesforce API requests); `max_minutes_between_syncs` (default 120);
+`event_source` — `callouts` (Zuora callout notifications POSTed to `/zuora-sync/events`, default)
+or `polling` (counts records changed in Zuora since the watermark with a Data Query job, for
+deployments Zuora cannot call: 3–5 Zuora API requests per count, so set `trigger_poll_seconds`
+to 60 or more); `trigger_poll_seconds` (default 5); `email_notifications` and `email_recipients`.
+A change applies to a wait already under way.
+""",
+)
