@@ -23,6 +23,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from zuora_sync.mapping import load_mapping
+from zuora_sync.notifications import notify_session_end
 from zuora_sync.session import holder_name
 from zuora_sync.settings import load_settings
 
@@ -207,6 +208,7 @@ class EndCleanupOperator(BaseOperator):
         status = store.finish_session(plan["session_id"], error=error)
         store.release_lock(plan["holder"])
         self.log.info("Cleanup session %d ended: %s", plan["session_id"], status)
+        notify_session_end(store, plan["session_id"], load_settings(), log=self.log)
         if missing:
             raise AirflowFailException(f"Cleanup session {plan['session_id']} failed: {error}")
         return status

@@ -1,10 +1,18 @@
 """Opening and closing a sync session: the exclusive lock, the plan, the preflight and the verdict.
 
 ``BeginSyncSessionOperator`` takes the scope's lock (waiting, deferred, while another session holds
-it), decides what the session really is (the first sync of a scope is always full), records it in
-sync history and hands its plan to the other tasks. ``MappingPreflightOperator`` checks the mapping
-against Salesforce ``describe`` before anything is written. ``EndSyncSessionOperator`` runs
-whatever happened upstream: it records the session's status and releases the lock.
+it), decides what the session really is (the first sync of a scope is always full; so is the first
+real-time session after a non-real-time one), records it in sync history and hands its plan to the
+other tasks. ``MappingPreflightOperator`` checks the mapping against Salesforce ``describe`` before
+anything is written. ``EndSyncSessionOperator`` runs whatever happened upstream: it records the
+session's status, releases the lock and, for a real-time session that finished, consumes the
+change events it was started for.
+
+Real-time event consumption (SPEC §5, "events that arrive during a session count toward the
+next"): the begin task reads the newest stored event id *before* it plans the window and pushes it
+as the XCom ``events_up_to``; the end task marks the events up to that id consumed once the
+session ended Finished or Finished with Errors. Events received later stay pending, and a session
+that failed or stopped consumes nothing, so its events start the next one.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Sequence
 
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseOperator
 
@@ -29,9 +37,14 @@ from zuora_sync.session import (
     parse_instant,
     staging_dir,
 )
+from zuora_sync.notifications import notify_session_end
 from zuora_sync.settings import load_settings
 
 SESSION_TASK = "begin_session"
+#: XCom key of the begin task when the Salesforce API budget stopped the session before writing.
+STOPPED_KEY = "stopped_session"
+#: XCom key of the begin task: the newest change event id when a real-time session began.
+EVENTS_KEY = "events_up_to"
 
 
 def _now() -> dt.datetime:
@@ -92,6 +105,8 @@ class BeginSyncSessionOperator(BaseOperator):
                           other, self.scope, settings.lock_poll_seconds)
             self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=settings.lock_poll_seconds)),
                        method_name="execute_after_wait")
+        # Read before planning: every event up to this id arrived before the window's end.
+        events_up_to = store.last_event_id() if self.session_type == REAL_TIME and not self.dry_run else None
         plan = self._plan(context, store, settings, holder)
         self.log.info("Session %d: %s sync of %s (%s), objects %s%s", plan.session_id, plan.session_type, plan.scope,
                       plan.mode, ", ".join(plan.objects), " — dry run, nothing will be written" if plan.dry_run else "")
@@ -107,12 +122,41 @@ class BeginSyncSessionOperator(BaseOperator):
                 store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
                 store.finish_session(plan.session_id, stopped=True, error=str(exc))
                 store.release_lock(holder)
+                context["ti"].xcom_push(key=STOPPED_KEY, value=plan.session_id)
                 raise AirflowSkipException(f"Stopped before writing: {exc}; the next session resumes") from None
             store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
+        if events_up_to is not None:
+            context["ti"].xcom_push(key=EVENTS_KEY, value=events_up_to)
         return plan.as_xcom()
 
     def execute_after_wait(self, context: Any, event: Any = None) -> dict[str, Any]:
         return self.execute(context)
+
+    def _follows_real_time(self, store: Any, dag_id: str) -> bool:
+        """Whether the scope's last session (``store.last_session(scope, ended=True)``) was a real-time one.
+
+        A real-time one is a Real-time session, or a full sync this real-time DAG ran and finished
+        (the mode-change full sync, recorded as Full; otherwise every real-time session would be
+        full). On-demand syncs and dry runs happen in every sync mode and say nothing about it,
+        so they are passed over.
+        """
+        from zuora_sync.state import FINISHED, FINISHED_WITH_ERRORS
+
+        last = store.last_session(self.scope, ended=True)
+        if last is not None and (last["session_type"] == ON_DEMAND or last["dry_run"]):
+            # Rare: page back through history (sessions of a scope never overlap, so start order is end order).
+            last, offset = None, 0
+            while last is None:
+                page = store.list_sessions(scope=self.scope, limit=100, offset=offset)
+                last = next((s for s in page if s["ended_at"] is not None and s["session_type"] != ON_DEMAND
+                             and not s["dry_run"]), None)
+                if len(page) < 100:
+                    break
+                offset += 100
+        if last is None:
+            return False
+        return last["session_type"] == REAL_TIME or (
+            last["dag_id"] == dag_id and last["status"] in (FINISHED, FINISHED_WITH_ERRORS))
 
     def _plan(self, context: Any, store: Any, settings: Any, holder: str) -> SessionPlan:
         mapping = load_mapping()
@@ -123,12 +167,18 @@ class BeginSyncSessionOperator(BaseOperator):
             raise AirflowException(f"unknown objects {unknown}; the {self.scope} objects are {scope_objects}")
         objects = [o for o in scope_objects if o in wanted]  # keep the load order
         session_type = self.session_type
+        dag_run = context["dag_run"]
         if self.session_type == CATALOG:
             mode = "full"
         elif store.last_full_sync(self.scope) is None:
             if session_type != FULL:
                 self.log.info("No full sync of %s has finished yet (first sync, or after a cleanup): this "
                               "session is a full sync", self.scope)
+            session_type, mode, objects = FULL, "full", scope_objects
+        elif session_type == REAL_TIME and not self._follows_real_time(store, dag_run.dag_id):
+            # SPEC §5 (Zuora 360's Turbo Sync): the sync mode just became Real-time.
+            self.log.info("The last session of %s was not a real-time one (the sync mode changed to Real-time): "
+                          "this session is a full sync", self.scope)
             session_type, mode, objects = FULL, "full", scope_objects
         elif session_type == FULL:
             mode = "full"
@@ -142,13 +192,14 @@ class BeginSyncSessionOperator(BaseOperator):
         if mode == "accounts" and not accounts:
             raise AirflowException("an on-demand sync needs at least one account number or id")
         now = _now()
-        dag_run = context["dag_run"]
         windows = {}
         if mode == "window":
             run_type = str(getattr(dag_run, "run_type", "")).lower()
             start, end = context.get("data_interval_start"), context.get("data_interval_end")
-            # Scheduled and backfill runs read their interval; a manual run means "sync now".
-            scheduled = run_type.endswith(("scheduled", "backfill"))
+            # Scheduled and backfill runs read their interval; a manual run means "sync now". A
+            # real-time run's interval ends when the run was created, before its sensor waited:
+            # it reads from the watermark to now.
+            scheduled = run_type.endswith(("scheduled", "backfill")) and session_type != REAL_TIME
             interval = (start, end) if scheduled and start is not None and end is not None and start < end else None
             windows = object_windows(
                 objects, store.watermarks(self.scope), now=now, interval=interval,
@@ -272,8 +323,14 @@ class EndSyncSessionOperator(BaseOperator):
         if not plan_value:
             dag_run = context["dag_run"]
             store.release_lock(holder_name(dag_run.dag_id, dag_run.run_id))
-            self.log.info("The session did not start (or stopped before writing); nothing to record")
-            return "not started"
+            stopped_id = ti.xcom_pull(task_ids=SESSION_TASK, key=STOPPED_KEY)
+            if stopped_id is not None:
+                self.log.info("Session %s stopped before writing (Salesforce API budget); the next session resumes",
+                              stopped_id)
+                notify_session_end(store, int(stopped_id), load_settings(), log=self.log)
+                return "Stopped"
+            # The begin task failed (or an upstream task before it did): the run must not look green.
+            raise AirflowFailException(f"The session did not start: {SESSION_TASK} did not finish; see its log")
         plan = SessionPlan.from_xcom(plan_value)
         missing, stopped = [], []
         for task_id in self.sync_task_ids:
@@ -288,6 +345,7 @@ class EndSyncSessionOperator(BaseOperator):
         error = f"tasks did not finish: {', '.join(missing)}" if missing else None
         status = store.finish_session(plan.session_id, error=error, stopped=bool(stopped) and not missing)
         store.release_lock(plan.holder)
+        self._consume_events(store, ti, plan, status)
         purged = store.purge(load_settings().retention_days)
         if any(purged.values()):
             self.log.info("Removed sync history older than the retention period: %s", purged)
@@ -295,6 +353,21 @@ class EndSyncSessionOperator(BaseOperator):
         self.log.info("Session %d (%s) ended: %s", plan.session_id, plan.session_type, status)
         for obj, counts in (summary.get("objects") or {}).items():
             self.log.info("  %s: %s", obj, ", ".join(f"{k} {v}" for k, v in counts.items()))
+        notify_session_end(store, plan.session_id, load_settings(), log=self.log)
         if missing:
             raise AirflowException(f"Session {plan.session_id} failed: {error}")
         return status
+
+    def _consume_events(self, store: Any, ti: Any, plan: SessionPlan, status: str) -> None:
+        """A real-time session that finished consumes the events it began with (module docstring)."""
+        from zuora_sync.state import FINISHED, FINISHED_WITH_ERRORS
+
+        up_to = ti.xcom_pull(task_ids=SESSION_TASK, key=EVENTS_KEY)
+        if up_to is None:
+            return
+        if status in (FINISHED, FINISHED_WITH_ERRORS):
+            consumed = store.mark_events_consumed(int(up_to), plan.session_id)
+            self.log.info("Consumed %d data change events (ids up to %d); events received since then count toward "
+                          "the next session", consumed, int(up_to))
+        else:
+            self.log.info("The session ended %s: its data change events stay pending for the next session", status)
