@@ -94,10 +94,22 @@ def airflow_env(directory: Path, port: int, sf_env: dict[str, str], zuora_env: d
     }
 
 
-def _add_connections(env: dict[str, str], sf_env: dict[str, str], zuora_env: dict[str, str], log: Path) -> None:
+def _secret_file(path: Path) -> str:
+    """A random secret kept in ``path`` (made once, readable by its owner only)."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _add_connections(env: dict[str, str], sf_env: dict[str, str], zuora_env: dict[str, str], log: Path,
+                     webhook_secret: str) -> None:
     """Connections in Airflow's database, so they show (and can be edited) in the UI."""
+    webhook = json.dumps({"conn_type": "generic", "description": "Zuora callouts to /zuora-sync/events",
+                          "extra": {"hmac_secret": webhook_secret, "signature_header": "X-Zuora-Signature"}})
     for conn_id, value in (("salesforce_default", sf_env["AIRFLOW_CONN_SALESFORCE_DEFAULT"]),
-                           ("zuora_default", zuora_env["AIRFLOW_CONN_ZUORA_DEFAULT"])):
+                           ("zuora_default", zuora_env["AIRFLOW_CONN_ZUORA_DEFAULT"]),
+                           ("zuora_sync_webhook", webhook)):
         with open(log, "ab") as out:
             subprocess.run([_bin("airflow"), "connections", "delete", conn_id], env=env, stdout=out, stderr=out)
             subprocess.run([_bin("airflow"), "connections", "add", conn_id, "--conn-json", value], env=env,
@@ -115,8 +127,13 @@ def up(args: argparse.Namespace) -> None:
                           "--env-file", str(directory / "salesforce.env")], directory)
     print(f"Starting the Zuora sandbox on http://127.0.0.1:{args.zuora_port} with a generated tenant of "
           f"{args.accounts} accounts ...", flush=True)
+    # Its callouts go to the sync's web app on the Airflow API server, signed with the secret that
+    # the zuora_sync_webhook connection holds (real-time sync).
+    webhook_secret = _secret_file(directory / "webhook.secret")
     _start("zuora", [_bin("zuora-sync-sandbox"), "zuora", "--port", str(args.zuora_port), "--data-dir",
                      str(directory / "zuora"), "--accounts", str(args.accounts), "--seed", str(args.seed),
+                     "--callout-url", f"http://127.0.0.1:{args.airflow_port}/zuora-sync/events",
+                     "--callout-secret", webhook_secret,
                      "--env-file", str(directory / "zuora.env")], directory)
     sf_env_file, zuora_env_file = directory / "salesforce.env", directory / "zuora.env"
     _wait("the Salesforce sandbox", lambda: requests.get(
@@ -141,7 +158,7 @@ def up(args: argparse.Namespace) -> None:
     print("Preparing Airflow (database, connections) ...", flush=True)
     with open(directory / "airflow.log", "ab") as out:
         subprocess.run([_bin("airflow"), "db", "migrate"], env=env, stdout=out, stderr=out, check=True)
-    _add_connections(env, sf_env, zuora_env, directory / "airflow.log")
+    _add_connections(env, sf_env, zuora_env, directory / "airflow.log", webhook_secret)
     print(f"Starting Airflow (standalone) on http://127.0.0.1:{args.airflow_port} ...", flush=True)
     _start("airflow", [_bin("airflow"), "standalone"], directory, env)
     password = json.loads(passwords.read_text())["admin"]
