@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = {"zuora_full_sync", "zuora_incremental_sync", "zuora_on_demand_sync", "zuora_product_catalog_sync",
-            "zuora_realtime_sync"}
+SYNC_DAGS = {"zuora_full_sync", "zuora_incremental_sync", "zuora_on_demand_sync", "zuora_product_catalog_sync",
+             "zuora_realtime_sync"}
+EXPECTED = SYNC_DAGS | {"zuora_cleanup"}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert EXPECTED <= set(dagbag.dags)
+    assert set(dagbag.dags) == EXPECTED
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))
@@ -36,7 +37,10 @@ def test_tags_docs_and_retries(dagbag, dag_id):
     assert dag.default_args.get("retries", 0) >= 1
     assert dag.max_active_runs == 1
     ids = {t.task_id for t in dag.tasks}
-    assert {"begin_session", "preflight", "end_session"} <= ids
+    if dag_id in SYNC_DAGS:
+        assert {"begin_session", "preflight", "end_session"} <= ids
+    else:
+        assert {"begin_cleanup", "end_cleanup"} <= ids
     for name in dag.params:
         assert dag.params.get_param(name).description, f"{dag_id}: param {name} has no description"
 
@@ -57,3 +61,19 @@ def test_incremental_sync_has_real_windows(dagbag):
     timetable = dagbag.dags["zuora_incremental_sync"].timetable
     assert isinstance(timetable, CronDataIntervalTimetable) and timetable.expression == "0 */2 * * *"
     assert dagbag.dags["zuora_full_sync"].schedule is None
+
+
+def test_cleanup_is_manual_only_and_safe_by_default(dagbag):
+    dag = dagbag.dags["zuora_cleanup"]
+    assert dag.schedule is None
+    defaults = {name: dag.params[name] for name in dag.params}
+    assert defaults["dry_run"] is True and defaults["confirm"] is False
+    assert defaults["hard_delete"] is False and defaults["accept_over_1m_records"] is False
+    assert defaults["scope"] in ("accounts_and_related_objects", "product_catalog")
+
+
+def test_realtime_sync_is_continuous_and_waits_first(dagbag):
+    dag = dagbag.dags["zuora_realtime_sync"]
+    assert dag.timetable.__class__.__name__ == "ContinuousTimetable"
+    wait = dag.get_task("wait_for_changes")
+    assert wait.downstream_task_ids == {"begin_session"} and not wait.upstream_task_ids
