@@ -8,23 +8,18 @@ aiosmtpd server on a free port, and the tests read what arrived.
 from __future__ import annotations
 
 import datetime as dt
-import email
-import json
 import logging
-import threading
-from email import policy
-from email.message import EmailMessage
 from html.parser import HTMLParser
 
 import pytest
 from aiosmtpd.controller import Controller
 from conftest import free_port
+from smtp_inbox import SENDER, Inbox, smtp_connection
 from zuora_sync.notifications import compose, notify_session_end, should_notify
 from zuora_sync.settings import EMAIL_CHOICES, Settings
 from zuora_sync.state import StateStore
 
 RECIPIENTS = ("ops@example.test", "finance@example.test")
-SENDER = "zuora-sync@example.test"
 KINDS = ("finished_records", "finished_zero", "with_errors", "failure", "stopped")
 #: Which sessions each setting emails about (the decisions documented in zuora_sync.notifications).
 EXPECTED = {
@@ -33,20 +28,6 @@ EXPECTED = {
     "all_excluding_zero_records": {"finished_records", "with_errors", "failure", "stopped"},
     "all_including_zero_records": set(KINDS),
 }
-
-
-class Inbox:
-    """An aiosmtpd handler keeping every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], EmailMessage]] = []
-        self._lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
-        with self._lock:
-            self.messages.append((list(envelope.rcpt_tos), message))
-        return "250 Message accepted for delivery"
 
 
 def table_rows(body: str) -> list[list[str]]:
@@ -74,13 +55,6 @@ def table_rows(body: str) -> list[list[str]]:
 
     Rows().feed(body)
     return rows
-
-
-def smtp_connection(port: int) -> str:
-    # No TLS, no SSL, no login: a plain local server. retry_limit 0 so a failure shows at once.
-    return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port,
-                       "extra": {"from_email": SENDER, "disable_tls": True, "disable_ssl": True,
-                                 "timeout": 5, "retry_limit": 0}})
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from conftest import start_salesforce_sandbox, start_zuora_sandbox
+from conftest import free_port, start_salesforce_sandbox, start_zuora_sandbox
 from zuora_sync.mapping import load_mapping
 from zuora_sync.state import StateStore
 from zuora_sync.triggers.realtime import CLASSPATH, RealTimeSyncTrigger
@@ -495,7 +495,26 @@ def test_dag_first_real_time_run_is_a_full_sync(stack):
     check(stack)
 
 
-def test_dag_events_start_a_real_time_session_that_consumes_them(stack):
+@pytest.fixture
+def inbox(monkeypatch):
+    """A real SMTP server (aiosmtpd) as ``smtp_default``, and settings that email every session."""
+    from aiosmtpd.controller import Controller
+    from smtp_inbox import Inbox, smtp_connection
+
+    handler, port = Inbox(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_connection(port))
+    settings = json.loads(os.environ["AIRFLOW_VAR_ZUORA_SYNC_SETTINGS"])
+    monkeypatch.setenv("AIRFLOW_VAR_ZUORA_SYNC_SETTINGS", json.dumps({
+        **settings, "email_notifications": "all_including_zero_records", "email_recipients": ["ops@example.test"]}))
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+def test_dag_events_start_a_real_time_session_that_consumes_them(stack, inbox):
     state_store = StateStore.from_airflow()
     before = state_store.list_sessions(limit=1)[0]["id"]
     zuora = stack["zuora"]
@@ -538,3 +557,9 @@ def test_dag_events_start_a_real_time_session_that_consumes_them(stack):
     check(stack)
     sf = stack["salesforce"].login()
     assert sf.query("SELECT COUNT() FROM Zuora__CustomerAccount__c WHERE Name = 'Renamed For Real-time'")["totalSize"] == 1
+    # The end task emailed the session's summary (email_notifications: all_including_zero_records).
+    assert len(inbox.messages) == 1
+    recipients, message = inbox.messages[0]
+    assert recipients == ["ops@example.test"]
+    assert "Real-time" in message["Subject"] and session["status"] in message["Subject"]
+    assert "CustomerAccount" in message.get_body(("html",)).get_content()
