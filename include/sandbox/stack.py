@@ -57,6 +57,11 @@ def _running(directory: Path, name: str) -> int | None:
         os.kill(pid, 0)
     except OSError:
         return None
+    try:  # a child that exited but was not reaped yet (a zombie) is not running
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return None
+    except (OSError, IndexError):
+        pass
     return pid
 
 
@@ -133,7 +138,7 @@ def up(args: argparse.Namespace) -> None:
     _start("zuora", [_bin("zuora-sync-sandbox"), "zuora", "--port", str(args.zuora_port), "--data-dir",
                      str(directory / "zuora"), "--accounts", str(args.accounts), "--seed", str(args.seed),
                      "--callout-url", f"http://127.0.0.1:{args.airflow_port}/zuora-sync/events",
-                     "--callout-secret", webhook_secret,
+                     f"--callout-secret={webhook_secret}",  # "=": a secret may begin with "-"
                      "--env-file", str(directory / "zuora.env")], directory)
     sf_env_file, zuora_env_file = directory / "salesforce.env", directory / "zuora.env"
     _wait("the Salesforce sandbox", lambda: requests.get(
