@@ -550,6 +550,45 @@ class StateStore:
         with self._read() as conn:
             return self._load_sessions(conn, list(conn.execute(query)))
 
+    def search_sessions(self, *, limit: int = 50, offset: int = 0, session_types: Iterable[str] | None = None,
+                        statuses: Iterable[str] | None = None, since: dt.datetime | None = None,
+                        until: dt.datetime | None = None, scope: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of sessions, newest first, and how many match in all (for the sync page).
+
+        ``session_types`` / ``statuses``: any of these (``None``: all); ``since`` / ``until``:
+        started at or after / before. Both queries run in one read transaction, so page and total agree.
+        """
+        s = _sessions.c
+        conditions = []
+        if session_types is not None:
+            conditions.append(s.session_type.in_(list(session_types)))
+        if statuses is not None:
+            conditions.append(s.status.in_(list(statuses)))
+        if scope is not None:
+            conditions.append(s.scope == scope)
+        if since is not None:
+            conditions.append(s.started_at >= as_utc(since))
+        if until is not None:
+            conditions.append(s.started_at < as_utc(until))
+        page = (select(_sessions).where(*conditions).order_by(s.started_at.desc(), s.id.desc())
+                .limit(max(int(limit), 0)).offset(max(int(offset), 0)))
+        with self._read() as conn:
+            total = int(conn.execute(select(func.count()).select_from(_sessions).where(*conditions)).scalar_one())
+            return self._load_sessions(conn, list(conn.execute(page))), total
+
+    def session_api_calls(self, since: dt.datetime) -> list[dict[str, Any]]:
+        """Every session started at or after ``since``, oldest first: id, type, start, API requests.
+
+        What a chart of API requests per day adds up (in the viewer's time zone, so not in SQL).
+        """
+        s = _sessions.c
+        query = (select(s.id, s.session_type, s.started_at, s.zuora_api_calls, s.salesforce_api_calls)
+                 .where(s.started_at >= as_utc(since)).order_by(s.started_at, s.id))
+        with self._read() as conn:
+            return [{"id": row.id, "session_type": row.session_type, "started_at": row.started_at,
+                     "zuora": int(row.zuora_api_calls), "salesforce": int(row.salesforce_api_calls)}
+                    for row in conn.execute(query)]
+
     def last_session(self, scope: str, *, ended: bool = False, session_type: str | None = None) -> dict[str, Any] | None:
         """The scope's most recent session (``ended``: the most recently ended one)."""
         s = _sessions.c
@@ -628,6 +667,20 @@ class StateStore:
             if len(page) < 1000:
                 return
             after = page[-1].id
+
+    def rejected_page(self, session_id: int, *, limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """A page of the session's rejected records (in the order they were stored) and their total."""
+        r = _rejected.c
+        query = (select(_rejected).where(r.session_id == session_id).order_by(r.id)
+                 .limit(max(int(limit), 0)).offset(max(int(offset), 0)))
+        with self._read() as conn:
+            total = int(conn.execute(select(func.count()).select_from(_rejected)
+                                     .where(r.session_id == session_id)).scalar_one())
+            rows = [{"id": row.id, "session_id": row.session_id, "scope": row.scope, "object": row.object,
+                     "external_id": row.external_id, "error_code": row.error_code, "message": row.message,
+                     "row": row.row, "created_at": row.created_at, "resolved_at": row.resolved_at,
+                     "resolved_session_id": row.resolved_session_id} for row in conn.execute(query)]
+        return rows, total
 
     # ---------------------------------------------------------------- scope locks
 
@@ -726,6 +779,16 @@ class StateStore:
             query = query.where(e.received_at >= as_utc(since))
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def pending_events(self, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Events not consumed by a session yet, newest first (received time, then id)."""
+        e = _events.c
+        query = (select(_events).where(e.consumed_at.is_(None)).order_by(e.received_at.desc(), e.id.desc())
+                 .limit(max(int(limit), 0)).offset(max(int(offset), 0)))
+        with self._read() as conn:
+            return [{"id": row.id, "notification_id": row.notification_id, "event_type": row.event_type,
+                     "payload": dict(row.payload or {}), "received_at": row.received_at}
+                    for row in conn.execute(query)]
 
     def last_event_id(self) -> int | None:
         """The newest event's id: a session consumes the events up to it (``mark_events_consumed``)."""
