@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from zuora_sync.webapp import URL_PREFIX, asgi_app
+from zuora_sync.webapp import EXTERNAL_VIEW, URL_PREFIX, asgi_app
 
 
 class ZuoraSyncPlugin(AirflowPlugin):
-    """``POST /zuora-sync/events`` (Zuora callouts), ``/zuora-sync/status`` and ``/zuora-sync/settings``."""
+    """``POST /zuora-sync/events`` (Zuora callouts), ``/zuora-sync/status``, ``/zuora-sync/settings``
+    and the Zuora Sync page (``/zuora-sync/ui/``), shown in the Airflow UI's navigation."""
 
     name = "zuora_sync"
     fastapi_apps = [{"app": asgi_app, "url_prefix": URL_PREFIX, "name": "Zuora sync"}]
+    external_views = [dict(EXTERNAL_VIEW)]

@@ -4,7 +4,9 @@
   ``zuora_sync_webhook`` connection (HMAC-SHA256 signature or Basic auth), stored once each in the
   state store (:mod:`zuora_sync.webapp.callouts`);
 - ``GET /zuora-sync/status``, ``GET``/``PUT /zuora-sync/settings``: behind the Airflow login
-  (:mod:`zuora_sync.webapp.app`).
+  (:mod:`zuora_sync.webapp.app`);
+- ``GET /zuora-sync/ui/``: the Zuora Sync page, which the Airflow UI shows under "Zuora Sync" in its
+  navigation (:data:`EXTERNAL_VIEW`), and its data endpoints (:mod:`zuora_sync.webapp.page`).
 
 The plugin mounts :data:`asgi_app`, a stand-in that imports the real FastAPI app on its first
 request. Airflow imports every plugin module in every task process (for macros), and the app pulls
@@ -20,6 +22,19 @@ from typing import Any
 
 #: Where the plugin mounts the app on the Airflow API server.
 URL_PREFIX = "/zuora-sync"
+#: The page's path in the app.
+PAGE_PATH = "/ui/"
+#: The plugin's ``external_views`` entry: "Zuora Sync", a top-level entry of the Airflow UI's
+#: navigation, showing the page (in an iframe) at ``/plugin/zuora-sync``. ``href`` and ``icon``
+#: are relative, so they resolve against the UI's base URL (a deployment under a path prefix too).
+EXTERNAL_VIEW = {
+    "name": "Zuora Sync",
+    "href": URL_PREFIX.strip("/") + PAGE_PATH,
+    "url_route": "zuora-sync",
+    "destination": "nav",
+    "nav_top_level": True,
+    "icon": URL_PREFIX.strip("/") + PAGE_PATH + "assets/icon.svg",
+}
 
 
 class LazyASGIApp:
@@ -52,4 +67,4 @@ class LazyASGIApp:
 #: What the plugin mounts: :data:`zuora_sync.webapp.app.app`, imported when first needed.
 asgi_app = LazyASGIApp("zuora_sync.webapp.app:app")
 
-__all__ = ["URL_PREFIX", "LazyASGIApp", "asgi_app"]
+__all__ = ["EXTERNAL_VIEW", "PAGE_PATH", "URL_PREFIX", "LazyASGIApp", "asgi_app"]

@@ -10,7 +10,8 @@ Routes:
   (:mod:`zuora_sync.webapp.callouts`);
 - ``GET /status``: the sync mode, the settings in effect, pending events, "N more data change
   events, or at most M minutes, until the next sync", the last session and the lock holders;
-- ``GET /settings``, ``PUT /settings``: the ``zuora_sync_settings`` Variable, validated.
+- ``GET /settings``, ``PUT /settings``: the ``zuora_sync_settings`` Variable, validated;
+- ``GET /ui/``: the Zuora Sync page, and its data endpoints (:mod:`zuora_sync.webapp.page`).
 
 Airflow does not protect plugin apps: every route but ``/events`` depends on Airflow's own
 :func:`~airflow.api_fastapi.core_api.security.get_user`, which accepts the UI's JWT cookie (so a
@@ -41,6 +42,7 @@ from fastapi.responses import JSONResponse
 from zuora_sync import settings as sync_settings
 from zuora_sync.realtime_status import next_sync
 from zuora_sync.webapp.callouts import Intake, create_router
+from zuora_sync.webapp.page import create_page_router
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +314,7 @@ def create_app(intake: Intake | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _bad_request)
     app.include_router(create_router(intake))
     app.include_router(_login_router(intake))
+    app.include_router(create_page_router(intake, LOGIN_REQUIRED))
     app.state.intake = intake
     return app
 
