@@ -22,7 +22,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# The browser tests drive Debian's Chromium (/usr/bin/chromium): installed here when missing.
 test: $(STAMP)
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "Installing Chromium (Debian's chromium package) for the browser tests ..."; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+		elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; \
+		else echo "error: /usr/bin/chromium is missing and this is not root (no sudo): apt-get install -y chromium" >&2; exit 1; fi; \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && \
+		/usr/bin/chromium --version; \
+	fi
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 
 up: $(STAMP)
