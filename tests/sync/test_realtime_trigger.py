@@ -241,7 +241,7 @@ def test_serialization_round_trip_holds_no_secret():
 
     original = RealTimeSyncTrigger(threshold=50, max_minutes=30, scope="accounts", state_conn_id="my_state",
                                    event_source="polling", zuora_conn_id="my_zuora", poll_seconds=60,
-                                   backoff_minutes=5, follow_settings=True, clock=CLOCK)
+                                   backoff_minutes=5, follow_settings=True, clock=CLOCK, end_from_trigger=True)
     classpath, kwargs = original.serialize()
     assert classpath == CLASSPATH
     module, _, name = classpath.rpartition(".")
@@ -253,6 +253,27 @@ def test_serialization_round_trip_holds_no_secret():
     assert not any(k in kwargs for k in ("url", "password", "token", "secret"))
     with pytest.raises(ValueError, match="event_source"):
         RealTimeSyncTrigger(threshold=10, max_minutes=10, event_source="carrier-pigeon")
+
+
+def test_ending_from_the_triggerer_carries_the_payload_as_the_xcom(store):
+    from airflow.triggers.base import TaskSuccessEvent
+
+    end_session(store, T10)
+    Clock.now = at(5)
+    add_events(store, 10)
+
+    async def first_event():
+        gen = trigger(threshold=10, end_from_trigger=True).run()
+        try:
+            return await asyncio.wait_for(anext(gen), 10)
+        finally:
+            await gen.aclose()
+
+    event = asyncio.run(first_event())
+    assert isinstance(event, TaskSuccessEvent)
+    assert event.xcoms["return_value"]["reason"] == "events"
+    assert event.xcoms["return_value"]["pending_events"] == 10
+    assert json.loads(json.dumps(event.xcoms)) == event.xcoms  # stored as a JSON XCom
 
 
 def test_the_trigger_lives_in_the_installed_package():
@@ -477,6 +498,9 @@ def run_realtime() -> tuple[str, dict]:
     dag = load_dag("zuora_realtime_sync")
     for task in dag.tasks:
         task.retries = 0
+    # dag.test() resumes deferred tasks itself and cannot apply a task-ending event (the standalone
+    # test covers that path): resume on the "worker" with the payload instead.
+    dag.get_task("wait_for_changes").end_from_trigger = False
     run = dag.test()
     with create_session() as session:
         row = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=dag.dag_id, task_ids="wait_for_changes",

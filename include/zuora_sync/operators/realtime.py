@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from zuora_sync.triggers.realtime import RealTimeSyncTrigger
+from zuora_sync.triggers.realtime import RealTimeSyncTrigger, start_reason
 
 WAIT_TASK = "wait_for_changes"
 
@@ -27,19 +27,23 @@ class RealTimeSyncSensor(BaseOperator):
     :param follow_settings: let the waiting trigger re-read the settings on every look, so a change
         made in the UI applies without restarting the wait.
     :param clock: dotted path of a callable returning "now", passed to the trigger; for tests.
+    :param end_from_trigger: the trigger ends this task itself when the session is due (its payload
+        becomes the XCom), saving the task's resumption on a worker; ``False`` resumes it in
+        :meth:`execute_complete` (what ``dag.test()`` needs: it does not run task-ending events).
     """
 
     ui_color = "#e0ecf8"
 
     def __init__(self, *, scope: str = "accounts", state_conn_id: str = "zuora_sync_state",
                  zuora_conn_id: str = "zuora_default", follow_settings: bool = True, clock: str | None = None,
-                 **kwargs: Any) -> None:
+                 end_from_trigger: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scope = scope
         self.state_conn_id = state_conn_id
         self.zuora_conn_id = zuora_conn_id
         self.follow_settings = follow_settings
         self.clock = clock
+        self.end_from_trigger = end_from_trigger
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         from zuora_sync.settings import load_settings
@@ -50,7 +54,7 @@ class RealTimeSyncSensor(BaseOperator):
             threshold=settings.max_events_before_sync, max_minutes=settings.max_minutes_between_syncs,
             scope=self.scope, state_conn_id=self.state_conn_id, event_source=settings.event_source,
             zuora_conn_id=self.zuora_conn_id, poll_seconds=settings.trigger_poll_seconds,
-            follow_settings=self.follow_settings, clock=self.clock,
+            follow_settings=self.follow_settings, clock=self.clock, end_from_trigger=self.end_from_trigger,
         )
         zuora = None
         if settings.event_source == "polling":
@@ -74,13 +78,5 @@ class RealTimeSyncSensor(BaseOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Log which condition started the session; the payload becomes this task's XCom."""
         event = dict(event or {})
-        if event.get("reason") == "events":
-            self.log.info("Starting a real-time session: %s pending data change events reached the threshold of %s",
-                          event.get("pending_events"), event.get("threshold"))
-        elif event.get("last_session_end") is None:
-            self.log.info("Starting a real-time session: no session of %s has ended yet", self.scope)
-        else:
-            self.log.info("Starting a real-time session: %s minutes since the last session ended (%s) reached the "
-                          "maximum of %s, with %s data change events pending", event.get("minutes_since_last_session"),
-                          event.get("last_session_end"), event.get("max_minutes"), event.get("pending_events"))
+        self.log.info(start_reason(event, self.scope))
         return event
