@@ -47,7 +47,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from zuora_sync.events import event_object
@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 CLEANUP_STATUS = "Sync Clean-up"
 CLEANUP_TYPE = "Sync Clean-up"
 MAX_PAGE = 500
+#: Bounds of ids and offsets: the database's 64-bit integers (a larger number is a 400, not an overflow).
+MAX_ID = 2**63 - 1
+SessionId = Annotated[int, Path(ge=1, le=MAX_ID, description="the sync session's id")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 #: How long a read of Salesforce's daily allowance is reused (each read costs one API request).
 ALLOWANCE_TTL_SECONDS = 600.0
 #: After a failed read, try again no sooner than this.
@@ -474,7 +478,7 @@ def create_page_router(intake: Any, login_required: list[Any], *,
         type: Annotated[list[str] | None, Query(description="session type(s)")] = None,  # noqa: A002
         status: Annotated[str | None, Query(description="a session status, or Sync Clean-up")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 25,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> JSONResponse:
         from zuora_sync.state import SESSION_STATUSES, SESSION_TYPES
 
@@ -497,7 +501,7 @@ def create_page_router(intake: Any, login_required: list[Any], *,
             "types": list(SESSION_TYPES), "statuses": [*SESSION_STATUSES, CLEANUP_STATUS], "now": _iso(now)}))
 
     @data.get("/sessions/{session_id}", summary="One session: counts per object, API requests, details")
-    def one_session(session_id: int) -> JSONResponse:
+    def one_session(session_id: SessionId) -> JSONResponse:
         store = store_or_503()
         try:
             session = store.get_session(session_id)
@@ -506,8 +510,8 @@ def create_page_router(intake: Any, login_required: list[Any], *,
         return _no_store(JSONResponse(_jsonable(session_view(session, dt.datetime.now(dt.UTC), details=True))))
 
     @data.get("/sessions/{session_id}/rejected", summary="A page of a session's rejected records")
-    def rejected(session_id: int, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-                 offset: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+    def rejected(session_id: SessionId, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+                 offset: Offset = 0) -> JSONResponse:
         store = store_or_503()
         try:
             store.get_session(session_id)
@@ -521,7 +525,7 @@ def create_page_router(intake: Any, login_required: list[Any], *,
 
     @data.get("/sessions/{session_id}/rejected.csv", summary="A session's rejected records as CSV (download)",
               response_class=StreamingResponse, responses={200: {"content": {"text/csv": {}}}})
-    def rejected_download(session_id: int) -> Response:
+    def rejected_download(session_id: SessionId) -> Response:
         store = store_or_503()
         try:
             store.get_session(session_id)
@@ -538,7 +542,7 @@ def create_page_router(intake: Any, login_required: list[Any], *,
 
     @data.get("/pending-events", summary="Data change events waiting for the next session, newest first")
     def pending_events(limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-                       offset: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+                       offset: Offset = 0) -> JSONResponse:
         store = store_or_503()
         total = store.pending_event_count()
         events = store.pending_events(limit=limit, offset=offset)
