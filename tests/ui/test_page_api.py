@@ -30,6 +30,8 @@ from zuora_sync.state import StateStore
 from zuora_sync.webapp.page import AllowanceCache, csv_cell, usage_per_day
 
 UTC = dt.UTC
+#: "Now" for the sessions the ``history`` fixture records (set again when it runs, not at import:
+#: a whole test session may pass between the two).
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
 DATA_ENDPOINTS = ("/sessions", "/sessions/1", "/sessions/1/rejected", "/sessions/1/rejected.csv",
                   "/pending-events", "/api-usage", "/ui/assets/page.js", "/ui/assets/page.css")
@@ -101,6 +103,8 @@ TRICKY_ROWS = [
 @pytest.fixture(scope="module")
 def history(webapp: WebApp) -> dict[str, Any]:
     """Sessions over ten days: types, statuses, counts, API requests, rejected records; and events."""
+    global NOW
+    NOW = dt.datetime.now(UTC).replace(microsecond=0)
     day = lambda n, hour=9: (NOW - dt.timedelta(days=n)).replace(hour=hour, minute=0, second=0)  # noqa: E731
     ids = {}
     ids["full"] = add_session(webapp, started=day(9), session_type="Full", dag_id="zuora_full_sync",
@@ -120,7 +124,7 @@ def history(webapp: WebApp) -> dict[str, Any]:
     ids["realtime"] = add_session(webapp, started=day(1), session_type="Real-time", trigger="events",
                                   dag_id="zuora_realtime_sync", counts={"CustomerAccount": {"extracted": 3, "upserted": 3}},
                                   api=(2, 4))
-    ids["stopped"] = add_session(webapp, started=day(0, 1), status="stopped", api=(0, 1))
+    ids["stopped"] = add_session(webapp, started=NOW - dt.timedelta(minutes=30), status="stopped", api=(0, 1))
     ids["running"] = add_session(webapp, started=NOW - dt.timedelta(minutes=2), status="running",
                                  session_type="On-demand", dag_id="zuora_on_demand_sync", run_id="manual/with space#1")
     # Events: one consumed by the real-time session, then three pending, received at different times.
@@ -230,7 +234,8 @@ def test_sessions_filtered_by_date_type_and_status_and_paged(webapp, token, hist
     assert ids_of(get(webapp, "/sessions", token, params={"since": day(7), "until": day(5)})) == [
         history["failure"], history["inc2"], history["inc1"]]
     # An instant with an offset.
-    since = (NOW - dt.timedelta(days=4, hours=1)).astimezone(ZoneInfo("America/Los_Angeles")).isoformat()
+    since = ((NOW - dt.timedelta(days=4)).replace(hour=8, minute=0, second=0)   # an hour before the catalog's
+             .astimezone(ZoneInfo("America/Los_Angeles")).isoformat())
     assert history["catalog"] in ids_of(get(webapp, "/sessions", token, params={"since": since}))
     assert history["failure"] not in ids_of(get(webapp, "/sessions", token, params={"since": since}))
     # Types (repeatable) and statuses.

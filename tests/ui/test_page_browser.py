@@ -195,8 +195,7 @@ def test_the_zuora_sync_page_in_the_airflow_ui(stack: Stack, browser: Any, shots
     expect(frame.locator(f'#sessions tbody tr[data-session-id="{catalog["id"]}"]')).to_contain_text(
         "Product Catalog", timeout=20_000)
     row = frame.locator(f'#sessions tbody tr[data-session-id="{session["id"]}"]')
-    expect(row).to_be_visible(timeout=20_000)
-    expect(row).to_contain_text("Finished with Errors")
+    expect(row).to_contain_text("Finished with Errors", timeout=20_000)
     expect(row).to_contain_text("Full")
     for name, key in (("extracted", "extracted"), ("upserted", "upserted"), ("deleted", "deleted"),
                       ("rejected", "failed")):

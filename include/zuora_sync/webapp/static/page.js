@@ -543,7 +543,9 @@
     $("rejected-more").hidden = state.rejectedOffset >= answer.total;
   }
 
-  $("rejected-more").addEventListener("click", () => loadRejected(false));
+  $("rejected-more").addEventListener("click", () => loadRejected(false).catch((error) => {
+    $("rejected-summary").textContent = `More rejected records could not be read: ${error.message}`;
+  }));
 
   $("detail-back").addEventListener("click", () => {
     state.detailId = null;
