@@ -4,15 +4,29 @@
 
 For each size: start both sandboxes with the same generated tenant, run ``zuora_full_sync`` with
 ``dag.test()`` in a child process (so its peak RSS is the sync's own: every task runs in it), then
-read the session's counts and API requests from the state store. As the limit to compare with, the
-same Salesforce-ready rows (the sync's staged CSV files) are uploaded again, straight through
-simple-salesforce Bulk API 2.0, into a fresh Salesforce sandbox (SPEC §10 asks for ≥ 0.8× that).
-Prints Markdown rows for docs/benchmarks.md.
+read the session's counts and API requests from the state store. Then the same Salesforce-ready rows
+(the sync's staged ``upsert-*.csv`` files, parents before children) are uploaded twice more, each
+time into a fresh Salesforce sandbox seeded as the sync's was (the tenant's standard Accounts only):
+
+* straight through simple-salesforce Bulk API 2.0 (``bulk2.<Object>.upsert(csv_file=…)``), the
+  limit: SPEC §10 asks the sync for ≥ 0.8× its rate;
+* through the Airflow provider's ``SalesforceBulkOperator`` (Bulk API 1.0, JSON, ``batch_size``
+  10,000), as a user of the provider would: the CSV rows as a list of dicts, relationship columns
+  as nested objects, ``#N/A`` as null, empty cells left out; SPEC §10 asks for ≥ 5× its rate.
+  Only the operator's ``execute`` is timed (it logs in, creates the job, posts the batches, polls,
+  closes); reading and converting the CSV files is not. It runs in a child process with its own
+  ``AIRFLOW_HOME`` and ``AIRFLOW_CONN_SALESFORCE_DEFAULT``.
+
+All three rates count the same rows: staged rows that Salesforce accepted ("written"; the sync's
+upserted plus deleted), over the seconds of the sync or of the upload. Prints Markdown rows for
+docs/benchmarks.md, and per object what each baseline loaded and which errors Salesforce gave.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import csv
 import datetime as dt
 import json
 import os
@@ -33,6 +47,8 @@ from conftest import start_salesforce_sandbox, start_zuora_sandbox  # noqa: E402
 from sync_harness import airflow_db_migrate, stack_env  # noqa: E402
 
 SEED = 3
+EXT = "Zuora__External_Id__c"
+NULL = "#N/A"  # Bulk API 2.0 CSV: set the field to null
 _CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r}); sys.path.insert(0, {sync!r})
@@ -80,56 +96,232 @@ def run_size(accounts: int, work: Path) -> dict:
         session = store.get_session(store.list_sessions(limit=1)[0]["id"])
         totals, calls = session["totals"], session["api_calls"]
         records = totals["extracted"]
-        staged = sorted((work / "staging").rglob("upsert-*.csv"))
-        baseline_s = upload_baseline(staged, work)
-        staged_rows = sum(sum(1 for _ in open(p, encoding="utf-8")) - 1 for p in staged)
+        objects = staged_objects(work / "staging")
+        bulk2 = upload_baseline(objects, work, accounts)
+        operator = upload_bulk_operator(objects, work, accounts, env)
     finally:
         zuora.stop()
         salesforce.stop()
+    written = totals["upserted"] + totals["deleted"]
+    written_rate = written / seconds
+    bulk2_rate = bulk2["loaded"] / bulk2["seconds"]
+    operator_rate = operator["loaded"] / operator["seconds"]
+    ratio = lambda a, b: a / b if b else float("inf")  # noqa: E731
     return {
-        "accounts": accounts, "records": records, "written": totals["upserted"] + totals["deleted"],
-        "rejected": totals["failed"], "seconds": seconds, "rate": records / seconds,
-        "baseline_rate": staged_rows / baseline_s if baseline_s else 0.0, "peak_mb": peak_mb,
+        "accounts": accounts, "records": records, "written": written, "upserted": totals["upserted"],
+        "deleted": totals["deleted"], "rejected": totals["failed"], "seconds": seconds, "rate": records / seconds,
+        "written_rate": written_rate, "bulk2": bulk2, "bulk2_rate": bulk2_rate, "operator": operator,
+        "operator_rate": operator_rate, "vs_bulk2": ratio(written_rate, bulk2_rate),
+        "vs_operator": ratio(written_rate, operator_rate), "peak_mb": peak_mb,
         "zuora_per_10k": calls["zuora"] / records * 10_000, "sf_per_10k": calls["salesforce"] / records * 10_000,
         "zuora_calls": calls["zuora"], "sf_calls": calls["salesforce"], "status": session["status"],
     }
 
 
-def upload_baseline(files: list[Path], work: Path) -> float:
-    """Seconds to upsert the staged CSVs straight through simple-salesforce into a fresh org."""
-    fresh = start_salesforce_sandbox(work / "baseline", accounts=0, seed=SEED)
+def staged_objects(staging: Path) -> list[tuple[str, str, list[str]]]:
+    """(object, Salesforce object, its upsert files) of every staged object, parents before children.
+
+    The order is the mapping's load order (the one the sync itself uses), not the files' names:
+    sorted by name, ``InvoicePayment`` would come before ``Payment`` and ``RatePlan`` before
+    ``Subscription``, and those children would fail for want of their parents.
+    """
+    from zuora_sync.mapping import load_mapping
+
+    mapping = load_mapping()
+    found: dict[str, list[str]] = collections.defaultdict(list)
+    for path in sorted(staging.rglob("upsert-*.csv")):
+        found[path.parent.name].append(str(path))
+    order = [name for names in mapping.scopes.values() for name in names]
+    unknown = sorted(set(found) - set(order))
+    if unknown:
+        raise SystemExit(f"staged objects the mapping does not know: {unknown}")
+    return [(name, mapping.get(name).salesforce, found[name]) for name in order if name in found]
+
+
+def csv_rows(path: str) -> int:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return sum(1 for _ in csv.reader(handle)) - 1
+
+
+def error_code(message: str) -> str:
+    """``INVALID_CROSS_REFERENCE_KEY:invalid cross reference id:…`` → ``INVALID_CROSS_REFERENCE_KEY``."""
+    return message.split(":", 1)[0].strip() or "(no code)"
+
+
+def fresh_org(data_dir: Path, accounts: int):
+    """A Salesforce sandbox as the sync found its own: the tenant's standard Accounts, nothing else.
+
+    Without those Accounts (``accounts=0``) every customer account fails on its master-detail
+    ``Zuora__Account__c`` (INVALID_CROSS_REFERENCE_KEY) and every child on its missing parent
+    (INVALID_FIELD): a baseline would time Salesforce rejecting every row, not writing any.
+    """
+    return start_salesforce_sandbox(data_dir, accounts=accounts, seed=SEED)
+
+
+def upload_baseline(objects: list[tuple[str, str, list[str]]], work: Path, accounts: int) -> dict:
+    """Upsert the staged CSVs straight through simple-salesforce Bulk API 2.0 into a fresh org.
+
+    Only the upsert calls are timed; their failed-records files are read afterwards, for the report.
+    """
+    fresh = fresh_org(work / "baseline", accounts)
     try:
         os.environ["REQUESTS_CA_BUNDLE"] = fresh.ca_bundle
         sf = fresh.login()
-        started = time.perf_counter()
-        for path in files:
-            sobject = {"CustomerAccount": "Zuora__CustomerAccount__c", "Subscription": "Zuora__Subscription__c",
-                       "RatePlan": "Zuora__SubscriptionRatePlan__c", "RatePlanCharge": "Zuora__SubscriptionProductCharge__c",
-                       "Invoice": "Zuora__ZInvoice__c", "Payment": "Zuora__Payment__c",
-                       "InvoicePayment": "Zuora__PaymentInvoice__c"}.get(path.parent.name)
-            if sobject:
-                sf.bulk2.__getattr__(sobject).upsert(csv_file=str(path), external_id_field="Zuora__External_Id__c", wait=0.2)
-        return time.perf_counter() - started
+        seconds = 0.0
+        per_object: dict[str, dict] = {}
+        for name, sobject, files in objects:
+            bulk = sf.bulk2.__getattr__(sobject)
+            rows = loaded = failed = 0
+            spent = 0.0
+            jobs = []
+            for path in files:
+                started = time.perf_counter()
+                jobs += bulk.upsert(csv_file=path, external_id_field=EXT, wait=0.2)
+                spent += time.perf_counter() - started
+                rows += csv_rows(path)
+            errors: collections.Counter = collections.Counter()
+            for job in jobs:
+                loaded += job["numberRecordsProcessed"] - job["numberRecordsFailed"]
+                failed += job["numberRecordsFailed"]
+                if job["numberRecordsFailed"]:
+                    for row in csv.DictReader(bulk.get_failed_records(job["job_id"]).splitlines()):
+                        errors[error_code(row["sf__Error"])] += 1
+            seconds += spent
+            per_object[name] = {"sobject": sobject, "rows": rows, "loaded": loaded, "failed": failed,
+                                "errors": dict(errors), "seconds": spent}
+        return summarize(seconds, per_object)
     finally:
         fresh.stop()
+
+
+def summarize(seconds: float, per_object: dict[str, dict]) -> dict:
+    return {"seconds": seconds, "objects": per_object,
+            "rows": sum(o["rows"] for o in per_object.values()),
+            "loaded": sum(o["loaded"] for o in per_object.values()),
+            "failed": sum(o["failed"] for o in per_object.values())}
+
+
+def upload_bulk_operator(objects: list[tuple[str, str, list[str]]], work: Path, accounts: int,
+                         env: dict[str, str]) -> dict:
+    """Upsert the staged rows through the provider's ``SalesforceBulkOperator`` into a fresh org.
+
+    Runs in a child process configured as the sync was (its ``AIRFLOW_HOME``), with
+    ``salesforce_default`` pointing at the fresh org; see ``bulk_operator_child``.
+    """
+    fresh = fresh_org(work / "operator", accounts)
+    try:
+        spec = work / "operator.json"
+        spec.write_text(json.dumps(objects))
+        child_env = dict(env)
+        child_env.update({"AIRFLOW_CONN_SALESFORCE_DEFAULT": fresh.env["AIRFLOW_CONN_SALESFORCE_DEFAULT"],
+                          "REQUESTS_CA_BUNDLE": fresh.ca_bundle})
+        done = subprocess.run([sys.executable, "-m", "benchmarks.sync_full", "--bulk-operator-child", str(spec)],
+                              env=child_env, cwd=ROOT, capture_output=True, text=True)
+        result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode or not result:
+            raise SystemExit(
+                f"the SalesforceBulkOperator baseline failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+        return json.loads(result[-1][len("RESULT "):])
+    finally:
+        fresh.stop()
+
+
+def bulk1_records(path: str) -> list[dict]:
+    """A staged Bulk API 2.0 CSV file as the records Bulk API 1.0 JSON takes.
+
+    ``Rel__r.Ext__c`` columns become nested ``{"Rel__r": {"Ext__c": value}}`` objects; ``#N/A``
+    (Bulk 2.0's null) becomes JSON null, and for a relationship column the lookup field itself
+    (``Rel__c``) is set to null; empty cells (leave the field alone) are left out.
+    """
+    records = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            record: dict = {}
+            for column, value in row.items():
+                if value == "":
+                    continue
+                relationship, dot, key = column.partition(".")
+                if not dot:
+                    record[column] = None if value == NULL else value
+                elif value == NULL:
+                    lookup = relationship[:-3] + "__c" if relationship.endswith("__r") else relationship + "Id"
+                    record[lookup] = None
+                else:
+                    record.setdefault(relationship, {})[key] = value
+            records.append(record)
+    return records
+
+
+def bulk_operator_child(spec: str) -> None:
+    """In the child process: one ``SalesforceBulkOperator`` upsert per object; prints ``RESULT {json}``."""
+    from airflow.providers.salesforce.operators.bulk import SalesforceBulkOperator
+
+    seconds = 0.0
+    per_object: dict[str, dict] = {}
+    for name, sobject, files in json.loads(Path(spec).read_text()):
+        payload = [record for path in files for record in bulk1_records(path)]  # not timed
+        operator = SalesforceBulkOperator(
+            task_id=f"upsert_{name}", operation="upsert", object_name=sobject, payload=payload,
+            external_id_field=EXT, batch_size=10_000,
+        )
+        started = time.perf_counter()
+        results = operator.execute(context={}) or []
+        spent = time.perf_counter() - started
+        seconds += spent
+        if len(results) != len(payload):
+            raise SystemExit(f"{sobject}: {len(results)} results for {len(payload)} records")
+        errors: collections.Counter = collections.Counter()
+        for result in results:
+            if not result["success"]:
+                errors.update(e.get("statusCode") or "(no code)" for e in result["errors"] or [{}])
+        loaded = sum(1 for r in results if r["success"])
+        per_object[name] = {"sobject": sobject, "rows": len(payload), "loaded": loaded,
+                            "failed": len(payload) - loaded, "errors": dict(errors), "seconds": spent}
+    print("RESULT " + json.dumps(summarize(seconds, per_object)))
+
+
+def errors_text(errors: dict[str, int]) -> str:
+    return ", ".join(f"{code} {count:,}" for code, count in sorted(errors.items())) or "–"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, action="append", help="tenant sizes (repeatable)")
+    parser.add_argument("--bulk-operator-child", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bulk_operator_child:
+        bulk_operator_child(args.bulk_operator_child)
+        return
     rows = []
     for accounts in args.accounts or [1000, 10000]:
         with tempfile.TemporaryDirectory(prefix="sync-full-") as tmp:
             rows.append(run_size(accounts, Path(tmp)))
+    today = dt.date.today().isoformat()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print("| date | accounts | Zuora records | written to SF | rejected | full sync s | records/s | raw Bulk 2.0 upload rows/s "
+    print("| date | accounts | Zuora records | written to SF | rejected | full sync s | records/s | written/s "
+          "| raw Bulk 2.0 rows/s | SalesforceBulkOperator rows/s | sync ÷ Bulk 2.0 | sync ÷ BulkOperator "
           "| peak RSS MB | Zuora req / 10k | SF req / 10k | status |")
-    print("|---" * 12 + "|")
+    print("|---" * 16 + "|")
     for m in rows:
-        print(f"| {dt.date.today().isoformat()} | {m['accounts']:,} | {m['records']:,} | {m['written']:,} | {m['rejected']:,} "
-              f"| {m['seconds']:.1f} | {m['rate']:,.0f} | {m['baseline_rate']:,.0f} | {m['peak_mb']:.0f} "
+        print(f"| {today} | {m['accounts']:,} | {m['records']:,} | {m['written']:,} | {m['rejected']:,} "
+              f"| {m['seconds']:.1f} | {m['rate']:,.0f} | {m['written_rate']:,.0f} | {m['bulk2_rate']:,.0f} "
+              f"| {m['operator_rate']:,.0f} | {m['vs_bulk2']:.2f}× | {m['vs_operator']:.2f}× | {m['peak_mb']:.0f} "
               f"| {m['zuora_per_10k']:.1f} ({m['zuora_calls']}) | {m['sf_per_10k']:.1f} ({m['sf_calls']}) | {m['status']} |")
+    for m in rows:
+        b2, op = m["bulk2"], m["operator"]
+        print(f"\naccounts {m['accounts']:,}: the sync upserted {m['upserted']:,} and deleted {m['deleted']:,}; "
+              f"Bulk 2.0 loaded {b2['loaded']:,} of {b2['rows']:,} staged rows in {b2['seconds']:.1f} s; "
+              f"SalesforceBulkOperator loaded {op['loaded']:,} of {op['rows']:,} in {op['seconds']:.1f} s")
+        print("| object | Salesforce object | staged rows | Bulk 2.0 loaded | Bulk 2.0 s | Bulk 2.0 errors "
+              "| BulkOperator loaded | BulkOperator s | BulkOperator errors |")
+        print("|---" * 9 + "|")
+        for name, b in b2["objects"].items():
+            o = op["objects"][name]
+            print(f"| {name} | {b['sobject']} | {b['rows']:,} | {b['loaded']:,} | {b['seconds']:.1f} "
+                  f"| {errors_text(b['errors'])} | {o['loaded']:,} | {o['seconds']:.1f} | {errors_text(o['errors'])} |")
+        if not b2["loaded"] == op["loaded"] == m["upserted"]:
+            print(f"WARNING: not the same rows: the sync upserted {m['upserted']:,}, Bulk 2.0 loaded "
+                  f"{b2['loaded']:,}, SalesforceBulkOperator loaded {op['loaded']:,}")
 
 
 if __name__ == "__main__":
