@@ -178,8 +178,10 @@ def up(args: argparse.Namespace) -> None:
     print(f"""
 The stack is up.
   Airflow UI       {base}   (login: admin / {password})
+  Zuora Sync page  {base}/plugin/zuora-sync   (status, sync history, rejected records, settings)
   Salesforce       {sf_env['SALESFORCE_SANDBOX_URL']}   (env: {sf_env_file})
   Zuora            {zuora_env['ZUORA_SANDBOX_URL']}   (env: {zuora_env_file})
+Zuora callouts go to {base}/zuora-sync/events (signed; the zuora_sync_webhook connection).
 Trigger a full sync: in the UI, open zuora_full_sync and press Trigger; or
   set -a; source {directory / 'airflow.env'}; set +a
   {_bin('airflow')} dags unpause zuora_full_sync && {_bin('airflow')} dags trigger zuora_full_sync
