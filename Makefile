@@ -24,14 +24,16 @@ $(STAMP): pyproject.toml
 
 # The browser tests drive Debian's Chromium (/usr/bin/chromium): installed here when missing.
 test: $(STAMP)
-	@if [ ! -x /usr/bin/chromium ]; then \
-		echo "Installing Chromium (Debian's chromium package) for the browser tests ..."; \
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages the tests need:$$missing (browser tests; the PostgreSQL state store) ..."; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; \
 		elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; \
-		else echo "error: /usr/bin/chromium is missing and this is not root (no sudo): apt-get install -y chromium" >&2; exit 1; fi; \
+		else echo "error: missing$$missing and this is not root (no sudo): apt-get install -y$$missing" >&2; exit 1; fi; \
 		$$SUDO apt-get update -qq && \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && \
-		/usr/bin/chromium --version; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 

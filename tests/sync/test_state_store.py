@@ -1,4 +1,5 @@
-"""The state store against real SQLite files: migrations, locks across threads and processes,
+"""The state store against real databases — SQLite files and a real PostgreSQL server (every test
+that takes ``url`` or ``store`` runs on both): migrations, locks across threads and processes,
 watermarks, session status rules, rejected records, events, retention, Airflow connection lookup."""
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ class Clock:
         self.now += dt.timedelta(**delta)
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'state.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("postgres_server").new_database()
 
 
 @pytest.fixture
@@ -475,7 +478,7 @@ def test_from_airflow_uses_the_connection(tmp_path: Path, monkeypatch) -> None:
         {"conn_type": "postgres", "host": "db", "port": 5432, "login": "zs", "password": "p@ss/word",
          "schema": "zuora_sync", "extra": {"sslmode": "require"}}))
     pg = StateStore.from_airflow()                                     # no I/O yet: nothing to connect to
-    assert pg.url == "postgresql://zs:p%40ss%2Fword@db:5432/zuora_sync?sslmode=require"
+    assert pg.url == "postgresql+psycopg2://zs:p%40ss%2Fword@db:5432/zuora_sync?sslmode=require"
     assert "p%40ss" not in repr(pg)
 
 
@@ -506,3 +509,17 @@ def test_migration_0002_upgrades_a_0001_database_and_keeps_its_rows(tmp_path):
     store.add_details(session["id"], note="kept")
     assert store.get_session(session["id"])["details"] == {
         "lookups_at_risk": [{"object": "X__c", "field": "Sub__c", "records": 3}], "note": "kept"}
+
+
+def test_a_postgres_connection_reaches_a_real_server(postgres_server, monkeypatch) -> None:
+    """An Airflow ``postgres`` connection (no ``sqlalchemy_url``) is enough: the sync names the driver."""
+    url = postgres_server.new_database()
+    database = url.rsplit("/", 1)[1]
+    monkeypatch.setenv("AIRFLOW_CONN_ZUORA_SYNC_STATE", json.dumps(
+        {"conn_type": "postgres", "host": "127.0.0.1", "port": postgres_server.port, "login": "postgres",
+         "schema": database}))
+    store = StateStore.from_airflow()
+    assert store.dialect == "postgresql"
+    assert store.try_lock(["accounts"], "dag/run") == (True, None)
+    assert store.schema_revision() == "0002"
+    assert StateStore(url).lock_holders() == {"accounts": "dag/run"}

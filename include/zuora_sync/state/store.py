@@ -112,7 +112,7 @@ def url_from_connection(conn: Any) -> str:
 
     ``extra.sqlalchemy_url`` wins. An ``sqlite`` connection names its file in ``host`` (Airflow's
     ``get_uri()`` would percent-encode the path into the host part, which SQLAlchemy cannot
-    read); ``postgres`` becomes SQLAlchemy's ``postgresql``; anything else is ``get_uri()``.
+    read); ``postgres`` becomes SQLAlchemy's ``postgresql+psycopg2``; anything else is ``get_uri()``.
     """
     extra = conn.extra_dejson or {}
     if extra.get("sqlalchemy_url"):
@@ -127,12 +127,14 @@ def url_from_connection(conn: Any) -> str:
         return f"sqlite:///{Path(path).expanduser()}"
     if conn_type in ("postgres", "postgresql"):
         query = {k: str(v) for k, v in extra.items() if isinstance(v, (str, int)) and not isinstance(v, bool)}
-        return URL.create("postgresql", username=conn.login or None, password=conn.password or None,
+        # Name the driver: a bare "postgresql" means psycopg 3 under SQLAlchemy 2.1, while Airflow's
+        # PostgreSQL provider (and its image) ships psycopg2.
+        return URL.create("postgresql+psycopg2", username=conn.login or None, password=conn.password or None,
                           host=conn.host or None, port=conn.port or None, database=conn.schema or None,
                           query=query).render_as_string(hide_password=False)
     uri = conn.get_uri()
     if uri.startswith("postgres://"):
-        uri = "postgresql://" + uri[len("postgres://"):]
+        uri = "postgresql+psycopg2://" + uri[len("postgres://"):]
     return uri
 
 
