@@ -3,7 +3,7 @@
 events, API usage with the Salesforce allowance), and the login they all need.
 
 The web app runs under uvicorn in a subprocess, set up as the Airflow API server runs it (see
-``webapp_server``); its state store is an SQLite file this module fills through ``StateStore``
+``webapp_server``); its state store (an SQLite file, then a PostgreSQL database) is filled through ``StateStore``
 with a clock of its own, and its ``salesforce_default`` connection points at a Salesforce sandbox
 process (for the allowance). One test runs the page inside Airflow's own API app, as the plugin
 mounts it. Nothing of ours is mocked.
@@ -53,10 +53,13 @@ def token(airflow_home: Path) -> str:
     return make_token(airflow_home)
 
 
-@pytest.fixture(scope="module")
-def webapp(tmp_path_factory: pytest.TempPathFactory, airflow_home: Path, salesforce_sandbox) -> Iterator[WebApp]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def webapp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, airflow_home: Path,
+           salesforce_sandbox) -> Iterator[WebApp]:
+    """The web app, its state store an SQLite file or a database on a real PostgreSQL server."""
     connection = salesforce_sandbox.env["AIRFLOW_CONN_SALESFORCE_DEFAULT"]
-    app = start_webapp(tmp_path_factory.mktemp("page-webapp"), airflow_home,
+    state_url = request.getfixturevalue("postgres_server").new_database() if request.param == "postgresql" else None
+    app = start_webapp(tmp_path_factory.mktemp("page-webapp"), airflow_home, state_url,
                        AIRFLOW_CONN_SALESFORCE_DEFAULT=connection,
                        REQUESTS_CA_BUNDLE=salesforce_sandbox.ca_bundle)
     yield app

@@ -72,16 +72,12 @@ class WebApp:
     process: subprocess.Popen
     port: int
     log_path: Path
-    state_db: Path
+    state_url: str
     env: dict[str, str]
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def state_url(self) -> str:
-        return f"sqlite:///{self.state_db}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -96,19 +92,20 @@ class WebApp:
                 self.process.wait()
 
 
-def start_webapp(directory: Path, home: Path, **extra_env: str) -> WebApp:
-    """``uvicorn zuora_sync.webapp.app:app`` on a free port, its state store an SQLite file in ``directory``."""
+def start_webapp(directory: Path, home: Path, state_url: str | None = None, **extra_env: str) -> WebApp:
+    """``uvicorn zuora_sync.webapp.app:app`` on a free port; its state store at ``state_url`` (a
+    SQLAlchemy URL), by default an SQLite file in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    state_db = directory / "state.db"
-    env = airflow_env(home, AIRFLOW_CONN_ZUORA_SYNC_STATE=json.dumps({"conn_type": "sqlite", "host": str(state_db)}),
-                      **extra_env)
+    state_url = state_url or f"sqlite:///{directory / 'state.db'}"
+    connection = {"conn_type": "generic", "extra": {"sqlalchemy_url": state_url}}
+    env = airflow_env(home, AIRFLOW_CONN_ZUORA_SYNC_STATE=json.dumps(connection), **extra_env)
     port = free_port()
     log_path = directory / "webapp.log"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "zuora_sync.webapp.app:app", "--host", "127.0.0.1", "--port", str(port),
              "--no-access-log"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    app = WebApp(process, port, log_path, state_db, env)
+    app = WebApp(process, port, log_path, state_url, env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
