@@ -341,8 +341,9 @@ class EndSyncSessionOperator(BaseOperator):
             if not result:
                 missing.append(task_id)
             elif result.get("stopped"):
-                stopped.append(task_id)
-        error = f"tasks did not finish: {', '.join(missing)}" if missing else None
+                stopped.append(result.get("reason") or f"{task_id} stopped")
+        # A stopped session keeps why it stopped (the first task's reason), as one stopped at its start does.
+        error = f"tasks did not finish: {', '.join(missing)}" if missing else (stopped[0] if stopped else None)
         status = store.finish_session(plan.session_id, error=error, stopped=bool(stopped) and not missing)
         store.release_lock(plan.holder)
         self._consume_events(store, ti, plan, status)

@@ -690,7 +690,8 @@ class StateStore:
                  lease_seconds: int = DEFAULT_LEASE_SECONDS) -> tuple[bool, str | None]:
         """Take every scope or none, atomically; returns ``(acquired, holder in the way)``.
 
-        Re-entrant for the same holder (it renews the lease). A lease that expired is taken over.
+        Re-entrant for the same holder (it renews the lease). A lease that expired is taken over,
+        and a session its holder left unended (a killed worker, a crash) is recorded as a Failure.
         ``cleanup`` needs no other lock held by someone else, and any scope needs no ``cleanup``
         held by someone else.
         """
@@ -723,6 +724,13 @@ class StateStore:
                 if row.expires_at <= now and row.holder != holder:
                     log.warning("Lock %s of %s expired at %s: taken over", row.scope, row.holder,
                                 row.expires_at.isoformat())
+                    dag_id, _, run_id = row.holder.partition("/")
+                    s = _sessions.c
+                    conn.execute(update(_sessions).where(
+                        s.dag_id == dag_id, s.run_id == run_id, s.ended_at.is_(None)).values(
+                        status=FAILURE, ended_at=now,
+                        error=f"interrupted: its lock expired at {row.expires_at.isoformat()} without the session "
+                              "ending (a killed worker or a crash); the next session syncs its changes"))
             conn.execute(delete(_locks).where(or_(c.expires_at <= now, c.scope.in_(wanted))))
             conn.execute(insert(_locks), [{"scope": scope, "holder": holder, "acquired_at": now,
                                            "expires_at": expires} for scope in wanted])
