@@ -224,3 +224,49 @@ def environment(**values: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(values)
     return env
+
+
+# -- fault tests: changing Zuora, counting Salesforce, running a session in a child process ---------------
+
+
+def zuora_call(zuora: Any, method: str, path: str, body: Any) -> Any:
+    """One call to the Zuora sandbox's REST API (e.g. ``/v1/action/update``) with a fresh bearer token."""
+    import requests
+
+    response = requests.request(method, f"{zuora.url}{path}", json=body, timeout=60,
+                                headers={"Authorization": f"Bearer {zuora.token()}"})
+    response.raise_for_status()
+    return response.json()
+
+
+def duplicate_external_ids(sf: Any, scope: str) -> list[str]:
+    """Every external id held by more than one live Salesforce record of the scope's objects, in words.
+
+    :func:`compare_scope` keys Salesforce's records by external id, so it cannot see a duplicate.
+    """
+    from collections import Counter
+
+    problems = []
+    for obj in load_mapping().scope_objects(scope):
+        counts: Counter[str] = Counter()
+        soql = f"SELECT {obj.key} FROM {obj.salesforce}"
+        for page in sf.bulk2.__getattr__(obj.salesforce).query(soql, max_records=200_000, wait=0.1):
+            counts.update(row[obj.key] for row in csv.DictReader(io.StringIO(page)) if row[obj.key])
+        problems += [f"{obj.name} {key}: {n} records in Salesforce" for key, n in counts.items() if n > 1]
+    return problems
+
+
+def spawn_dag_run(dag_id: str, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``run_dag(dag_id)`` in a child process (so a test can kill it like a worker); output to ``log_path``.
+
+    The child prints ``RESULT <state>`` when the run ends.
+    """
+    code = ("import sys; sys.path[:0] = [{tests!r}, {sync!r}]\n"
+            "from sync_harness import run_dag\n"
+            "print('RESULT', run_dag({dag_id!r}), flush=True)\n").format(
+        tests=str(ROOT / "tests"), sync=str(ROOT / "tests" / "sync"), dag_id=dag_id)
+    child_env = dict(env or os.environ)
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "include"), child_env.get("PYTHONPATH")) if p)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-c", code], env=child_env, cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT)
