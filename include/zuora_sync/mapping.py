@@ -11,6 +11,7 @@ written.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -102,9 +103,12 @@ class Mapping:
             raise MappingError(f"{self.source}: no object named {name}; known: {sorted(self.objects)}") from None
 
 
+def _default_text() -> str:
+    return resources.files("zuora_sync").joinpath("mapping.yaml").read_text(encoding="utf-8")
+
+
 def default_document() -> dict[str, Any]:
-    text = resources.files("zuora_sync").joinpath("mapping.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return yaml.safe_load(_default_text())
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -129,22 +133,35 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_mapping(path: str | os.PathLike | None = None) -> Mapping:
-    """The default mapping, with the user's file (argument, or ``$ZUORA_SYNC_MAPPING``) merged over it."""
-    document = default_document()
-    source = "zuora_sync/mapping.yaml"
+    """The default mapping, with the user's file (argument, or ``$ZUORA_SYNC_MAPPING``) merged over it.
+
+    Every task of a session asks for the mapping, several times: the result is kept per content
+    of the two files (parsing and validating costs tens of milliseconds each time), so an edited
+    file is read again. Treat the returned mapping as read-only: it is shared.
+    """
     path = path or os.environ.get(MAPPING_ENV) or None
-    if path:
-        source = str(path)
-        try:
-            extra = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise MappingError(f"{source}: cannot read the mapping file: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise MappingError(f"{source}: not valid YAML: {exc}") from None
-        if not isinstance(extra, dict):
-            raise MappingError(f"{source}: a mapping file is a YAML mapping with an 'objects' key")
-        document = merge(document, extra)
-    return build_mapping(document, source)
+    if not path:
+        return _load(_default_text(), None, None)
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MappingError(f"{source}: cannot read the mapping file: {exc.strerror}") from None
+    return _load(_default_text(), source, text)
+
+
+@functools.lru_cache(maxsize=16)
+def _load(default_text: str, source: str | None, text: str | None) -> Mapping:
+    document = yaml.safe_load(default_text)
+    if source is None:
+        return build_mapping(document, "zuora_sync/mapping.yaml")
+    try:
+        extra = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MappingError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(extra, dict):
+        raise MappingError(f"{source}: a mapping file is a YAML mapping with an 'objects' key")
+    return build_mapping(merge(document, extra), source)
 
 
 def build_mapping(document: dict[str, Any], source: str) -> Mapping:
