@@ -17,131 +17,37 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import ROOT, free_port, start_zuora_sandbox
+from conftest import ROOT, start_zuora_sandbox
 
+from webapp_server import ADMIN_PASSWORD, WebApp, airflow_env, airflow_python, make_token, migrate_airflow_home, \
+    start_webapp
 from zuora_sync.state import StateStore
 
 SECRET = "webhook-s3cret-for-tests"
-JWT_SECRET = "jwt-secret-for-the-webapp-tests-" + "x" * 48  # >= 64 bytes: no PyJWT key-length warning
-ADMIN_PASSWORD = "admin-pass-for-tests"
 
 
 # --------------------------------------------------------------------------------------------
-# Servers
-
-
-def airflow_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment of an Airflow API server process (none of the test runner's AIRFLOW_* vars)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "_AIRFLOW_PROCESS_CONTEXT"}
-    passwords = home / "passwords.json"
-    if not passwords.exists():
-        passwords.write_text(json.dumps({"admin": ADMIN_PASSWORD}))
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "_AIRFLOW_PROCESS_CONTEXT": "server",  # what airflow.api_fastapi.main sets in the API server
-        **extra,
-    })
-    return env
-
-
-def airflow_python(env: dict[str, str], code: str, timeout: float = 120) -> str:
-    """Run Python in an Airflow process with ``env``; returns its last stdout line."""
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                            timeout=timeout, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+# Servers (tests/webapp_server.py)
 
 
 @pytest.fixture(scope="module")
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An Airflow home with a migrated metadata database (Variables, DAGs, tokens live there)."""
     home = tmp_path_factory.mktemp("airflow-home")
-    (home / "dags").mkdir()
-    result = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-                            env=airflow_env(home), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    migrate_airflow_home(home)
     return home
-
-
-@dataclass
-class WebApp:
-    process: subprocess.Popen
-    port: int
-    log_path: Path
-    state_db: Path
-    env: dict[str, str]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def events_url(self) -> str:
-        return f"{self.url}/events"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_webapp(directory: Path, home: Path, *, webhook: dict[str, Any] | None, **extra_env: str) -> WebApp:
-    """``uvicorn zuora_sync.webapp.app:app`` on a free port, its state store an SQLite file in ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    state_db = directory / "state.db"
-    env = airflow_env(home, AIRFLOW_CONN_ZUORA_SYNC_STATE=json.dumps({"conn_type": "sqlite", "host": str(state_db)}),
-                      **extra_env)
-    if webhook is not None:
-        env["AIRFLOW_CONN_ZUORA_SYNC_WEBHOOK"] = json.dumps(webhook)
-    port = free_port()
-    log_path = directory / "webapp.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "zuora_sync.webapp.app:app", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    app = WebApp(process, port, log_path, state_db, env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the web app exited with {process.returncode}: {app.log()[-3000:]}")
-        try:
-            if requests.get(f"{app.url}/openapi.json", timeout=2).ok:
-                return app
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    app.stop()
-    raise RuntimeError(f"the web app did not start: {app.log()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -156,10 +62,7 @@ def webapp(tmp_path_factory: pytest.TempPathFactory, airflow_home: Path) -> Iter
 @pytest.fixture(scope="module")
 def token(airflow_home: Path) -> str:
     """An Airflow JWT, signed by Airflow's own auth manager with the configured ``jwt_secret``."""
-    return airflow_python(airflow_env(airflow_home), (
-        "from airflow.api_fastapi.app import create_auth_manager\n"
-        "from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser\n"
-        "print(create_auth_manager().generate_jwt(SimpleAuthManagerUser(username='admin', role='ADMIN')))\n"))
+    return make_token(airflow_home)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,9 +10,6 @@ must hold no traceback either: an exception swallowed into a 4xx would hide a bu
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
@@ -21,22 +18,17 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.core import NOT_SET
 
-from test_webapp import SECRET, airflow_env, airflow_python, sign_hex, start_webapp
+from test_webapp import SECRET, sign_hex
+from webapp_server import make_token, migrate_airflow_home, start_webapp
 
 
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory):
     home = tmp_path_factory.mktemp("fuzz-airflow-home")
-    (home / "dags").mkdir()
-    result = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=airflow_env(home),
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    migrate_airflow_home(home)
     app = start_webapp(tmp_path_factory.mktemp("fuzz-webapp"), home,
                        webhook={"conn_type": "http", "extra": {"hmac_secret": SECRET}})
-    token = airflow_python(airflow_env(home), (
-        "from airflow.api_fastapi.app import create_auth_manager\n"
-        "from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser\n"
-        "print(create_auth_manager().generate_jwt(SimpleAuthManagerUser(username='admin', role='ADMIN')))\n"))
+    token = make_token(home)
     app.token = token  # type: ignore[attr-defined]
     yield app
     app.stop()

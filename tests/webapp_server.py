@@ -1,8 +1,10 @@
-"""The sync's web app as the Airflow API server runs it, in a subprocess: for the page's API tests.
+"""The sync's web app as the Airflow API server runs it, in a subprocess: for the web app's and
+the page's tests.
 
 ``uvicorn zuora_sync.webapp.app:app`` with ``_AIRFLOW_PROCESS_CONTEXT=server`` and an Airflow home
 of its own (a migrated metadata database, the SimpleAuthManager with an ``admin`` user, a known
-``[api_auth] jwt_secret``), its state store an SQLite file the test fills through ``StateStore``.
+``[api_auth] jwt_secret``), its state store an SQLite file (or any SQLAlchemy URL) the test reads
+and fills through ``StateStore``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from conftest import ROOT, free_port
 
-JWT_SECRET = "jwt-secret-for-the-page-tests-" + "p" * 48   # >= 64 bytes: no PyJWT key-length warning
-ADMIN_PASSWORD = "admin-pass-for-page-tests"
+JWT_SECRET = "jwt-secret-for-the-webapp-tests-" + "p" * 48   # >= 64 bytes: no PyJWT key-length warning
+ADMIN_PASSWORD = "admin-pass-for-tests"
 
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:
@@ -37,7 +40,7 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "_AIRFLOW_PROCESS_CONTEXT": "server",
+        "_AIRFLOW_PROCESS_CONTEXT": "server",  # what airflow.api_fastapi.main sets in the API server
         **extra,
     })
     return env
@@ -79,6 +82,16 @@ class WebApp:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def events_url(self) -> str:
+        return f"{self.url}/events"
+
+    @property
+    def state_db(self) -> Path:
+        """The SQLite file of the state store (an SQLite store only)."""
+        assert self.state_url.startswith("sqlite:///"), self.state_url
+        return Path(self.state_url[len("sqlite:///"):])
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -92,13 +105,17 @@ class WebApp:
                 self.process.wait()
 
 
-def start_webapp(directory: Path, home: Path, state_url: str | None = None, **extra_env: str) -> WebApp:
+def start_webapp(directory: Path, home: Path, state_url: str | None = None, *,
+                 webhook: dict[str, Any] | None = None, **extra_env: str) -> WebApp:
     """``uvicorn zuora_sync.webapp.app:app`` on a free port; its state store at ``state_url`` (a
-    SQLAlchemy URL), by default an SQLite file in ``directory``."""
+    SQLAlchemy URL), by default an SQLite file in ``directory``; ``webhook``: the
+    ``zuora_sync_webhook`` connection (an environment variable), none by default."""
     directory.mkdir(parents=True, exist_ok=True)
     state_url = state_url or f"sqlite:///{directory / 'state.db'}"
     connection = {"conn_type": "generic", "extra": {"sqlalchemy_url": state_url}}
     env = airflow_env(home, AIRFLOW_CONN_ZUORA_SYNC_STATE=json.dumps(connection), **extra_env)
+    if webhook is not None:
+        env["AIRFLOW_CONN_ZUORA_SYNC_WEBHOOK"] = json.dumps(webhook)
     port = free_port()
     log_path = directory / "webapp.log"
     with open(log_path, "ab") as log:
