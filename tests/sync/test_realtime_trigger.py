@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from conftest import free_port, start_salesforce_sandbox, start_zuora_sandbox
+from conftest import free_port, start_zuora_sandbox
 from zuora_sync.mapping import load_mapping
 from zuora_sync.state import StateStore
 from zuora_sync.triggers.realtime import CLASSPATH, RealTimeSyncTrigger
@@ -444,28 +444,13 @@ THRESHOLD = 5
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """Both sandboxes and the environment the DAGs read (as in test_sync_end_to_end), real-time settings."""
-    from sync_harness import airflow_db_migrate, stack_env
+    from sync_harness import running_stack
 
     base = tmp_path_factory.mktemp("realtime")
-    zuora = start_zuora_sandbox(base / "zuora", accounts=ACCOUNTS, seed=SEED)
-    salesforce = start_salesforce_sandbox(base / "salesforce", accounts=ACCOUNTS, seed=SEED)
-    settings = json.dumps({"staging_url": f"file://{base / 'staging'}", "lock_poll_seconds": 1,
-                           "zuora_time_zone": "America/Los_Angeles", "max_events_before_sync": THRESHOLD,
-                           "max_minutes_between_syncs": 120, "trigger_poll_seconds": 1})
-    values = stack_env(zuora, salesforce, base / "state.db", base / "staging", settings)
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    airflow_db_migrate(dict(os.environ))
-    try:
-        yield {"zuora": zuora, "salesforce": salesforce, "base": base, "state_db": base / "state.db"}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        zuora.stop()
-        salesforce.stop()
+    with running_stack(base, accounts=ACCOUNTS, seed=SEED, settings={
+            "max_events_before_sync": THRESHOLD, "max_minutes_between_syncs": 120,
+            "trigger_poll_seconds": 1}) as running:
+        yield {**running, "state_db": base / "state.db"}
 
 
 def check(stack) -> None:
