@@ -47,13 +47,20 @@ class RowSource(Protocol):
 
 @dataclass
 class Selection:
-    """Which rows of an object to extract."""
+    """Which rows of an object to extract.
+
+    A window selection also reads rows outside the window that must be tried again: the object's
+    own rows Salesforce rejected before (``retry_keys``), and rows whose related record (a
+    ``changes_with`` alias) is being retried or was just fixed (``related_keys``), so that their
+    lookup to it is written once it is in Salesforce. All of them, in pages of ``MAX_IN_LIST``.
+    """
 
     mode: str                                   # window | full | accounts
     window_start: dt.datetime | None = None     # aware; window mode
     window_end: dt.datetime | None = None
     retry_keys: list[str] = field(default_factory=list)   # rejected last time: extract again (window mode)
     account_keys: list[str] = field(default_factory=list)  # account ids or numbers (accounts mode)
+    related_keys: dict[str, list[str]] = field(default_factory=dict)  # alias -> ids (window mode)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -78,9 +85,62 @@ def _in_list(column: str, values: list[str]) -> str:
     return f"{column} IN ({', '.join(sql_string(v) for v in values)})"
 
 
-def build_query(obj: ObjectMapping, selection: Selection, *, after_key: str | None = None,
+def _chunks(values: list[Any], size: int | None = None) -> Iterator[list[Any]]:
+    size = size or MAX_IN_LIST
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One statement's share of a selection: a condition, and whether its rows may repeat another part's."""
+
+    condition: str | None
+    may_repeat: bool = False
+
+
+def selection_parts(obj: ObjectMapping, selection: Selection) -> list[Part]:
+    """The conditions whose rows make up ``selection``, each read as its own (key-paged) statements.
+
+    A window's retries exclude the rows the window reads anyway; the parts that may still meet a
+    row twice (retries, account lists) say so.
+    """
+    base = obj.table
+    if selection.mode == "full":
+        return [Part(None)]
+    if selection.mode == "accounts":
+        if obj.account is None:
+            raise ValueError(f"object {obj.name} has no 'account' alias, so it cannot be synced by account")
+        return [Part(f"({_in_list(obj.account + '.id', chunk)} OR {_in_list(obj.account + '.accountnumber', chunk)})",
+                     may_repeat=True) for chunk in _chunks(selection.account_keys)]
+    start, end = sql_timestamp(selection.window_start), sql_timestamp(selection.window_end)
+    window = "(" + " OR ".join(f"({alias}.updateddate >= {start} AND {alias}.updateddate < {end})"
+                               for alias in [base, *obj.changes_with]) + ")"
+    parts = [Part(window)]
+    outside = f"NOT COALESCE({window}, false)"  # a LEFT JOIN's missing row makes the window NULL
+    # Every (alias, id) to retry, MAX_IN_LIST of them per statement: usually all in one.
+    pairs = [(base, key) for key in sorted(set(selection.retry_keys))]
+    for alias, keys in selection.related_keys.items():
+        if alias not in obj.joins:
+            raise ValueError(f"object {obj.name} has no alias {alias}")
+        pairs += [(alias, key) for key in sorted(set(keys))]
+    for chunk in _chunks(pairs):
+        by_alias: dict[str, list[str]] = {}
+        for alias, key in chunk:
+            by_alias.setdefault(alias, []).append(key)
+        wanted = " OR ".join(_in_list(f"{alias}.id", keys) for alias, keys in by_alias.items())
+        parts.append(Part(f"({wanted}) AND {outside}", may_repeat=True))
+    return parts
+
+
+def build_query(obj: ObjectMapping, part: Part | Selection, *, after_key: str | None = None,
                 limit: int = PAGE_ROWS) -> str:
-    """The Data Query statement for one page of ``selection`` (keys greater than ``after_key``)."""
+    """The Data Query statement for one page of ``part`` (keys greater than ``after_key``).
+
+    Given a :class:`Selection`, the statement of its first part.
+    """
+    if isinstance(part, Selection):
+        part = selection_parts(obj, part)[0]
     base = obj.table
     keep = f"CASE WHEN {obj.keep} THEN true ELSE false END" if obj.keep else "true"
     select = [f"{base}.id AS zs_id", f"{base}.deleted AS zs_deleted", f"{keep} AS zs_keep"]
@@ -88,20 +148,7 @@ def build_query(obj: ObjectMapping, selection: Selection, *, after_key: str | No
     sql = f"SELECT {', '.join(select)} FROM {base}"
     for clause in obj.joins.values():
         sql += f" {clause}"
-    conditions = []
-    if selection.mode == "window":
-        start, end = sql_timestamp(selection.window_start), sql_timestamp(selection.window_end)
-        changed = [f"({alias}.updateddate >= {start} AND {alias}.updateddate < {end})"
-                   for alias in [base, *obj.changes_with]]
-        retry = selection.retry_keys[:MAX_IN_LIST]
-        if retry:
-            changed.append(_in_list(f"{base}.id", retry))
-        conditions.append("(" + " OR ".join(changed) + ")")
-    elif selection.mode == "accounts":
-        if obj.account is None:
-            raise ValueError(f"object {obj.name} has no 'account' alias, so it cannot be synced by account")
-        keys = selection.account_keys[:MAX_IN_LIST]
-        conditions.append(f"({_in_list(obj.account + '.id', keys)} OR {_in_list(obj.account + '.accountnumber', keys)})")
+    conditions = [part.condition] if part.condition else []
     if after_key is not None:
         conditions.append(f"{base}.id > {sql_string(after_key)}")
     if conditions:
@@ -209,18 +256,24 @@ def extract_object(
 
 
 def _pages(source: RowSource, obj: ObjectMapping, selection: Selection, page_rows: int) -> Iterator[dict[str, Any]]:
-    """All rows of the selection, one Data Query job per ``page_rows`` rows (key order)."""
-    after = None
-    while True:
-        count = 0
-        last = None
-        for row in source.data_query(build_query(obj, selection, after_key=after, limit=page_rows)):
-            count += 1
-            last = row["zs_id"]
-            yield row
-        if count < page_rows:
-            return
-        after = last
+    """All rows of the selection, one Data Query job per part and ``page_rows`` rows (key order), each once."""
+    seen: set[str] = set()  # rows of parts that may repeat: retries and chosen accounts, few enough to keep
+    for part in selection_parts(obj, selection):
+        after = None
+        while True:
+            count = 0
+            last = None
+            for row in source.data_query(build_query(obj, part, after_key=after, limit=page_rows)):
+                count += 1
+                last = row["zs_id"]
+                if part.may_repeat:
+                    if last in seen:
+                        continue
+                    seen.add(last)
+                yield row
+            if count < page_rows:
+                break
+            after = last
 
 
 def _truthy(value: Any) -> bool:

@@ -1,7 +1,7 @@
 """The object mapping: which Zuora rows become which Salesforce records, as validated data.
 
 ``mapping.yaml`` beside this module is the default (SPEC §3). A user file named by the
-``ZUORA_SYNC_MAPPING`` environment variable is merged over it: objects, fields and links are added
+``ZUORA_SYNC_MAPPING`` environment variable is merged over it: objects, fields, links and lookups are added
 or replaced, and a field set to ``null`` is dropped, so custom fields need no Python. The mapping
 is checked when the DAGs are parsed: every problem names the file, the object and the field. The
 Salesforce side is checked again against ``describe`` by the preflight task, before anything is
@@ -29,7 +29,7 @@ MAPPING_ENV = "ZUORA_SYNC_MAPPING"
 SCOPES = ("accounts", "catalog")
 _OBJECT_KEYS = {
     "from", "joins", "changes_with", "account", "depends_on", "salesforce", "key", "keep", "fields", "links",
-    "second_pass", "on_delete", "flag",
+    "lookups", "second_pass", "on_delete", "flag",
 }
 _SF_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SF_RELATIONSHIP = re.compile(r"^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$")
@@ -46,6 +46,7 @@ class Column:
 
     salesforce: str      # a field (``Name``) or a relationship column (``Parent__r.Ext__c``)
     expression: str      # Data Query SQL over the object's aliases
+    optional: bool = False   # a lookup left empty while its target is not in Salesforce (not a parent)
 
     @property
     def is_relationship(self) -> bool:
@@ -69,6 +70,7 @@ class ObjectMapping:
     columns: list[Column]
     second_pass: list[Column] = field(default_factory=list)
     joins: dict[str, str] = field(default_factory=dict)
+    join_tables: dict[str, str] = field(default_factory=dict)   # alias -> the Data Query table it joins
     changes_with: list[str] = field(default_factory=list)
     account: str | None = None
     depends_on: list[str] = field(default_factory=list)
@@ -102,6 +104,17 @@ class Mapping:
         except KeyError:
             raise MappingError(f"{self.source}: no object named {name}; known: {sorted(self.objects)}") from None
 
+    def related(self, obj: ObjectMapping) -> dict[str, ObjectMapping]:
+        """The ``changes_with`` aliases of ``obj`` that join another mapped object of its scope, alias → object.
+
+        A row of ``obj`` is read again while such a related record is being retried after a
+        rejection: once that record is in Salesforce, the row's lookup to it can be written
+        (``docs/operations.md``, "Lookups").
+        """
+        by_table = {o.table: o for o in self.objects.values() if o.scope == obj.scope}
+        return {alias: by_table[obj.join_tables[alias]] for alias in obj.changes_with
+                if obj.join_tables.get(alias) in by_table}
+
 
 def _default_text() -> str:
     return resources.files("zuora_sync").joinpath("mapping.yaml").read_text(encoding="utf-8")
@@ -119,7 +132,7 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for name, spec in (extra.get("objects") or {}).items():
         target = merged.setdefault("objects", {}).setdefault(name, {})
         for key, value in (spec or {}).items():
-            if key in ("fields", "links", "second_pass", "joins") and isinstance(value, dict):
+            if key in ("fields", "links", "lookups", "second_pass", "joins") and isinstance(value, dict):
                 section = dict(target.get(key) or {})
                 for item, expression in value.items():
                     if expression is None:
@@ -216,11 +229,11 @@ def _build_object(name: str, spec: Any, scope: str, where: str) -> ObjectMapping
     table = str(spec["from"]).lower()
     if not _ALIAS.match(table):
         raise MappingError(f"{where}: 'from' must be a Data Query table name, got {spec['from']!r}")
-    joins = {}
+    joins, join_tables = {}, {}
     for alias, clause in (spec.get("joins") or {}).items():
         if not _ALIAS.match(str(alias)) or alias == table:
             raise MappingError(f"{where}, join {alias}: an alias is a lower-case name other than '{table}'")
-        _check_join(str(clause), alias, f"{where}, join {alias}")
+        join_tables[str(alias)] = _check_join(str(clause), alias, f"{where}, join {alias}")
         joins[str(alias)] = str(clause)
     aliases = {table, *joins}
     salesforce = str(spec["salesforce"])
@@ -228,7 +241,10 @@ def _build_object(name: str, spec: Any, scope: str, where: str) -> ObjectMapping
         raise MappingError(f"{where}: 'salesforce' must be an sObject API name, got {salesforce!r}")
     columns = _columns(spec.get("fields"), aliases, f"{where}, field", relationships=False)
     columns += _columns(spec.get("links"), aliases, f"{where}, link", relationships=True)
-    second = _columns(spec.get("second_pass"), aliases, f"{where}, second_pass", relationships=True)
+    columns += _columns(spec.get("lookups"), aliases, f"{where}, lookup", relationships=True, optional=True)
+    # Second-pass links point at records of the same load (the hierarchy's parent): optional lookups.
+    second = [Column(c.salesforce, c.expression, optional=c.is_relationship)
+              for c in _columns(spec.get("second_pass"), aliases, f"{where}, second_pass", relationships=True)]
     names = [c.salesforce.lower() for c in columns + second]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -260,13 +276,13 @@ def _build_object(name: str, spec: Any, scope: str, where: str) -> ObjectMapping
         raise MappingError(f"{where}, field {flag}: the flag field is set by the sync; do not map it")
     return ObjectMapping(
         name=name, scope=scope, table=table, salesforce=salesforce, key=key, columns=columns,
-        second_pass=second, joins=joins, changes_with=list(spec.get("changes_with") or []), account=account,
+        second_pass=second, joins=joins, join_tables=join_tables, changes_with=list(spec.get("changes_with") or []), account=account,
         depends_on=[str(p) for p in spec.get("depends_on") or []], keep=str(keep) if keep is not None else None,
         on_delete=on_delete, flag=str(flag) if flag else None,
     )
 
 
-def _columns(section: Any, aliases: set[str], where: str, relationships: bool) -> list[Column]:
+def _columns(section: Any, aliases: set[str], where: str, relationships: bool, optional: bool = False) -> list[Column]:
     if section is None:
         return []
     if not isinstance(section, dict):
@@ -280,7 +296,9 @@ def _columns(section: Any, aliases: set[str], where: str, relationships: bool) -
         if expression is None or str(expression).strip() == "":
             raise MappingError(f"{where} {sf_name}: needs a Data Query expression")
         _check_expression(str(expression), aliases, f"{where} {sf_name}")
-        columns.append(Column(sf_name, str(expression)))
+        if optional and "." not in sf_name:
+            raise MappingError(f"{where} {sf_name}: a lookup is a relationship column (Relationship__r.External_Id__c)")
+        columns.append(Column(sf_name, str(expression), optional=optional))
     return columns
 
 
@@ -296,7 +314,8 @@ def _check_expression(text: str, aliases: set[str], where: str) -> None:
             raise MappingError(f"{where}: unknown alias {column.table}; known: {sorted(aliases)}")
 
 
-def _check_join(text: str, alias: str, where: str) -> None:
+def _check_join(text: str, alias: str, where: str) -> str:
+    """Check one JOIN clause; returns the (lower-case) table it joins."""
     try:
         statement = sqlglot.parse_one(f"SELECT 1 FROM base {text}", read="trino")
     except (ParseError, TokenError) as exc:
@@ -304,6 +323,7 @@ def _check_join(text: str, alias: str, where: str) -> None:
     joins = statement.args.get("joins") or []
     if len(joins) != 1 or joins[0].this.alias_or_name != alias:
         raise MappingError(f"{where}: expected one JOIN whose table or alias is {alias}")
+    return joins[0].this.name.lower()
 
 
 def _first_line(exc: Exception) -> str:

@@ -178,9 +178,24 @@ def same(expected: str, actual: str, sf_type: str) -> bool:
 
 
 def compare_object(zuora_data_dir: Path, sf: Any, obj: ObjectMapping, types: dict[str, str], tz: dt.tzinfo,
-                   rejected: set[str], tmp: Path) -> list[str]:
-    """Every difference between Zuora's expectation and Salesforce for ``obj``, in words."""
+                   rejected: set[str], tmp: Path, *, lookups: dict[str, tuple[set[str], set[str]]] | None = None
+                   ) -> list[str]:
+    """Every difference between Zuora's expectation and Salesforce for ``obj``, in words.
+
+    :param lookups: per optional lookup column, the keys of its target object that qualify and
+        the keys of those that are rejected. A lookup to a qualifying target is expected set; to a
+        rejected one, set or empty (it depends on whether the target was in Salesforce before);
+        to anything else, empty.
+    """
     expected = expected_records(zuora_data_dir, obj, types, tz)
+    either: dict[str, set[str]] = {}
+    for column, (qualifying, refused) in (lookups or {}).items():
+        for key, record in expected.items():
+            value = record.get(column)
+            if value in refused:
+                either.setdefault(key, set()).add(column)
+            elif value not in qualifying:
+                record[column] = NULL
     actual = salesforce_records(sf, obj, tmp)
     problems = []
     for key, want in expected.items():
@@ -193,6 +208,8 @@ def compare_object(zuora_data_dir: Path, sf: Any, obj: ObjectMapping, types: dic
             continue  # written only in part (e.g. its parent was rejected); the rejection says why
         for column, cell in want.items():
             sf_type = types.get(column, "string")
+            if column in either.get(key, ()) and have.get(column, "") in ("", cell):
+                continue
             if not same(cell, have.get(column, ""), sf_type):
                 problems.append(f"{obj.name} {key}: {column} is {have.get(column)!r} in Salesforce, "
                                 f"{cell!r} expected")
@@ -213,10 +230,33 @@ def field_types(sf: Any, obj: ObjectMapping) -> dict[str, str]:
 
 def compare_scope(zuora_data_dir: Path, sf: Any, scope: str, rejected: dict[str, set[str]], tz: dt.tzinfo,
                   tmp: Path) -> list[str]:
+    """Every difference between Zuora and Salesforce for the scope's objects.
+
+    An optional lookup (the mapping's ``lookups`` and ``second_pass``) is expected only when its
+    target qualifies (the rule of ``docs/operations.md``, "Lookups").
+    """
     mapping = load_mapping()
+    objects = mapping.scope_objects(scope)
+    types = {obj.name: field_types(sf, obj) for obj in objects}
+    by_sobject = {obj.salesforce: obj for obj in objects}
+    qualifying: dict[str, set[str]] = {}
     problems = []
-    for obj in mapping.scope_objects(scope):
-        problems += compare_object(zuora_data_dir, sf, obj, field_types(sf, obj), tz, rejected.get(obj.name, set()), tmp)
+    for obj in objects:
+        described = {(f.get("relationshipName") or "").lower(): f
+                     for f in sf.__getattr__(obj.salesforce).describe()["fields"]}
+        lookups = {}
+        for column in obj.columns + obj.second_pass:
+            if not column.optional:
+                continue
+            target = by_sobject.get(described[column.field.lower()]["referenceTo"][0])
+            if target is None or target.on_delete == "flag":
+                continue  # not synced by this scope, or kept (flagged) in Salesforce after it left Zuora
+            if target.name not in qualifying:
+                qualifying[target.name] = set(expected_records(zuora_data_dir, target, types[target.name], tz))
+            refused = rejected.get(target.name, set())
+            lookups[column.salesforce] = (qualifying[target.name] - refused, refused)
+        problems += compare_object(zuora_data_dir, sf, obj, types[obj.name], tz, rejected.get(obj.name, set()), tmp,
+                                   lookups=lookups)
     return problems
 
 

@@ -94,6 +94,14 @@ def rejected_codes() -> dict[str, str]:
     return {r["external_id"]: r["error_code"] for r in store.rejected_for_session(session)}
 
 
+def rejected_messages() -> list[str]:
+    from zuora_sync.state import StateStore
+
+    store = StateStore.from_airflow()
+    session = store.list_sessions(limit=1)[0]["id"]
+    return [f"{r['object']} {r['external_id']}: {r['error_code']} {r['message']}" for r in store.rejected_for_session(session)]
+
+
 def sf_count(stack, soql: str) -> int:
     return stack["salesforce"].login().query(soql)["totalSize"]
 
@@ -140,6 +148,75 @@ def test_changes_in_zuora_reach_salesforce_with_an_incremental_sync(stack):
     if doomed:
         assert sf_count(stack, f"SELECT COUNT() FROM Zuora__PaymentInvoice__c WHERE Zuora__External_Id__c = "
                                f"'{doomed[0]['id']}'") == 0
+
+
+def latest_subscription(stack, name: str) -> dict:
+    return tenant(stack, f"SELECT id, invoiceownerid FROM subscription WHERE name = '{name}' AND NOT deleted "
+                         "ORDER BY version DESC LIMIT 1")[0]
+
+
+def sf_invoice_owner(stack, subscription_id: str) -> str | None:
+    record = stack["salesforce"].login().query(
+        "SELECT Zuora__InvoiceOwner__r.Zuora__External_Id__c FROM Zuora__Subscription__c "
+        f"WHERE Zuora__External_Id__c = '{subscription_id}'")["records"]
+    assert record, f"subscription {subscription_id} is not in Salesforce"
+    owner = record[0]["Zuora__InvoiceOwner__r"]
+    return owner["Zuora__External_Id__c"] if owner else None
+
+
+def test_an_invoice_owner_that_is_not_synced_leaves_the_lookup_empty_not_the_subscription_rejected(stack):
+    """Issue 11: the subscription of a synced account is synced whoever owns its invoices; the lookup
+    to the owner is written once the owner is synced (here: it gets a CRM Id)."""
+    subscription = synced_account(stack)[6]
+    unsynced = tenant(stack, "SELECT id FROM account WHERE crmid IS NULL AND status = 'Active' AND NOT deleted "
+                             "ORDER BY accountnumber LIMIT 1")[0]["id"]
+    assert zuora_call(stack, "POST", "/v1/action/update", {"type": "Subscription", "objects": [
+        {"Id": subscription["sub"], "InvoiceOwnerId": unsynced}]})[0]["Success"]
+    latest = latest_subscription(stack, subscription["subname"])
+    assert latest["invoiceownerid"] == unsynced
+
+    assert run_dag("zuora_incremental_sync") == "success"
+    assert latest["id"] not in rejected_codes()
+    assert not [m for m in rejected_messages() if "InvoiceOwner" in m]
+    assert sf_invoice_owner(stack, latest["id"]) is None
+    check(stack)
+
+    crm = stack["salesforce"].login().Account.create({"Name": "Owner Now In Salesforce"})["id"]
+    zuora_call(stack, "POST", "/v1/action/update", {"type": "Account", "objects": [{"Id": unsynced, "CrmId": crm}]})
+    assert run_dag("zuora_incremental_sync") == "success"
+    assert sf_invoice_owner(stack, latest["id"]) == unsynced
+    check(stack)
+
+
+def test_a_rejected_invoice_owner_is_linked_once_salesforce_takes_it(stack):
+    """The owner becomes synced (it gets a CRM Id) but Salesforce refuses it (a validation rule): the
+    subscription is synced without the lookup, while the owner's own subscriptions, invoices and
+    payments (their customer account is their parent) are rejected with it. The session that
+    finally syncs the owner writes the lookup and all of those, though nothing changed in Zuora since."""
+    subscription = synced_account(stack)[8]
+    owner = tenant(stack, "SELECT id FROM account WHERE crmid IS NULL AND status = 'Active' AND NOT deleted "
+                          "ORDER BY accountnumber LIMIT 1 OFFSET 1")[0]["id"]
+    assert zuora_call(stack, "POST", "/v1/action/update", {"type": "Subscription", "objects": [
+        {"Id": subscription["sub"], "InvoiceOwnerId": owner}]})[0]["Success"]
+    latest = latest_subscription(stack, subscription["subname"])
+    crm = stack["salesforce"].login().Account.create({"Name": "Refused Owner's Account"})["id"]
+    stack["salesforce"].admin("POST", "faults", {
+        "kind": "record_error", "object": "Zuora__CustomerAccount__c", "field": "Name", "value": "Owner Refused",
+        "error_code": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "Not this name"})
+    try:
+        zuora_call(stack, "POST", "/v1/action/update",
+                   {"type": "Account", "objects": [{"Id": owner, "Name": "Owner Refused", "CrmId": crm}]})
+        assert run_dag("zuora_incremental_sync") == "success"
+        codes = rejected_codes()
+        assert codes[owner] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+        assert latest["id"] not in codes
+        assert sf_invoice_owner(stack, latest["id"]) is None
+    finally:
+        stack["salesforce"].admin("DELETE", "faults")
+    assert run_dag("zuora_incremental_sync") == "success"  # nothing changed in Zuora since
+    assert sf_invoice_owner(stack, latest["id"]) == owner
+    assert owner not in rejected_codes()
+    check(stack)
 
 
 def test_rerunning_the_same_window_duplicates_nothing(stack):

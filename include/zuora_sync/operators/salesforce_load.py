@@ -16,6 +16,7 @@ import json
 import shutil
 import sqlite3
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -23,8 +24,10 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from zuora_sync.extract import read_keys
+from zuora_sync.lookups import Lookup, upsert_keeping_records
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
+from zuora_sync.operators.zuora_extract import PREFLIGHT_TASK
 from zuora_sync.session import parse_instant
 from zuora_sync.settings import load_settings
 
@@ -101,17 +104,21 @@ class SalesforceUpsertOperator(_ObjectTask):
             self.log.info("Dry run: %d %s rows would be upserted into %s", manifest["counts"]["upserts"], obj.name,
                           obj.salesforce)
             return {"dry_run": True, "would_upsert": manifest["counts"]["upserts"]}
+        preflight = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}
+        lookups = [Lookup.from_dict(v) for v in (preflight.get("lookups") or {}).get(obj.name, [])]
         upserted = failed = 0
+        emptied: Counter = Counter()
         try:
             for name in manifest["upsert_files"] + manifest["link_files"]:
                 with local_copy(directory / name) as path, tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
                     if name in manifest["link_files"] and failed_keys:
                         # Second-pass links only for records the first pass wrote.
                         path = _without_keys(path, failed_keys, Path(tmp) / name)
-                    outcome = loader.upsert_csv(obj.salesforce, obj.key, path)
+                    outcome = upsert_keeping_records(loader, obj.salesforce, obj.key, path, lookups, Path(tmp))
                 if name in manifest["upsert_files"]:
-                    upserted += outcome.processed - outcome.failed
-                failed += outcome.failed
+                    upserted += outcome.succeeded
+                failed += len(outcome.rejected)
+                emptied += outcome.emptied
                 if outcome.rejected:
                     store.add_rejected(plan.session_id, obj.name, [
                         (r.external_id, r.error_code, r.message, r.row) for r in outcome.rejected])
@@ -128,6 +135,9 @@ class SalesforceUpsertOperator(_ObjectTask):
             if fixed:
                 store.resolve_rejected(obj.name, fixed, plan.session_id)
                 self.log.info("%d record(s) rejected before are now in Salesforce", len(fixed))
+        for column, count in sorted(emptied.items()):
+            self.log.info("%d %s record(s) written with %s empty: its target is not in Salesforce (not synced, "
+                          "or rejected); it is filled in once the target is", count, obj.salesforce, column)
         self.log.info("%s → %s: %d upserted, %d rejected", obj.name, obj.salesforce, upserted,
                       failed + len(conversion))
         return {"upserted": upserted, "failed": failed + len(conversion)}

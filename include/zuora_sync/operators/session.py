@@ -222,11 +222,15 @@ class BeginSyncSessionOperator(BaseOperator):
 
 
 class MappingPreflightOperator(BaseOperator):
-    """Check the mapping against Salesforce ``describe``; return each column's Salesforce type.
+    """Check the mapping against Salesforce ``describe``; return what the other tasks need to know of it.
 
     Every mapped field must exist and be writable, every relationship column must name a
     relationship whose target field is an external id (or id lookup), and the upsert key must be
-    an external id. All problems are reported at once.
+    an external id. All problems are reported at once, before anything is written.
+
+    Returns ``{"types": {object: {column: Salesforce type}}, "lookups": {object: [lookup, ...]}}``:
+    the types convert values (extract), the lookups (:class:`~zuora_sync.lookups.Lookup`: target
+    object, and whether Salesforce requires it) decide which missing targets cost a row (load).
     """
 
     ui_color = "#fff4e0"
@@ -235,7 +239,8 @@ class MappingPreflightOperator(BaseOperator):
         super().__init__(**kwargs)
         self.salesforce_conn_id = salesforce_conn_id
 
-    def execute(self, context: Any) -> dict[str, dict[str, str]]:
+    def execute(self, context: Any) -> dict[str, dict[str, Any]]:
+        from zuora_sync.lookups import Lookup
         from zuora_sync.salesforce_loader import SalesforceBulkLoader
         from zuora_sync.state import StateStore
 
@@ -243,6 +248,7 @@ class MappingPreflightOperator(BaseOperator):
         mapping = load_mapping()
         loader = SalesforceBulkLoader(self.salesforce_conn_id)
         types: dict[str, dict[str, str]] = {}
+        lookups: dict[str, list[dict[str, Any]]] = {}
         problems: list[str] = []
         described: dict[str, dict[str, Any]] = {}
 
@@ -262,6 +268,7 @@ class MappingPreflightOperator(BaseOperator):
                 continue
             where = f"{mapping.source}: object {name} → {obj.salesforce}"
             column_types = {}
+            object_lookups = []
             key = fields.get(obj.key.lower())
             if key is None or not (key.get("externalId") or key.get("idLookup")):
                 problems.append(f"{where}, field {obj.key}: the upsert key must be an external id field")
@@ -284,6 +291,9 @@ class MappingPreflightOperator(BaseOperator):
                         problems.append(f"{where}, field {column.salesforce}: {target_field} is not an external id "
                                         f"of {(info.get('referenceTo') or ['?'])[0]}")
                     column_types[column.salesforce] = "string"
+                    # A parent link is required by the mapping, a master-detail one by Salesforce too.
+                    object_lookups.append(Lookup(column.salesforce, (info.get("referenceTo") or ["?"])[0],
+                                                 required=not (column.optional and info.get("nillable", True))).as_dict())
                 else:
                     column_types[column.salesforce] = info.get("type", "string")
             if obj.flag:
@@ -291,11 +301,15 @@ class MappingPreflightOperator(BaseOperator):
                 if flag is None or flag.get("type") != "boolean":
                     problems.append(f"{where}, field {obj.flag}: the delete flag must be a checkbox field")
             types[name] = column_types
-        StateStore.from_airflow().add_api_calls(plan.session_id, salesforce=loader.api_requests)
+            lookups[name] = object_lookups
+        store = StateStore.from_airflow()
+        store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
         if problems:
+            # Kept with the session too, so its history says why it failed (not only this task's log).
+            store.add_details(plan.session_id, preflight_problems=problems)
             raise AirflowException("The mapping does not fit this Salesforce org:\n  " + "\n  ".join(problems))
         self.log.info("Mapping checked against Salesforce for %s", ", ".join(plan.objects))
-        return types
+        return {"types": types, "lookups": lookups}
 
 
 class EndSyncSessionOperator(BaseOperator):
@@ -344,6 +358,9 @@ class EndSyncSessionOperator(BaseOperator):
                 stopped.append(result.get("reason") or f"{task_id} stopped")
         # A stopped session keeps why it stopped (the first task's reason), as one stopped at its start does.
         error = f"tasks did not finish: {', '.join(missing)}" if missing else (stopped[0] if stopped else None)
+        preflight = (store.get_session(plan.session_id).get("details") or {}).get("preflight_problems")
+        if missing and preflight:
+            error = "The mapping does not fit this Salesforce org (nothing was written): " + "; ".join(preflight)
         status = store.finish_session(plan.session_id, error=error, stopped=bool(stopped) and not missing)
         store.release_lock(plan.holder)
         self._consume_events(store, ti, plan, status)

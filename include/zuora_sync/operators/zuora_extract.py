@@ -49,16 +49,25 @@ class ZuoraExtractOperator(BaseOperator):
         obj = mapping.get(self.object_name)
         store = StateStore.from_airflow(self.state_conn_id)
         if plan.mode == "window":
-            start, end = plan.windows[obj.name]
+            start, end = parse_instant(plan.windows[obj.name][0]), parse_instant(plan.windows[obj.name][1])
             retry = store.open_rejected_ids(plan.scope, obj.name)
+            # Rows whose related record is rejected, or was fixed since this window began, are read
+            # again so their lookup to it is written once it is in Salesforce.
+            related = {alias: store.open_rejected_ids(plan.scope, target.name, resolved_since=start)
+                       for alias, target in mapping.related(obj).items()}
+            related = {alias: keys for alias, keys in related.items() if keys}
             if retry:
-                self.log.info("Extracting again %d record(s) Salesforce rejected before", len(retry))
-            selection = Selection("window", parse_instant(start), parse_instant(end), retry_keys=retry)
+                self.log.info("Extracting again all %d %s record(s) Salesforce rejected before", len(retry), obj.name)
+            for alias, keys in related.items():
+                self.log.info("Extracting again the %s rows of %d %s record(s) rejected or fixed lately (%s)",
+                              obj.name, len(keys), mapping.related(obj)[alias].name, alias)
+            selection = Selection("window", start, end, retry_keys=retry, related_keys=related)
         elif plan.mode == "accounts":
             selection = Selection("accounts", account_keys=plan.accounts)
         else:
             selection = Selection("full")
-        field_types = (context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}).get(obj.name, {})
+        preflight = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}
+        field_types = (preflight.get("types") or {}).get(obj.name, {})
         directory = ObjectStoragePath(f"{plan.staging}/{obj.name}")
         hook = ZuoraHook(self.zuora_conn_id)
         try:

@@ -631,13 +631,19 @@ class StateStore:
                 count += len(batch)
         return count
 
-    def open_rejected_ids(self, scope: str, obj: str) -> list[str]:
-        """External ids of the object's rejected records not yet synced since (sorted, distinct)."""
+    def open_rejected_ids(self, scope: str, obj: str, *, resolved_since: dt.datetime | None = None) -> list[str]:
+        """External ids of the object's rejected records not yet synced since (sorted, distinct).
+
+        :param resolved_since: also those synced (resolved) at or after this moment.
+        """
         r = _rejected.c
+        unresolved = r.resolved_at.is_(None)
+        if resolved_since is not None:
+            unresolved = or_(unresolved, r.resolved_at >= as_utc(resolved_since))
         with self._read() as conn:
             return list(conn.execute(
                 select(r.external_id).distinct()
-                .where(r.scope == scope, r.object == obj, r.resolved_at.is_(None), r.external_id.is_not(None))
+                .where(r.scope == scope, r.object == obj, unresolved, r.external_id.is_not(None))
                 .order_by(r.external_id)).scalars())
 
     def resolve_rejected(self, obj: str, external_ids: Iterable[str], session_id: int) -> int:
