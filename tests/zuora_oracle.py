@@ -857,26 +857,38 @@ class ZuoraOracle:
             records[key] = {field: row.get(column, "") for field, column in columns.items()}
         return records, counts
 
-    def compare(self, expectation: Expectation, require_deleted: Mapping[str, Iterable[str]] | None = None
-                ) -> list[Difference]:
+    def compare(self, expectation: Expectation, require_deleted: Mapping[str, Iterable[str]] | None = None,
+                open_rejected: Mapping[str, Iterable[str]] | None = None) -> list[Difference]:
         """Every difference between Salesforce and ``expectation``, record by record, field by field.
 
         ``require_deleted`` names deleted catalog records known to have been synced before they were
         deleted: those must still be in Salesforce, flagged. Other deleted ones are checked only if
         present (a record deleted before any catalog sync need never reach Salesforce).
+
+        ``open_rejected`` (object → keys the sync holds as open rejected records, from its state
+        store) adds the rejection to a missing record's words, and reports a record that must be
+        synced and is, but is still held as rejected: the sync retries it every session and ends
+        each one *Finished with Errors* for nothing.
         """
         self.check_table(expectation.scope)
         required = {obj: set(keys) for obj, keys in (require_deleted or {}).items()}
+        rejected = {obj: set(keys) for obj, keys in (open_rejected or {}).items()}
         out: list[Difference] = []
         for obj in SCOPES[expectation.scope]:
             spec = TABLE[obj]
             actual, counts = self.salesforce_records(obj)
+            held = rejected.get(obj, set())
             out += [Difference(obj, key, "duplicate", actual=str(n)) for key, n in counts.items() if n > 1]
             for key, want in expectation.records[obj].items():
                 have = actual.get(key)
                 if have is None:
-                    out.append(Difference(obj, key, "missing", reason=f"must be synced: {want.why}"))
+                    note = "; the sync holds it as a rejected record" if key in held else ""
+                    out.append(Difference(obj, key, "missing", reason=f"must be synced: {want.why}{note}"))
                     continue
+                if key in held:
+                    out.append(Difference(obj, key, "wrongly rejected", reason=(
+                        f"in Salesforce and must be ({want.why}), but the sync still holds an open rejected "
+                        "record for it")))
                 out += self._field_differences(spec, key, want, have)
                 if spec.flag and have[spec.flag] != "false":
                     out.append(Difference(obj, key, "flag", spec.flag, "false", have[spec.flag] or "empty",

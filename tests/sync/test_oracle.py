@@ -408,8 +408,9 @@ def open_rejections(scope: str) -> dict[str, set[str]]:
 def check(oracle: ZuoraOracle, scope: str, require_deleted: dict[str, set[str]] | None = None
           ) -> tuple[Expectation, list[Difference]]:
     expectation = oracle.expect(scope)
-    differences = oracle.compare(expectation, require_deleted=require_deleted)
-    differences += oracle.unrecorded_rejections(expectation, open_rejections(scope))
+    rejected = open_rejections(scope)
+    differences = oracle.compare(expectation, require_deleted=require_deleted, open_rejected=rejected)
+    differences += oracle.unrecorded_rejections(expectation, rejected)
     return expectation, differences
 
 
