@@ -195,7 +195,7 @@ def apply_changes(zuora: Zuora, sf: Any, before: Expectation, tenant: Any, catal
         related = [c for c in children_of(a["Id"]) if c in synced] or billed_for_others(a["Id"])
         return a["Id"] in synced and bool(related) and all(s.get("Status") == "Active" for s in open_subs)
     canceled = pick("cancel a hierarchy parent / invoice owner", cancellable_parent)
-    for sub in subs_of(canceled["Id"]):
+    for sub in synced_subs_of(canceled["Id"]):  # latest versions only: an older one is not cancelled
         if sub.get("Status") == "Active":
             zuora.cancel_subscription(sub["Id"])
     zuora.update("Account", {"Id": canceled["Id"], "Status": "Canceled"})
