@@ -72,7 +72,7 @@ class BeginCleanupOperator(BaseOperator):
         store = StateStore.from_airflow(self.state_conn_id)
         dag_run = context["dag_run"]
         holder = holder_name(dag_run.dag_id, dag_run.run_id)
-        acquired, other = store.try_lock(["cleanup"], holder, lease_seconds=settings.lock_lease_hours * 3600)
+        acquired, other = store.try_lock(["cleanup"], holder, lease_seconds=settings.lock_lease_seconds)
         if not acquired:
             self.log.info("Waiting: session %s is running; the cleanup starts when it finishes (new sync "
                           "sessions wait for the cleanup). Checking again in %d s, deferred.", other,

@@ -99,7 +99,7 @@ class BeginSyncSessionOperator(BaseOperator):
         store = StateStore.from_airflow(self.state_conn_id)
         dag_run = context["dag_run"]
         holder = holder_name(dag_run.dag_id, dag_run.run_id)
-        acquired, other = store.try_lock([self.scope], holder, lease_seconds=settings.lock_lease_hours * 3600)
+        acquired, other = store.try_lock([self.scope], holder, lease_seconds=settings.lock_lease_seconds)
         if not acquired:
             self.log.info("Waiting: session %s holds the %s lock; checking again in %d s (deferred, no worker slot held)",
                           other, self.scope, settings.lock_poll_seconds)
