@@ -47,7 +47,8 @@ class Settings:
     retention_days: int = 90
     #: A session waiting for another one's lock checks again after this many seconds (deferred meanwhile).
     lock_poll_seconds: int = 30
-    #: A lock not released (a crashed session) expires after this many seconds; the next session takes it over.
+    #: A session's lock expires this many seconds after its last renewal. A running session renews
+    #: it every third of this; only a crashed one's lock expires, and the next session takes it over.
     #: (It was ``lock_lease_hours`` before; a Variable that still says so is read in hours.)
     lock_lease_seconds: int = 6 * 3600
     #: Real-time sync starts after this many data change events ...

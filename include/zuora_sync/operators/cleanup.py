@@ -7,7 +7,8 @@ with how many records use them, and refuses above the record limit unless the fo
 Nothing is deleted in a dry run or without the form's confirmation. ``CleanupDeleteOperator``
 deletes one object's records — only those the sync owns, carrying the external id — children
 before parents. ``EndCleanupOperator`` resets the scope's watermarks after a real cleanup, so the
-next sync of the scope is a full sync, records the session (*Sync Clean-up*) and unlocks.
+next sync of the scope is a full sync, records the session (*Sync Clean-up*) and unlocks. Until
+then each task renews the lock's lease while it works (:mod:`zuora_sync.lock_lease`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from zuora_sync.lock_lease import LockLease, renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.notifications import notify_session_end
 from zuora_sync.session import holder_name
@@ -62,12 +64,10 @@ class BeginCleanupOperator(BaseOperator):
         self.state_conn_id = state_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from zuora_sync.salesforce_loader import SalesforceBulkLoader
         from zuora_sync.state import StateStore
 
         if self.scope not in SCOPES:
             raise AirflowFailException(f"scope must be one of {list(SCOPES)}, not {self.scope!r}")
-        scope = SCOPES[self.scope]
         settings = load_settings()
         store = StateStore.from_airflow(self.state_conn_id)
         dag_run = context["dag_run"]
@@ -79,6 +79,14 @@ class BeginCleanupOperator(BaseOperator):
                           settings.lock_poll_seconds)
             self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=settings.lock_poll_seconds)),
                        method_name="execute_after_wait")
+        with LockLease(store, holder, settings.lock_lease_seconds) as lease:
+            return self._begin(context, store, settings, lease)
+
+    def _begin(self, context: Any, store: Any, settings: Any, lease: LockLease) -> dict[str, Any]:
+        """With the lock held: record the session, count, warn, and decide whether it deletes."""
+        from zuora_sync.salesforce_loader import SalesforceBulkLoader
+
+        scope, holder, dag_run = SCOPES[self.scope], lease.holder, context["dag_run"]
         dry_run, confirm = _truthy(self.dry_run), _truthy(self.confirm)
         session_id = store.start_session(
             session_type=CLEANUP, scope=scope, trigger=str(getattr(dag_run, "run_type", "manual")),
@@ -105,7 +113,7 @@ class BeginCleanupOperator(BaseOperator):
                       "cleanup this large (ask for a forced full sync instead); tick 'I accept a cleanup above "
                       "1,000,000 records' to go ahead.")
             store.finish_session(session_id, error=reason)
-            store.release_lock(holder)
+            lease.release()
             raise AirflowFailException(reason)
         delete = not dry_run and confirm
         if dry_run:
@@ -146,6 +154,7 @@ class CleanupDeleteOperator(BaseOperator):
         self.salesforce_conn_id = salesforce_conn_id
         self.state_conn_id = state_conn_id
 
+    @renews_session_lock(BEGIN_TASK)
     def execute(self, context: Any) -> dict[str, Any]:
         from zuora_sync.salesforce_loader import SalesforceBulkLoader
         from zuora_sync.state import StateStore
