@@ -4,10 +4,12 @@
 ones wait, deferred, until the cleanup ends), counts what would be removed, lists the custom lookup
 fields in the org that point at those objects (the broken-linkage warning of the seed document)
 with how many records use them, and refuses above the record limit unless the form accepts it.
-Nothing is deleted in a dry run or without the form's confirmation. ``CleanupDeleteOperator``
+Nothing is deleted in a dry run or without the form's confirmation. Otherwise it resets the
+scope's watermarks *before* anything is deleted, so the next sync of the scope is a full sync that
+restores whatever is gone — also after a cleanup that fails, or is stopped or killed, half-way
+(Zuora 360: "after a Cleanup, a cancelled Cleanup ...: resync everything"). ``CleanupDeleteOperator``
 deletes one object's records — only those the sync owns, carrying the external id — children
-before parents. ``EndCleanupOperator`` resets the scope's watermarks after a real cleanup, so the
-next sync of the scope is a full sync, records the session (*Sync Clean-up*) and unlocks. Until
+before parents. ``EndCleanupOperator`` records the session (*Sync Clean-up*) and unlocks. Until
 then each task renews the lock's lease while it works (:mod:`zuora_sync.lock_lease`).
 """
 
@@ -83,7 +85,7 @@ class BeginCleanupOperator(BaseOperator):
             return self._begin(context, store, settings, lease)
 
     def _begin(self, context: Any, store: Any, settings: Any, lease: LockLease) -> dict[str, Any]:
-        """With the lock held: record the session, count, warn, and decide whether it deletes."""
+        """With the lock held: record the session, count, warn, and reset the watermarks if it deletes."""
         from zuora_sync.salesforce_loader import SalesforceBulkLoader
 
         scope, holder, dag_run = SCOPES[self.scope], lease.holder, context["dag_run"]
@@ -120,6 +122,12 @@ class BeginCleanupOperator(BaseOperator):
             self.log.info("Dry run: nothing is deleted and the watermarks stay")
         elif not confirm:
             self.log.info("Not confirmed: nothing is deleted. Tick 'confirm' in the form to delete these records")
+        else:
+            # Before the first delete: a cleanup that fails or is killed half-way must still be
+            # followed by a full sync, or what it deleted would never come back.
+            store.reset_watermarks(scope)
+            self.log.info("Watermarks of %s reset: the next sync of this scope is a full sync, whatever happens "
+                          "to this cleanup", scope)
         return {"session_id": session_id, "scope": scope, "holder": holder, "delete": delete,
                 "hard": _truthy(self.hard_delete), "objects": [o.name for o in objects], "counts": counts}
 
@@ -187,7 +195,7 @@ class CleanupDeleteOperator(BaseOperator):
 
 
 class EndCleanupOperator(BaseOperator):
-    """Reset the scope's watermarks after a real cleanup, record the session, release the lock."""
+    """Record the session and release the lock (the watermarks were reset before the first delete)."""
 
     ui_color = "#ffe0e0"
 
@@ -211,9 +219,6 @@ class EndCleanupOperator(BaseOperator):
         missing = [t for t in self.delete_task_ids
                    if t.split("_", 1)[1] in plan["objects"] and not ti.xcom_pull(task_ids=t)]
         error = f"tasks did not finish: {', '.join(missing)}" if missing else None
-        if plan["delete"] and not missing:
-            store.reset_watermarks(plan["scope"])
-            self.log.info("Watermarks of %s reset: the next sync of this scope is a full sync", plan["scope"])
         status = store.finish_session(plan["session_id"], error=error)
         store.release_lock(plan["holder"])
         self.log.info("Cleanup session %d ended: %s", plan["session_id"], status)
