@@ -557,6 +557,7 @@ def test_a_setting_stored_under_its_old_name_keeps_its_meaning_and_is_stored_und
         assert reset.status_code == 200 and reset.json()["settings"]["lock_lease_seconds"] == 6 * 3600
         short = requests.put(f"{webapp.url}/settings", json={"lock_lease_seconds": 1}, headers=bearer, timeout=30)
         assert short.status_code == 400 and "lock_lease_seconds: must be a whole number of at least 3" in short.text
+        assert short.json()["allowed"]["lock_lease_seconds"] == {"minimum": 3, "maximum": 604800}
     finally:
         store(before)
 

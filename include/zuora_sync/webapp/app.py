@@ -137,6 +137,7 @@ def allowed_values() -> dict[str, Any]:
         "email_notifications": list(sync_settings.EMAIL_CHOICES),
         "event_source": list(sync_settings.EVENT_SOURCES),
         "max_minutes_between_syncs": {"minimum": 1},
+        "lock_lease_seconds": {"minimum": sync_settings.LOCK_LEASE_RANGE[0], "maximum": sync_settings.LOCK_LEASE_RANGE[1]},
         "email_recipients": "a list of email addresses",
     }
 
