@@ -19,6 +19,12 @@ MAX_EVENTS_CHOICES = (1, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500)
 #: Zuora 360's email notification options: None, Errors Only, All (Excluding / Including Zero Records).
 EMAIL_CHOICES = ("none", "errors_only", "all_excluding_zero_records", "all_including_zero_records")
 EVENT_SOURCES = ("callouts", "polling")
+#: ``lock_lease_seconds``' bounds: it is renewed every third of it (so at least every second), and a
+#: crashed session's lock blocks every sync until it expires (so a week at most).
+LOCK_LEASE_RANGE = (3, 7 * 24 * 3600)
+#: Settings renamed since they were introduced: old key → (new key, factor from the old unit to the
+#: new). A stored Variable that still uses an old key keeps working, with the same meaning.
+RENAMED = {"lock_lease_hours": ("lock_lease_seconds", 3600)}
 
 
 class SettingsError(ValueError):
@@ -41,8 +47,10 @@ class Settings:
     retention_days: int = 90
     #: A session waiting for another one's lock checks again after this many seconds (deferred meanwhile).
     lock_poll_seconds: int = 30
-    #: A lock not released (a crashed session) expires after this many hours.
-    lock_lease_hours: int = 6
+    #: A session's lock expires this many seconds after its last renewal. A running session renews
+    #: it every third of this; only a crashed one's lock expires, and the next session takes it over.
+    #: (It was ``lock_lease_hours`` before; a Variable that still says so is read in hours.)
+    lock_lease_seconds: int = 6 * 3600
     #: Real-time sync starts after this many data change events ...
     max_events_before_sync: int = 10
     #: ... or after this many minutes since the last session ended, whichever comes first.
@@ -81,11 +89,15 @@ class Settings:
                 f"zuora_time_zone: {self.zuora_time_zone!r} is not an IANA time zone (e.g. America/Los_Angeles, UTC)"
             ) from None
         for name, low in (("lookback_minutes", 0), ("salesforce_api_reserve", 0), ("retention_days", 1),
-                          ("lock_poll_seconds", 1), ("lock_lease_hours", 1), ("max_minutes_between_syncs", 1),
+                          ("lock_poll_seconds", 1), ("lock_lease_seconds", LOCK_LEASE_RANGE[0]),
+                          ("max_minutes_between_syncs", 1),
                           ("trigger_poll_seconds", 1), ("cleanup_record_limit", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise SettingsError(f"{name}: must be a whole number of at least {low}, got {value!r}")
+        if self.lock_lease_seconds > LOCK_LEASE_RANGE[1]:
+            raise SettingsError(f"lock_lease_seconds: at most {LOCK_LEASE_RANGE[1]} (a week), got "
+                                f"{self.lock_lease_seconds!r}; a crashed session's lock would block syncs that long")
 
     @property
     def tz(self) -> ZoneInfo:
@@ -114,11 +126,36 @@ def parse_settings(raw: str | dict | None) -> Settings:
             raise SettingsError(f"{VARIABLE}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise SettingsError(f"{VARIABLE}: must be a JSON object")
+    raw = upgrade_keys(raw)
     known = {f.name for f in fields(Settings)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise SettingsError(f"{VARIABLE}: unknown settings {unknown}; allowed: {sorted(known)}")
     return Settings(**raw)
+
+
+def upgrade_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with the old keys of :data:`RENAMED` replaced by their new ones, values converted.
+
+    Giving a setting under both names is refused: which one was meant cannot be known.
+    """
+    upgraded = dict(raw)
+    for old, (new, factor) in RENAMED.items():
+        if old not in upgraded:
+            continue
+        value = upgraded.pop(old)
+        if new in upgraded:
+            raise SettingsError(f"{old} and {new} are the same setting ({old} is its old name); give {new} only")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SettingsError(f"{old}: must be a whole number of at least 1, got {value!r} (or give {new})")
+        upgraded[new] = value * factor
+    return upgraded
+
+
+def names_of(key: str) -> set[str]:
+    """Every name a setting goes by: its current one and its old ones (:data:`RENAMED`)."""
+    current = RENAMED[key][0] if key in RENAMED else key
+    return {current} | {old for old, (new, _) in RENAMED.items() if new == current}
 
 
 def load_settings() -> Settings:

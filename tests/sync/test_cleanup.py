@@ -1,6 +1,7 @@
 """The 360 Sync Cleanup with ``dag.test()`` against both sandboxes: dry run, no confirmation, the
 record limit, the lookups at risk, removing exactly the sync's records of one scope while a sync
-waits, and the next sync being full and restoring everything (compared record by record)."""
+waits, and the next sync being full and restoring everything (compared record by record) — also
+after a cleanup that failed half-way."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -62,10 +64,20 @@ def cleanup_conf(**changes) -> dict:
             "accept_over_1m_records": False, **changes}
 
 
+def sync_state() -> tuple[dict, object]:
+    """The accounts scope's watermarks and last full sync: what decides whether the next sync is full."""
+    from zuora_sync.state import StateStore
+
+    store = StateStore.from_airflow()
+    return store.watermarks("accounts"), store.last_full_sync("accounts")
+
+
 def test_dry_run_counts_and_reports_the_lookup_at_risk_and_changes_nothing(stack):
-    before = counts(stack)
+    before, state = counts(stack), sync_state()
+    assert state[0] and state[1] is not None
     assert run_dag("zuora_cleanup", conf=cleanup_conf()) == "success"
     assert counts(stack) == before
+    assert sync_state() == state  # a dry run resets nothing: the next sync stays incremental
     session = last_session()
     assert session["session_type"] == "Sync Clean-up" and session["dry_run"] is True
     details = session["details"]
@@ -75,9 +87,10 @@ def test_dry_run_counts_and_reports_the_lookup_at_risk_and_changes_nothing(stack
 
 
 def test_without_confirmation_nothing_is_deleted(stack):
-    before = counts(stack)
+    before, state = counts(stack), sync_state()
     assert run_dag("zuora_cleanup", conf=cleanup_conf(dry_run=False)) == "success"
     assert counts(stack) == before
+    assert sync_state() == state
 
 
 def test_above_the_record_limit_it_is_refused_unless_accepted(stack):
@@ -126,6 +139,62 @@ def test_cleanup_removes_exactly_the_sync_records_while_a_sync_waits_and_the_nex
     after = counts(stack)
     assert {o: after[o] for o in CATALOG_OBJECTS} == {o: before[o] for o in CATALOG_OBJECTS}
     assert after["Account"] == before["Account"] and after["Contract_Note__c"] == 2
+    problems = compare_scope(stack["zuora"].data_dir, stack["salesforce"].login(), "accounts", _rejected(),
+                             TZ, stack["base"])
+    assert not problems, "\n".join(problems[:30])
+
+
+def test_a_cleanup_that_fails_after_some_deletes_is_followed_by_a_full_sync_that_restores_everything(stack):
+    """The first object's records are deleted, then the next object's delete job is refused and the
+    cleanup fails. Its watermarks must be reset all the same: the next scheduled sync is full and
+    brings back what was deleted (Zuora 360: "after ... a cancelled Cleanup: resync everything")."""
+    from zuora_sync.state import StateStore
+
+    store = StateStore.from_airflow()
+    assert sync_state()[1] is not None  # otherwise the next sync would be full anyway
+    before = counts(stack)
+    sf = stack["salesforce"].login()
+    known = {job["id"] for job in sf.restful("jobs/ingest")["records"]}
+    refuse_next_upload = {"kind": "status", "status": 400, "error_code": "INVALIDJOBSTATE", "count": 1,
+                          "message": "injected: upload refused", "method": "PUT", "path": "/jobs/ingest/[^/]+/batches$"}
+    seen: list[dict] = []
+    done = threading.Event()
+
+    def refuse_the_second_delete_job() -> None:
+        # The first delete job (children first: payment-invoices) waits InProgress for a second; it
+        # has uploaded its ids, so the next upload is the second object's delete job.
+        while not done.is_set():
+            jobs = [j for j in sf.restful("jobs/ingest")["records"] if j["id"] not in known and "elete" in j["operation"]]
+            if jobs:
+                stack["salesforce"].admin("POST", "faults", refuse_next_upload)
+                seen.extend(jobs)
+                return
+            time.sleep(0.05)
+
+    stack["salesforce"].admin("POST", "faults", {"kind": "bulk_delay", "seconds": 1})
+    watcher = threading.Thread(target=refuse_the_second_delete_job, daemon=True)
+    watcher.start()
+    try:
+        state = run_dag("zuora_cleanup", conf=cleanup_conf(dry_run=False, confirm=True, accept_over_1m_records=True))
+    finally:
+        done.set()
+        watcher.join(timeout=30)
+        stack["salesforce"].admin("DELETE", "faults")
+    assert state == "failed"
+    assert [j["object"] for j in seen] == ["Zuora__PaymentInvoice__c"]
+    cleanup = last_session()
+    assert (cleanup["session_type"], cleanup["status"]) == ("Sync Clean-up", "Failure")
+    assert {o: c["deleted"] for o, c in cleanup["objects"].items()} == {
+        "InvoicePayment": before["Zuora__PaymentInvoice__c"]}  # one object deleted, then it failed
+    after = counts(stack)
+    assert after["Zuora__PaymentInvoice__c"] == 0 < before["Zuora__PaymentInvoice__c"]
+    assert {o: after[o] for o in SCOPE_OBJECTS[:-1]} == {o: before[o] for o in SCOPE_OBJECTS[:-1]}
+    assert store.lock_holders() == {}
+
+    assert run_dag("zuora_incremental_sync") == "success"
+    sync = last_session()
+    assert sync["session_type"] == "Full", "the first sync after a failed cleanup must be full"
+    assert counts(stack)["Zuora__PaymentInvoice__c"] == before["Zuora__PaymentInvoice__c"]
     problems = compare_scope(stack["zuora"].data_dir, stack["salesforce"].login(), "accounts", _rejected(),
                              TZ, stack["base"])
     assert not problems, "\n".join(problems[:30])

@@ -546,7 +546,7 @@ def test_a_worker_killed_mid_upload(stack, tmp_path):
     """SIGKILL the process running the session while a Bulk job it uploaded is in progress.
 
     Nothing runs the session's end task, so its lock stays held until the lease expires
-    (``lock_lease_hours``, at least an hour, so the test moves the expiry into the past rather
+    (``lock_lease_seconds``, six hours here, so the test moves the expiry into the past rather
     than wait). The next session takes the lock over, re-sends what the killed one may or may not
     have written, and Salesforce ends up equal to Zuora without a duplicate.
     """
@@ -587,7 +587,7 @@ def test_a_worker_killed_mid_upload(stack, tmp_path):
     new_version = f"SELECT COUNT() FROM {SUB} WHERE Zuora__External_Id__c = '{changed['new_subscription']}'"
     assert sf_count(stack, new_version) == 1  # its rows landed; the next session sends them again
 
-    # An hour later (at least): the lease has expired.
+    # Six hours later: the lease has expired.
     locks = ScopeLock.__table__
     engine = create_engine(f"sqlite:///{stack['base'] / 'state.db'}")
     with engine.begin() as conn:

@@ -532,6 +532,36 @@ def test_settings_are_validated_before_they_are_written(webapp, token):
     assert written["email_recipients"] == ["ops@example.com", "billing@example.com"]
 
 
+def test_a_setting_stored_under_its_old_name_keeps_its_meaning_and_is_stored_under_the_new_one(webapp, token):
+    """``lock_lease_hours`` became ``lock_lease_seconds``: a Variable written before still works."""
+    bearer = {"Authorization": f"Bearer {token}"}
+    read = ("import json\nfrom airflow.models import Variable\n"
+            "print(json.dumps(json.loads(Variable.get('zuora_sync_settings', default_var='{}'))))\n")
+    before = airflow_python(webapp.env, read)
+
+    def store(text: str) -> None:
+        airflow_python(webapp.env, f"from airflow.models import Variable\nVariable.set('zuora_sync_settings', {text!r})\n")
+
+    try:
+        store(json.dumps({"lock_lease_hours": 2}))
+        assert requests.get(f"{webapp.url}/settings", headers=bearer, timeout=30).json()["settings"][
+            "lock_lease_seconds"] == 7200
+        changed = requests.put(f"{webapp.url}/settings", json={"max_minutes_between_syncs": 30}, headers=bearer,
+                               timeout=30)
+        assert changed.status_code == 200 and changed.json()["settings"]["lock_lease_seconds"] == 7200, changed.text
+        assert json.loads(airflow_python(webapp.env, read)) == {"lock_lease_seconds": 7200,
+                                                                 "max_minutes_between_syncs": 30}
+        old_name = requests.put(f"{webapp.url}/settings", json={"lock_lease_hours": 1}, headers=bearer, timeout=30)
+        assert old_name.status_code == 200 and old_name.json()["settings"]["lock_lease_seconds"] == 3600
+        reset = requests.put(f"{webapp.url}/settings", json={"lock_lease_seconds": None}, headers=bearer, timeout=30)
+        assert reset.status_code == 200 and reset.json()["settings"]["lock_lease_seconds"] == 6 * 3600
+        short = requests.put(f"{webapp.url}/settings", json={"lock_lease_seconds": 1}, headers=bearer, timeout=30)
+        assert short.status_code == 400 and "lock_lease_seconds: must be a whole number of at least 3" in short.text
+        assert short.json()["allowed"]["lock_lease_seconds"] == {"minimum": 3, "maximum": 604800}
+    finally:
+        store(before)
+
+
 def test_the_openapi_schema_documents_every_route(webapp):
     schema = requests.get(f"{webapp.url}/openapi.json", timeout=10).json()
     assert {"/events", "/status", "/settings"} <= set(schema["paths"])

@@ -4,10 +4,13 @@
 ones wait, deferred, until the cleanup ends), counts what would be removed, lists the custom lookup
 fields in the org that point at those objects (the broken-linkage warning of the seed document)
 with how many records use them, and refuses above the record limit unless the form accepts it.
-Nothing is deleted in a dry run or without the form's confirmation. ``CleanupDeleteOperator``
+Nothing is deleted in a dry run or without the form's confirmation. Otherwise it resets the
+scope's watermarks *before* anything is deleted, so the next sync of the scope is a full sync that
+restores whatever is gone — also after a cleanup that fails, or is stopped or killed, half-way
+(Zuora 360: "after a Cleanup, a cancelled Cleanup ...: resync everything"). ``CleanupDeleteOperator``
 deletes one object's records — only those the sync owns, carrying the external id — children
-before parents. ``EndCleanupOperator`` resets the scope's watermarks after a real cleanup, so the
-next sync of the scope is a full sync, records the session (*Sync Clean-up*) and unlocks.
+before parents. ``EndCleanupOperator`` records the session (*Sync Clean-up*) and unlocks. Until
+then each task renews the lock's lease while it works (:mod:`zuora_sync.lock_lease`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from zuora_sync.lock_lease import LockLease, renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.notifications import notify_session_end
 from zuora_sync.session import holder_name
@@ -62,23 +66,29 @@ class BeginCleanupOperator(BaseOperator):
         self.state_conn_id = state_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from zuora_sync.salesforce_loader import SalesforceBulkLoader
         from zuora_sync.state import StateStore
 
         if self.scope not in SCOPES:
             raise AirflowFailException(f"scope must be one of {list(SCOPES)}, not {self.scope!r}")
-        scope = SCOPES[self.scope]
         settings = load_settings()
         store = StateStore.from_airflow(self.state_conn_id)
         dag_run = context["dag_run"]
         holder = holder_name(dag_run.dag_id, dag_run.run_id)
-        acquired, other = store.try_lock(["cleanup"], holder, lease_seconds=settings.lock_lease_hours * 3600)
+        acquired, other = store.try_lock(["cleanup"], holder, lease_seconds=settings.lock_lease_seconds)
         if not acquired:
             self.log.info("Waiting: session %s is running; the cleanup starts when it finishes (new sync "
                           "sessions wait for the cleanup). Checking again in %d s, deferred.", other,
                           settings.lock_poll_seconds)
             self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=settings.lock_poll_seconds)),
                        method_name="execute_after_wait")
+        with LockLease(store, holder, settings.lock_lease_seconds) as lease:
+            return self._begin(context, store, settings, lease)
+
+    def _begin(self, context: Any, store: Any, settings: Any, lease: LockLease) -> dict[str, Any]:
+        """With the lock held: record the session, count, warn, and reset the watermarks if it deletes."""
+        from zuora_sync.salesforce_loader import SalesforceBulkLoader
+
+        scope, holder, dag_run = SCOPES[self.scope], lease.holder, context["dag_run"]
         dry_run, confirm = _truthy(self.dry_run), _truthy(self.confirm)
         session_id = store.start_session(
             session_type=CLEANUP, scope=scope, trigger=str(getattr(dag_run, "run_type", "manual")),
@@ -105,13 +115,19 @@ class BeginCleanupOperator(BaseOperator):
                       "cleanup this large (ask for a forced full sync instead); tick 'I accept a cleanup above "
                       "1,000,000 records' to go ahead.")
             store.finish_session(session_id, error=reason)
-            store.release_lock(holder)
+            lease.release()
             raise AirflowFailException(reason)
         delete = not dry_run and confirm
         if dry_run:
             self.log.info("Dry run: nothing is deleted and the watermarks stay")
         elif not confirm:
             self.log.info("Not confirmed: nothing is deleted. Tick 'confirm' in the form to delete these records")
+        else:
+            # Before the first delete: a cleanup that fails or is killed half-way must still be
+            # followed by a full sync, or what it deleted would never come back.
+            store.reset_watermarks(scope)
+            self.log.info("Watermarks of %s reset: the next sync of this scope is a full sync, whatever happens "
+                          "to this cleanup", scope)
         return {"session_id": session_id, "scope": scope, "holder": holder, "delete": delete,
                 "hard": _truthy(self.hard_delete), "objects": [o.name for o in objects], "counts": counts}
 
@@ -146,6 +162,7 @@ class CleanupDeleteOperator(BaseOperator):
         self.salesforce_conn_id = salesforce_conn_id
         self.state_conn_id = state_conn_id
 
+    @renews_session_lock(BEGIN_TASK)
     def execute(self, context: Any) -> dict[str, Any]:
         from zuora_sync.salesforce_loader import SalesforceBulkLoader
         from zuora_sync.state import StateStore
@@ -178,7 +195,7 @@ class CleanupDeleteOperator(BaseOperator):
 
 
 class EndCleanupOperator(BaseOperator):
-    """Reset the scope's watermarks after a real cleanup, record the session, release the lock."""
+    """Record the session and release the lock (the watermarks were reset before the first delete)."""
 
     ui_color = "#ffe0e0"
 
@@ -202,9 +219,6 @@ class EndCleanupOperator(BaseOperator):
         missing = [t for t in self.delete_task_ids
                    if t.split("_", 1)[1] in plan["objects"] and not ti.xcom_pull(task_ids=t)]
         error = f"tasks did not finish: {', '.join(missing)}" if missing else None
-        if plan["delete"] and not missing:
-            store.reset_watermarks(plan["scope"])
-            self.log.info("Watermarks of %s reset: the next sync of this scope is a full sync", plan["scope"])
         status = store.finish_session(plan["session_id"], error=error)
         store.release_lock(plan["holder"])
         self.log.info("Cleanup session %d ended: %s", plan["session_id"], status)

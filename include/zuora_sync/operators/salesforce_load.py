@@ -24,6 +24,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from zuora_sync.extract import read_keys
+from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.lookups import Lookup, upsert_keeping_records
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
@@ -89,6 +90,7 @@ class SalesforceUpsertOperator(_ObjectTask):
 
     ui_color = "#fde8e8"
 
+    @renews_session_lock()
     def execute(self, context: Any) -> dict[str, Any]:
         from zuora_sync.salesforce_loader import ApiBudgetExhausted
 
@@ -148,6 +150,7 @@ class SalesforceDeleteOperator(_ObjectTask):
 
     ui_color = "#f3e5f5"
 
+    @renews_session_lock()
     def execute(self, context: Any) -> dict[str, Any]:
         from zuora_sync.salesforce_loader import ApiBudgetExhausted
 

@@ -6,7 +6,9 @@ real-time session after a non-real-time one), records it in sync history and han
 other tasks. ``MappingPreflightOperator`` checks the mapping against Salesforce ``describe`` before
 anything is written. ``EndSyncSessionOperator`` runs whatever happened upstream: it records the
 session's status, releases the lock and, for a real-time session that finished, consumes the
-change events it was started for.
+change events it was started for. From the begin task to the last delete, each task renews the
+lock's lease while it works (:mod:`zuora_sync.lock_lease`), so only a crashed session's lock
+expires.
 
 Real-time event consumption (SPEC §5, "events that arrive during a session count toward the
 next"): the begin task reads the newest stored event id *before* it plans the window and pushes it
@@ -24,6 +26,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseOperator
 
+from zuora_sync.lock_lease import LockLease, renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.session import (
     CATALOG,
@@ -92,22 +95,28 @@ class BeginSyncSessionOperator(BaseOperator):
         self.salesforce_conn_id = salesforce_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from zuora_sync.salesforce_loader import ApiBudgetExhausted, SalesforceBulkLoader
         from zuora_sync.state import StateStore
 
         settings = load_settings()
         store = StateStore.from_airflow(self.state_conn_id)
         dag_run = context["dag_run"]
         holder = holder_name(dag_run.dag_id, dag_run.run_id)
-        acquired, other = store.try_lock([self.scope], holder, lease_seconds=settings.lock_lease_hours * 3600)
+        acquired, other = store.try_lock([self.scope], holder, lease_seconds=settings.lock_lease_seconds)
         if not acquired:
             self.log.info("Waiting: session %s holds the %s lock; checking again in %d s (deferred, no worker slot held)",
                           other, self.scope, settings.lock_poll_seconds)
             self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=settings.lock_poll_seconds)),
                        method_name="execute_after_wait")
+        with LockLease(store, holder, settings.lock_lease_seconds) as lease:
+            return self._begin(context, store, settings, lease)
+
+    def _begin(self, context: Any, store: Any, settings: Any, lease: LockLease) -> dict[str, Any]:
+        """With the lock held: plan the session, record it and check the Salesforce API budget."""
+        from zuora_sync.salesforce_loader import ApiBudgetExhausted, SalesforceBulkLoader
+
         # Read before planning: every event up to this id arrived before the window's end.
         events_up_to = store.last_event_id() if self.session_type == REAL_TIME and not self.dry_run else None
-        plan = self._plan(context, store, settings, holder)
+        plan = self._plan(context, store, settings, lease.holder)
         self.log.info("Session %d: %s sync of %s (%s), objects %s%s", plan.session_id, plan.session_type, plan.scope,
                       plan.mode, ", ".join(plan.objects), " — dry run, nothing will be written" if plan.dry_run else "")
         for obj, (start, end) in plan.windows.items():
@@ -121,7 +130,7 @@ class BeginSyncSessionOperator(BaseOperator):
             except ApiBudgetExhausted as exc:
                 store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
                 store.finish_session(plan.session_id, stopped=True, error=str(exc))
-                store.release_lock(holder)
+                lease.release()
                 context["ti"].xcom_push(key=STOPPED_KEY, value=plan.session_id)
                 raise AirflowSkipException(f"Stopped before writing: {exc}; the next session resumes") from None
             store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
@@ -239,6 +248,7 @@ class MappingPreflightOperator(BaseOperator):
         super().__init__(**kwargs)
         self.salesforce_conn_id = salesforce_conn_id
 
+    @renews_session_lock()
     def execute(self, context: Any) -> dict[str, dict[str, Any]]:
         from zuora_sync.lookups import Lookup
         from zuora_sync.salesforce_loader import SalesforceBulkLoader

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
+from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
 from zuora_sync.session import parse_instant
@@ -36,6 +37,7 @@ class ZuoraExtractOperator(BaseOperator):
         self.zuora_conn_id = zuora_conn_id
         self.state_conn_id = state_conn_id
 
+    @renews_session_lock()
     def execute(self, context: Any) -> dict[str, Any]:
         from zuora_sync.extract import Selection, extract_object
         from zuora_sync.hooks.zuora import ZuoraHook

@@ -137,6 +137,7 @@ def allowed_values() -> dict[str, Any]:
         "email_notifications": list(sync_settings.EMAIL_CHOICES),
         "event_source": list(sync_settings.EVENT_SOURCES),
         "max_minutes_between_syncs": {"minimum": 1},
+        "lock_lease_seconds": {"minimum": sync_settings.LOCK_LEASE_RANGE[0], "maximum": sync_settings.LOCK_LEASE_RANGE[1]},
         "email_recipients": "a list of email addresses",
     }
 
@@ -156,7 +157,8 @@ def update_settings(changes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Validate ``changes`` on top of the stored settings and write them; ``(status, answer)``.
 
     Only the keys a user has set are stored (a ``null`` removes one, back to its default), so a
-    default changed in a later release still applies to the rest. The whole result is validated
+    default changed in a later release still applies to the rest; a setting stored under an old
+    name (:data:`zuora_sync.settings.RENAMED`) is rewritten under its new one. The whole result is validated
     by :func:`zuora_sync.settings.parse_settings` (what :func:`~zuora_sync.settings.merged` does)
     before anything is written.
     """
@@ -165,11 +167,12 @@ def update_settings(changes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
                                "which overrides the database: change it there"}
     combined = _stored_object(read_settings_variable())
     for key, value in changes.items():
-        if value is None:
-            combined.pop(key, None)
-        else:
+        for name in sync_settings.names_of(key):  # a change replaces the setting under its old name too
+            combined.pop(name, None)
+        if value is not None:
             combined[key] = value
     try:
+        combined = sync_settings.upgrade_keys(combined)  # an old key is stored under its new name from now on
         validated = sync_settings.parse_settings(combined)
     except sync_settings.SettingsError as exc:
         return 400, {"detail": str(exc), "allowed": allowed_values()}
