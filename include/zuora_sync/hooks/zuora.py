@@ -166,13 +166,15 @@ class ZuoraHook(BaseHook):
     :param zuora_conn_id: the Airflow connection: ``host`` = REST base URL (e.g.
         ``https://rest.apisandbox.zuora.com``), ``login`` = OAuth client id, ``password`` = client
         secret; ``extra`` may hold ``entity_id`` (sent as ``Zuora-Entity-Ids``, for multi-entity
-        tenants) and ``timeout`` (seconds).
+        tenants), ``timeout`` (seconds) and ``poll_interval`` (seconds, see below).
     :param timeout: seconds to wait for a connection or a read; default the connection's extra
         ``timeout``, else 60.
     :param max_retries: retries of a request after a 429, 5xx or connection error.
     :param backoff_base: seconds before the first retry when Zuora gives no ``Retry-After``.
     :param backoff_max: longest computed backoff between retries, in seconds.
     :param poll_interval: seconds before the first poll of a Data Query job; the interval doubles.
+        Default the connection's extra ``poll_interval``, else 0.5 (a tenant that answers in
+        milliseconds, such as the sandbox, may want less).
     :param max_poll_interval: longest wait between two polls, in seconds.
     :param max_retry_after: longest ``Retry-After`` the hook waits out, in seconds.
     """
@@ -190,7 +192,7 @@ class ZuoraHook(BaseHook):
         max_retries: int = 6,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
-        poll_interval: float = 0.5,
+        poll_interval: float | None = None,
         max_poll_interval: float = 10.0,
         max_retry_after: float = 900.0,
     ) -> None:
@@ -252,6 +254,8 @@ class ZuoraHook(BaseHook):
                                  "and the client secret as password")
             extra = conn.extra_dejson or {}
             timeout = self.timeout if self.timeout is not None else float(extra.get("timeout") or 60)
+            if self.poll_interval is None:
+                self.poll_interval = min(max(float(extra.get("poll_interval") or 0.5), 0.01), self.max_poll_interval)
             self._config = {
                 "base_url": f"{parts.scheme}://{netloc}{path}",
                 "client_id": conn.login,
@@ -530,6 +534,7 @@ class ZuoraHook(BaseHook):
             ``errorMessage``), or the timeout passed.
         """
         started = time.monotonic()
+        self._connection_config()  # the poll interval may come from the connection
         interval = self.poll_interval
         polls = 0
         next_note = started + 60
