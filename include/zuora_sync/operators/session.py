@@ -54,9 +54,17 @@ def _now() -> dt.datetime:
 
 
 def session_plan(context: Any, task_id: str = SESSION_TASK) -> SessionPlan:
-    """The plan the begin task pushed for this run."""
-    value = context["ti"].xcom_pull(task_ids=task_id)
+    """The plan the begin task pushed for this run.
+
+    Without one, the task skips if the begin task said why there is no session (it stopped before
+    writing): the sync tasks run when their upstream tasks skipped (trigger rule ``none_failed``),
+    and must not fail, and retry, for a run that is fine.
+    """
+    ti = context["ti"]
+    value = ti.xcom_pull(task_ids=task_id)
     if not value:
+        if ti.xcom_pull(task_ids=task_id, key=STOPPED_KEY):
+            raise AirflowSkipException(f"no session in this run (see {task_id})")
         raise AirflowException(f"no session plan from task {task_id}; did it run?")
     return SessionPlan.from_xcom(value)
 
