@@ -9,7 +9,10 @@ The rules (SPEC §4) in one place:
 - a manual run without an interval reads from the object's watermark to now;
 - a manual run may name its own window in the form;
 - a window moves the object's watermark only when it joins it (starts at or before it), and never
-  back: a backfill after a gap must not mark the gap as synced.
+  back: a backfill after a gap must not mark the gap as synced;
+- a scheduled run whose interval later sessions already synced (every watermark is past its end)
+  has nothing to do: the run Airflow starts when ``zuora_incremental_sync`` is unpaused for a
+  backfill in Real-time mode is such a run, and recording it would read as Scheduled mode.
 """
 
 from __future__ import annotations
@@ -122,3 +125,13 @@ def advanced_watermark(current: dt.datetime | None, window: tuple[dt.datetime, d
         return None
     moved = min(end, started)
     return moved if moved > current else None
+
+
+def interval_synced(watermarks: dict[str, dt.datetime], objects: list[str], interval_end: dt.datetime) -> bool:
+    """Whether every object's watermark is at or past ``interval_end``: sessions after the interval
+    (real-time ones, a manual sync) synced all of it already, so a scheduled run of it has nothing to do.
+
+    An object without a watermark has never been synced: its interval is not.
+    """
+    return bool(objects) and all(watermarks.get(obj) is not None and watermarks[obj] >= interval_end
+                                 for obj in objects)

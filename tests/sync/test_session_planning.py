@@ -87,3 +87,15 @@ def test_a_window_in_the_past_never_moves_the_watermark_back():
     window = (dt.datetime(2025, 5, 1, 0, tzinfo=UTC) - LOOKBACK, dt.datetime(2025, 5, 1, 2, tzinfo=UTC))
     assert advanced_watermark(mark, window, started=NOW) is None
     assert advanced_watermark(None, window, started=NOW) is None  # nothing says the history before it is synced
+
+
+def test_a_scheduled_interval_that_later_sessions_synced_has_nothing_to_do():
+    """Unpausing zuora_incremental_sync (e.g. for a backfill) in Real-time mode starts its latest interval,
+    which the real-time sessions synced already."""
+    from zuora_sync.session import interval_synced
+
+    end = dt.datetime(2025, 6, 1, 10, tzinfo=UTC)
+    assert interval_synced({"A": end, "B": end + dt.timedelta(minutes=37)}, ["A", "B"], end)
+    assert not interval_synced({"A": end, "B": end - dt.timedelta(seconds=1)}, ["A", "B"], end)
+    assert not interval_synced({"A": end}, ["A", "B"], end)  # B was never synced
+    assert not interval_synced({}, [], end)

@@ -3,10 +3,11 @@
 ``BeginSyncSessionOperator`` takes the scope's lock (waiting, deferred, while another session holds
 it), decides what the session really is (the first sync of a scope is always full; so is the first
 real-time session after a non-real-time one), records it in sync history and hands its plan to the
-other tasks. ``MappingPreflightOperator`` checks the mapping against Salesforce ``describe`` before
-anything is written. ``EndSyncSessionOperator`` runs whatever happened upstream: it records the
-session's status, releases the lock and, for a real-time session that finished, consumes the
-change events it was started for.
+other tasks. A scheduled run whose interval later sessions already synced records nothing and skips
+(:func:`zuora_sync.session.interval_synced`). ``MappingPreflightOperator`` checks the mapping
+against Salesforce ``describe`` before anything is written. ``EndSyncSessionOperator`` runs
+whatever happened upstream: it records the session's status, releases the lock and, for a
+real-time session that finished, consumes the change events it was started for.
 
 Real-time event consumption (SPEC §5, "events that arrive during a session count toward the
 next"): the begin task reads the newest stored event id *before* it plans the window and pushes it
@@ -33,6 +34,7 @@ from zuora_sync.session import (
     REAL_TIME,
     SessionPlan,
     holder_name,
+    interval_synced,
     object_windows,
     parse_instant,
     staging_dir,
@@ -45,6 +47,8 @@ SESSION_TASK = "begin_session"
 STOPPED_KEY = "stopped_session"
 #: XCom key of the begin task: the newest change event id when a real-time session began.
 EVENTS_KEY = "events_up_to"
+#: XCom key of the begin task when a scheduled run found its interval synced already (why, in words).
+NOTHING_KEY = "nothing_to_sync"
 
 
 def _now() -> dt.datetime:
@@ -57,13 +61,13 @@ def session_plan(context: Any, task_id: str = SESSION_TASK) -> SessionPlan:
     """The plan the begin task pushed for this run.
 
     Without one, the task skips if the begin task said why there is no session (it stopped before
-    writing): the sync tasks run when their upstream tasks skipped (trigger rule ``none_failed``),
-    and must not fail, and retry, for a run that is fine.
+    writing, or the interval was synced already): the sync tasks run when their upstream tasks
+    skipped (trigger rule ``none_failed``), and must not fail, and retry, for a run that is fine.
     """
     ti = context["ti"]
     value = ti.xcom_pull(task_ids=task_id)
     if not value:
-        if ti.xcom_pull(task_ids=task_id, key=STOPPED_KEY):
+        if ti.xcom_pull(task_ids=task_id, key=NOTHING_KEY) or ti.xcom_pull(task_ids=task_id, key=STOPPED_KEY):
             raise AirflowSkipException(f"no session in this run (see {task_id})")
         raise AirflowException(f"no session plan from task {task_id}; did it run?")
     return SessionPlan.from_xcom(value)
@@ -113,6 +117,11 @@ class BeginSyncSessionOperator(BaseOperator):
                           other, self.scope, settings.lock_poll_seconds)
             self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=settings.lock_poll_seconds)),
                        method_name="execute_after_wait")
+        synced = self._interval_already_synced(context, store)
+        if synced:
+            store.release_lock(holder)
+            context["ti"].xcom_push(key=NOTHING_KEY, value=synced)
+            raise AirflowSkipException(synced)
         # Read before planning: every event up to this id arrived before the window's end.
         events_up_to = store.last_event_id() if self.session_type == REAL_TIME and not self.dry_run else None
         plan = self._plan(context, store, settings, holder)
@@ -139,6 +148,34 @@ class BeginSyncSessionOperator(BaseOperator):
 
     def execute_after_wait(self, context: Any, event: Any = None) -> dict[str, Any]:
         return self.execute(context)
+    def _selected_objects(self) -> list[str]:
+        """The objects this session syncs, in load order (the form's choice, or all of the scope)."""
+        scope_objects = load_mapping().scopes[self.scope]
+        wanted = list(self.objects or []) or scope_objects
+        unknown = [o for o in wanted if o not in scope_objects]
+        if unknown:
+            raise AirflowException(f"unknown objects {unknown}; the {self.scope} objects are {scope_objects}")
+        return [o for o in scope_objects if o in wanted]
+
+    def _interval_already_synced(self, context: Any, store: Any) -> str | None:
+        """Why a scheduled incremental run has nothing to do, or None (:func:`~zuora_sync.session.interval_synced`).
+
+        Airflow starts the latest interval when ``zuora_incremental_sync`` is unpaused (catchup is off),
+        e.g. for a backfill in Real-time mode; real-time sessions synced past it already. Recorded,
+        it would also read as Scheduled mode and make the next real-time session a full sync.
+        """
+        run_type = str(getattr(context["dag_run"], "run_type", "")).lower()
+        end = context.get("data_interval_end")
+        if self.session_type != INCREMENTAL or not run_type.endswith("scheduled") or self.dry_run or end is None:
+            return None
+        if store.last_full_sync(self.scope) is None:
+            return None  # the first sync is a full sync, whatever started it
+        marks = store.watermarks(self.scope)
+        objects = self._selected_objects()
+        if not interval_synced(marks, objects, end):
+            return None
+        return (f"Nothing to sync: later sessions already synced this interval (it ends {end.isoformat()}; every "
+                f"watermark of {', '.join(objects)} is at or past it, the oldest {min(marks[o] for o in objects)})")
 
     def _follows_real_time(self, store: Any, dag_id: str) -> bool:
         """Whether the scope's last session (``store.last_session(scope, ended=True)``) was a real-time one.
@@ -167,13 +204,8 @@ class BeginSyncSessionOperator(BaseOperator):
             last["dag_id"] == dag_id and last["status"] in (FINISHED, FINISHED_WITH_ERRORS))
 
     def _plan(self, context: Any, store: Any, settings: Any, holder: str) -> SessionPlan:
-        mapping = load_mapping()
-        scope_objects = mapping.scopes[self.scope]
-        wanted = list(self.objects or []) or scope_objects
-        unknown = [o for o in wanted if o not in scope_objects]
-        if unknown:
-            raise AirflowException(f"unknown objects {unknown}; the {self.scope} objects are {scope_objects}")
-        objects = [o for o in scope_objects if o in wanted]  # keep the load order
+        scope_objects = load_mapping().scopes[self.scope]
+        objects = self._selected_objects()
         session_type = self.session_type
         dag_run = context["dag_run"]
         if self.session_type == CATALOG:
@@ -331,6 +363,10 @@ class EndSyncSessionOperator(BaseOperator):
         if not plan_value:
             dag_run = context["dag_run"]
             store.release_lock(holder_name(dag_run.dag_id, dag_run.run_id))
+            nothing = ti.xcom_pull(task_ids=SESSION_TASK, key=NOTHING_KEY)
+            if nothing:
+                self.log.info("No session: %s", nothing)
+                return "Nothing to sync"
             stopped_id = ti.xcom_pull(task_ids=SESSION_TASK, key=STOPPED_KEY)
             if stopped_id is not None:
                 self.log.info("Session %s stopped before writing (Salesforce API budget); the next session resumes",
