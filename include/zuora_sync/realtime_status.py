@@ -69,7 +69,8 @@ class NextSync:
             return (f"{self.pending_events} data change events are waiting, but the last session ended "
                     f"{self.last_session_status}: they start no sync before {_stamp(self.hold_until)}; "
                     f"{at_most} until the next sync")
-        line = f"{self.events_needed} more data change {'event' if self.events_needed == 1 else 'events'}, or {at_most}, until the next sync"
+        events = "event" if self.events_needed == 1 else "events"
+        line = f"{self.events_needed} more data change {events}, or {at_most}, until the next sync"
         if self.hold_until is not None:
             line += (f" (events start it no earlier than {_stamp(self.hold_until)}: the last session ended "
                      f"{self.last_session_status})")
