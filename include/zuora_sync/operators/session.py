@@ -1,13 +1,14 @@
 """Opening and closing a sync session: the exclusive lock, the plan, the preflight and the verdict.
 
 ``BeginSyncSessionOperator`` takes the scope's lock (waiting, deferred, while another session holds
-it), decides what the session really is (the first sync of a scope is always full; so is the first
-real-time session after a non-real-time one), records it in sync history and hands its plan to the
-other tasks. A scheduled run whose interval later sessions already synced records nothing and skips
-(:func:`zuora_sync.session.interval_synced`). ``MappingPreflightOperator`` checks the mapping
-against Salesforce ``describe`` before anything is written. ``EndSyncSessionOperator`` runs
-whatever happened upstream: it records the session's status, releases the lock and, for a
-real-time session that finished, consumes the change events it was started for.
+it), decides what the session really is (the first sync of a scope is always full; so is a
+real-time session after a change of the sync mode, :mod:`zuora_sync.sync_mode`), records it in
+sync history and hands its plan to the other tasks. A scheduled run whose interval later sessions
+already synced records nothing and skips (:func:`zuora_sync.session.interval_synced`).
+``MappingPreflightOperator`` checks the mapping against Salesforce ``describe`` before anything
+is written. ``EndSyncSessionOperator`` runs whatever happened upstream: it records the
+session's status, releases the lock and, for a real-time session that finished, consumes the
+change events it was started for.
 
 Real-time event consumption (SPEC §5, "events that arrive during a session count toward the
 next"): the begin task reads the newest stored event id *before* it plans the window and pushes it
@@ -19,7 +20,7 @@ that failed or stopped consumes nothing, so its events start the next one.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
@@ -103,10 +104,13 @@ class BeginSyncSessionOperator(BaseOperator):
         self.state_conn_id = state_conn_id
         self.salesforce_conn_id = salesforce_conn_id
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any, first_attempt: str | None = None) -> dict[str, Any]:
+        """:param first_attempt: when this task first ran (ISO), carried through waits for the lock:
+            the mode-change rule does not count the wait."""
         from zuora_sync.salesforce_loader import ApiBudgetExhausted, SalesforceBulkLoader
         from zuora_sync.state import StateStore
 
+        began_at = parse_instant(first_attempt) or _now()
         settings = load_settings()
         store = StateStore.from_airflow(self.state_conn_id)
         dag_run = context["dag_run"]
@@ -116,7 +120,7 @@ class BeginSyncSessionOperator(BaseOperator):
             self.log.info("Waiting: session %s holds the %s lock; checking again in %d s (deferred, no worker slot held)",
                           other, self.scope, settings.lock_poll_seconds)
             self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=settings.lock_poll_seconds)),
-                       method_name="execute_after_wait")
+                       method_name="execute_after_wait", kwargs={"first_attempt": began_at.isoformat()})
         synced = self._interval_already_synced(context, store)
         if synced:
             store.release_lock(holder)
@@ -124,7 +128,7 @@ class BeginSyncSessionOperator(BaseOperator):
             raise AirflowSkipException(synced)
         # Read before planning: every event up to this id arrived before the window's end.
         events_up_to = store.last_event_id() if self.session_type == REAL_TIME and not self.dry_run else None
-        plan = self._plan(context, store, settings, holder)
+        plan = self._plan(context, store, settings, holder, began_at)
         self.log.info("Session %d: %s sync of %s (%s), objects %s%s", plan.session_id, plan.session_type, plan.scope,
                       plan.mode, ", ".join(plan.objects), " — dry run, nothing will be written" if plan.dry_run else "")
         for obj, (start, end) in plan.windows.items():
@@ -146,8 +150,10 @@ class BeginSyncSessionOperator(BaseOperator):
             context["ti"].xcom_push(key=EVENTS_KEY, value=events_up_to)
         return plan.as_xcom()
 
-    def execute_after_wait(self, context: Any, event: Any = None) -> dict[str, Any]:
-        return self.execute(context)
+    def execute_after_wait(self, context: Any, event: Any = None,
+                           first_attempt: str | None = None) -> dict[str, Any]:
+        return self.execute(context, first_attempt)
+
     def _selected_objects(self) -> list[str]:
         """The objects this session syncs, in load order (the form's choice, or all of the scope)."""
         scope_objects = load_mapping().scopes[self.scope]
@@ -177,33 +183,30 @@ class BeginSyncSessionOperator(BaseOperator):
         return (f"Nothing to sync: later sessions already synced this interval (it ends {end.isoformat()}; every "
                 f"watermark of {', '.join(objects)} is at or past it, the oldest {min(marks[o] for o in objects)})")
 
-    def _follows_real_time(self, store: Any, dag_id: str) -> bool:
-        """Whether the scope's last session (``store.last_session(scope, ended=True)``) was a real-time one.
+    def _mode_change(self, context: Any, store: Any, settings: Any, began_at: dt.datetime) -> str | None:
+        """Why this real-time session must be a full sync (:func:`zuora_sync.sync_mode.mode_change`), or None."""
+        from zuora_sync.operators.realtime import WAIT_TASK
+        from zuora_sync.sync_mode import mode_change
 
-        A real-time one is a Real-time session, or a full sync this real-time DAG ran and finished
-        (the mode-change full sync, recorded as Full; otherwise every real-time session would be
-        full). On-demand syncs and dry runs happen in every sync mode and say nothing about it,
-        so they are passed over.
-        """
-        from zuora_sync.state import FINISHED, FINISHED_WITH_ERRORS
+        ti = context.get("ti")
+        waited = ti.xcom_pull(task_ids=WAIT_TASK) if ti is not None else None  # the sensor's payload
+        waited = waited if isinstance(waited, dict) else {}
+        max_minutes = max(settings.max_minutes_between_syncs, int(waited.get("max_minutes_waited") or 0))
+        return mode_change(self._ended_sessions(store), dag_id=context["dag_run"].dag_id, began_at=began_at,
+                           max_minutes=max_minutes, grace_minutes=settings.mode_change_grace_minutes)
 
-        last = store.last_session(self.scope, ended=True)
-        if last is not None and (last["session_type"] == ON_DEMAND or last["dry_run"]):
-            # Rare: page back through history (sessions of a scope never overlap, so start order is end order).
-            last, offset = None, 0
-            while last is None:
-                page = store.list_sessions(scope=self.scope, limit=100, offset=offset)
-                last = next((s for s in page if s["ended_at"] is not None and s["session_type"] != ON_DEMAND
-                             and not s["dry_run"]), None)
-                if len(page) < 100:
-                    break
-                offset += 100
-        if last is None:
-            return False
-        return last["session_type"] == REAL_TIME or (
-            last["dag_id"] == dag_id and last["status"] in (FINISHED, FINISHED_WITH_ERRORS))
+    def _ended_sessions(self, store: Any) -> Iterator[dict[str, Any]]:
+        """The scope's ended sessions, most recent first, a page at a time (sessions of a scope never
+        overlap, so start order is end order)."""
+        offset = 0
+        while True:
+            page = store.list_sessions(scope=self.scope, limit=100, offset=offset)
+            yield from (s for s in page if s["ended_at"] is not None)
+            if len(page) < 100:
+                return
+            offset += 100
 
-    def _plan(self, context: Any, store: Any, settings: Any, holder: str) -> SessionPlan:
+    def _plan(self, context: Any, store: Any, settings: Any, holder: str, began_at: dt.datetime) -> SessionPlan:
         scope_objects = load_mapping().scopes[self.scope]
         objects = self._selected_objects()
         session_type = self.session_type
@@ -215,10 +218,9 @@ class BeginSyncSessionOperator(BaseOperator):
                 self.log.info("No full sync of %s has finished yet (first sync, or after a cleanup): this "
                               "session is a full sync", self.scope)
             session_type, mode, objects = FULL, "full", scope_objects
-        elif session_type == REAL_TIME and not self._follows_real_time(store, dag_run.dag_id):
+        elif session_type == REAL_TIME and (why := self._mode_change(context, store, settings, began_at)):
             # SPEC §5 (Zuora 360's Turbo Sync): the sync mode just became Real-time.
-            self.log.info("The last session of %s was not a real-time one (the sync mode changed to Real-time): "
-                          "this session is a full sync", self.scope)
+            self.log.info("This real-time session of %s is a full sync: %s", self.scope, why)
             session_type, mode, objects = FULL, "full", scope_objects
         elif session_type == FULL:
             mode = "full"

@@ -111,6 +111,8 @@ class Observation:
     last_session_status: str | None
     #: Polling mode: table → changed records counted in Zuora.
     changed_records: dict[str, int] | None = None
+    #: The largest ``max_minutes`` this wait was under (settings may change while it waits).
+    max_minutes_waited: int | None = None
 
     @property
     def hold_until(self) -> dt.datetime | None:
@@ -144,6 +146,7 @@ class Observation:
             "pending_events": self.status.pending_events,
             "threshold": self.status.threshold,
             "max_minutes": self.max_minutes,
+            "max_minutes_waited": max(self.max_minutes, self.max_minutes_waited or 0),
             "minutes_since_last_session": self.minutes_since_last_session,
             "last_session_end": self.last_session_end.isoformat() if self.last_session_end else None,
             "last_session_status": self.last_session_status,
@@ -188,7 +191,8 @@ class RealTimeSyncTrigger(BaseTrigger):
     since the scope's last session ended, whichever comes first.
 
     Yields one ``TriggerEvent`` whose payload is :meth:`Observation.payload`: ``reason``
-    (``"events"`` or ``"max_time"``), ``pending_events``, ``threshold``, ``max_minutes``,
+    (``"events"`` or ``"max_time"``), ``pending_events``, ``threshold``, ``max_minutes`` (and
+    ``max_minutes_waited``, the largest maximum in effect during the wait),
     ``minutes_since_last_session``, ``last_session_end``, ``last_session_status``,
     ``event_source``, ``changed_records`` (polling), ``zuora_api_requests``, ``fired_at`` and the
     status ``message``. With no ended session yet it fires at once (the first sync should not wait).
@@ -233,6 +237,9 @@ class RealTimeSyncTrigger(BaseTrigger):
         self.clock = clock
         self.end_from_trigger = bool(end_from_trigger)
         self._clock_fn: Callable[[], dt.datetime] | None = None
+        # The largest maximum of this wait: the begin task's mode-change rule must not take a
+        # maximum lowered while it waited for a pause of real-time sync (zuora_sync.sync_mode).
+        self.max_minutes_waited = self.max_minutes
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return CLASSPATH, {
@@ -279,7 +286,8 @@ class RealTimeSyncTrigger(BaseTrigger):
             pending = sum((changes or {}).values())
         status = next_sync(pending, self.threshold, end, self.max_minutes, now, last_session_status=last_status,
                            backoff_minutes=self.backoff_minutes)
-        return Observation(status, now, self.max_minutes, self.event_source, end, last_status, changes)
+        return Observation(status, now, self.max_minutes, self.event_source, end, last_status, changes,
+                           self.max_minutes_waited)
 
     def refresh_settings(self) -> None:
         """Apply the current ``zuora_sync_settings`` (invalid settings are logged and ignored)."""
@@ -297,6 +305,7 @@ class RealTimeSyncTrigger(BaseTrigger):
             self.log.info("Settings changed: threshold %d, maximum %d minutes, event source %s, poll every %.0f s",
                           *new)
             self.threshold, self.max_minutes, self.event_source, self.poll_seconds = new
+            self.max_minutes_waited = max(self.max_minutes_waited, self.max_minutes)
 
     def _tick(self, store: Any, zuora: Any, known_changes: dict[str, int] | None) -> Observation:
         if self.follow_settings:
