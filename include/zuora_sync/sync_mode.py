@@ -23,8 +23,9 @@ sync when either holds:
    than it also reads as "real-time sync was off", and the catch-up is a full sync.
 
 A session of another DAG restarts the clock of rule 2, as it restarts the trigger's maximum time:
-pausing real-time sync, running (say) an on-demand sync and unpausing within the grace gives no
-full sync. Run ``zuora_full_sync`` for one.
+pausing real-time sync, running (say) an on-demand sync and unpausing less than
+``max_minutes_between_syncs`` + ``mode_change_grace_minutes`` after it ended gives no full sync.
+Run ``zuora_full_sync`` for one.
 """
 
 from __future__ import annotations
