@@ -20,8 +20,11 @@ lost. Deletions and records that stop qualifying (a cancelled account, an expire
 version) are removed from Salesforce. Records Salesforce rejected last time are retried.
 
 **Backfill** any past range (Trigger → Backfill): each window is re-synced exactly; rerunning a
-window writes the same result. A manual run without an interval syncs from the last successful
-sync to now, or over the window given in the form. The scheduled/real-time choice is which of
-this DAG and `zuora_realtime_sync` is unpaused.
+window writes the same result, and no watermark moves back. A manual run without an interval syncs
+from the last successful sync to now, or over the window given in the form. The scheduled/real-time
+choice is which of this DAG and `zuora_realtime_sync` is unpaused. In Real-time mode, unpause this
+DAG for the backfill and pause it again before its next interval ends: the latest interval, which
+Airflow starts on unpausing, was synced already and records no session, and backfill sessions do
+not count as a mode change (docs/operations.md).
 """,
 )

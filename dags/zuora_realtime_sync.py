@@ -32,9 +32,12 @@ in a loop), or at the maximum time.
 | Scheduled | unpaused | paused |
 | Real-time | paused | unpaused |
 
-Unpause only one of them. The first real-time session after any other mode (its last session was
-not a real-time one), and any session before the first full sync, is a **full sync**, as Zuora
-360's Turbo Sync does; on-demand syncs do not change the mode.
+Unpause only one of them. A real-time session after a mode change is a **full sync**, as Zuora
+360's Turbo Sync does: when the scope's last session that says anything about the mode was not a
+real-time one (on-demand syncs, dry runs and backfills say nothing), or when it begins more than
+`max_minutes_between_syncs` + `mode_change_grace_minutes` after the last session ended (this DAG
+was paused meanwhile). So is any session before the first full sync. The exact rule and how
+backfills live with real-time mode: the operations guide (docs/operations.md).
 
 **Settings** (Variable `zuora_sync_settings`, JSON; also editable on the Zuora Sync page):
 `max_events_before_sync` — one of 1, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500 (default 10;

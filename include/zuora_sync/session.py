@@ -7,7 +7,12 @@ The rules (SPEC §4) in one place:
 - a scheduled run reads from the older of its interval start and the object's watermark, so a
   failed or stopped earlier session leaves no gap;
 - a manual run without an interval reads from the object's watermark to now;
-- a manual run may name its own window in the form.
+- a manual run may name its own window in the form;
+- a window moves the object's watermark only when it joins it (starts at or before it), and never
+  back: a backfill after a gap must not mark the gap as synced;
+- a scheduled run whose interval later sessions already synced (every watermark is past its end)
+  has nothing to do: the run Airflow starts when ``zuora_incremental_sync`` is unpaused for a
+  backfill in Real-time mode is such a run, and recording it would read as Scheduled mode.
 """
 
 from __future__ import annotations
@@ -96,3 +101,37 @@ def object_windows(
             raise ValueError(f"the window for {obj} is empty or reversed: {start.isoformat()} .. {end.isoformat()}")
         windows[obj] = [(start - lookback).isoformat(), end.isoformat()]
     return windows
+
+
+def advanced_watermark(current: dt.datetime | None, window: tuple[dt.datetime, dt.datetime], *,
+                       started: dt.datetime) -> dt.datetime | None:
+    """Where an object's watermark goes once a window of its changes is safely in Salesforce, or
+    ``None`` to leave it where it is.
+
+    The watermark says "every change before this is in Salesforce". A window ``[start, end]``
+    extends that only when it starts at or before the watermark; otherwise (a backfill, or a form
+    window, after an earlier session failed) the changes between the watermark and the window's
+    start are still unsynced, and moving the watermark past them would lose them. It moves to the
+    window's end, never beyond the session's start (later changes may not be visible to this
+    session yet), and never back.
+
+    :param current: the object's watermark now (``None``: none yet, so nothing says the history
+        before the window is synced).
+    :param window: the window the session read (look-back included).
+    :param started: when the session began.
+    """
+    start, end = window
+    if current is None or start > current:
+        return None
+    moved = min(end, started)
+    return moved if moved > current else None
+
+
+def interval_synced(watermarks: dict[str, dt.datetime], objects: list[str], interval_end: dt.datetime) -> bool:
+    """Whether every object's watermark is at or past ``interval_end``: sessions after the interval
+    (real-time ones, a manual sync) synced all of it already, so a scheduled run of it has nothing to do.
+
+    An object without a watermark has never been synced: its interval is not.
+    """
+    return bool(objects) and all(watermarks.get(obj) is not None and watermarks[obj] >= interval_end
+                                 for obj in objects)

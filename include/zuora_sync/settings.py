@@ -55,6 +55,9 @@ class Settings:
     max_events_before_sync: int = 10
     #: ... or after this many minutes since the last session ended, whichever comes first.
     max_minutes_between_syncs: int = 120
+    #: A real-time session that begins more than max_minutes_between_syncs + this many minutes after
+    #: the last session ended follows a pause of real-time sync: it is a full sync (zuora_sync.sync_mode).
+    mode_change_grace_minutes: int = 60
     #: After each session: none, errors_only, all_excluding_zero_records or all_including_zero_records.
     email_notifications: str = "errors_only"
     #: Who gets the session emails (through the ``smtp_default`` connection).
@@ -91,7 +94,8 @@ class Settings:
         for name, low in (("lookback_minutes", 0), ("salesforce_api_reserve", 0), ("retention_days", 1),
                           ("lock_poll_seconds", 1), ("lock_lease_seconds", LOCK_LEASE_RANGE[0]),
                           ("max_minutes_between_syncs", 1),
-                          ("trigger_poll_seconds", 1), ("cleanup_record_limit", 1)):
+                          ("trigger_poll_seconds", 1), ("cleanup_record_limit", 1),
+                          ("mode_change_grace_minutes", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise SettingsError(f"{name}: must be a whole number of at least {low}, got {value!r}")

@@ -243,6 +243,30 @@ def test_update_changes_fields_moves_updated_date_and_records_an_event(sandbox, 
     assert events_since(sandbox, seq) == [("ContactUpdated", ids["con1"], "UPDATE")]
 
 
+def test_the_admin_clock_dates_changes_in_the_past(sandbox, sdk, ids):
+    """``POST /__admin/clock`` stamps the next changes (and their events) earlier: a backfill's dated changes."""
+    refused = requests.post(f"{sandbox.url}/__admin/clock", json={"offset_seconds": "yesterday"}, timeout=30)
+    assert refused.status_code == 400 and "offset_seconds" in refused.json()["error"]
+    moved = requests.post(f"{sandbox.url}/__admin/clock", json={"offset_seconds": -3 * 86400}, timeout=30)
+    assert moved.ok and moved.json()["offset_seconds"] == -3 * 86400
+    try:
+        seq = last_seq(sandbox)
+        before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3, seconds=2)
+        (result,) = update(sdk, "Contact", {"Id": ids["con1"], "City": "Dated"})
+        assert result.success
+        stamped = dt.datetime.fromisoformat(one(sandbox, "SELECT updateddate FROM contact WHERE id = ?",
+                                                ids["con1"])["updateddate"]).replace(tzinfo=dt.timezone.utc)
+        assert before <= stamped <= before + dt.timedelta(seconds=30)
+        (created,) = rows(sandbox, "SELECT created FROM _events WHERE seq > ?", seq)
+        assert created["created"] == stamped.strftime("%Y-%m-%d %H:%M:%S")
+    finally:
+        assert requests.post(f"{sandbox.url}/__admin/clock", json={"offset_seconds": 0}, timeout=30).ok
+    assert requests.get(f"{sandbox.url}/__admin/clock", timeout=30).json()["offset_seconds"] == 0
+    update(sdk, "Contact", {"Id": ids["con1"], "City": "Now"})
+    assert one(sandbox, "SELECT updateddate FROM contact WHERE id = ?", ids["con1"])["updateddate"] > \
+        (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def test_update_refuses_what_zuora_refuses(sandbox, sdk, ids):
     results = update(
         sdk, "Account",

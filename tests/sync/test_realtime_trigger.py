@@ -58,9 +58,9 @@ def store(tmp_path, monkeypatch):
 
 
 def end_session(store: StateStore, when: dt.datetime, *, status: str = "Finished", session_type: str = "Real-time",
-                dag_id: str = "zuora_realtime_sync", dry_run: bool = False) -> int:
+                dag_id: str = "zuora_realtime_sync", dry_run: bool = False, trigger: str = "scheduled") -> int:
     Clock.now = when
-    sid = store.start_session(session_type=session_type, scope="accounts", trigger="scheduled", dag_id=dag_id,
+    sid = store.start_session(session_type=session_type, scope="accounts", trigger=trigger, dag_id=dag_id,
                               run_id=f"run-{when.isoformat()}-{time.monotonic_ns()}", window_start=None,
                               window_end=None, dry_run=dry_run)
     if status == "Stopped":
@@ -366,7 +366,8 @@ def test_polling_counts_changed_records_in_zuora(store, zuora, monkeypatch):
 # -- the Turbo Sync mode rule (BeginSyncSessionOperator._plan) -------------------------------------------------
 
 
-def plan_real_time(store: StateStore, *, run_type: str = "scheduled"):
+def plan_real_time(store: StateStore, *, run_type: str = "scheduled", began_minutes: float = 0):
+    """Plan a real-time session whose begin task first ran at ``at(began_minutes)`` (the store's clock)."""
     from zuora_sync.operators.session import BeginSyncSessionOperator
     from zuora_sync.settings import Settings
 
@@ -375,7 +376,7 @@ def plan_real_time(store: StateStore, *, run_type: str = "scheduled"):
                                           run_type=run_type),
                "data_interval_start": at(-60), "data_interval_end": at(-50)}
     Clock.now = at(0)
-    return op._plan(context, store, Settings(), "zuora_realtime_sync/rt")
+    return op._plan(context, store, Settings(), "zuora_realtime_sync/rt", at(began_minutes))
 
 
 @pytest.fixture
@@ -408,6 +409,28 @@ def test_after_the_mode_change_full_sync_real_time_sessions_are_incremental(sync
     end_session(synced_store, at(-5), session_type="On-demand", dag_id="zuora_on_demand_sync")
     end_session(synced_store, at(-4), session_type="Incremental", dag_id="zuora_incremental_sync", dry_run=True)
     assert plan_real_time(synced_store).session_type == "Real-time"  # on-demand and dry runs change no mode
+
+
+def test_backfill_sessions_between_real_time_sessions_change_no_mode(synced_store):
+    """A backfill re-syncs past windows in any mode: the next real-time session stays incremental."""
+    end_session(synced_store, at(-20), session_type="Full", dag_id="zuora_realtime_sync")  # the Turbo full sync
+    end_session(synced_store, at(-15))
+    for minutes in (-10, -8, -6):
+        end_session(synced_store, at(minutes), session_type="Incremental", dag_id="zuora_incremental_sync",
+                    trigger="DagRunType.BACKFILL")
+    assert plan_real_time(synced_store).session_type == "Real-time"
+    end_session(synced_store, at(-4), session_type="Incremental", dag_id="zuora_incremental_sync")  # scheduled
+    assert plan_real_time(synced_store).session_type == "Full"  # Scheduled → Real-time
+
+
+def test_a_real_time_session_long_after_the_last_session_is_a_full_sync(synced_store):
+    """Real-time → None → Real-time: paused after a session, unpaused hours later (no session between)."""
+    end_session(synced_store, at(-20), session_type="Full", dag_id="zuora_realtime_sync")
+    end_session(synced_store, at(-10))
+    # Default settings: maximum 120 minutes + grace 60.
+    assert plan_real_time(synced_store, began_minutes=-10 + 180).session_type == "Real-time"
+    plan = plan_real_time(synced_store, began_minutes=-10 + 181)
+    assert (plan.session_type, plan.mode) == ("Full", "full")
 
 
 def test_a_failed_mode_change_full_sync_is_repeated(synced_store):
@@ -572,3 +595,40 @@ def test_dag_events_start_a_real_time_session_that_consumes_them(stack, inbox):
     assert recipients == ["ops@example.test"]
     assert "Real-time" in message["Subject"] and session["status"] in message["Subject"]
     assert "CustomerAccount" in message.get_body(("html",)).get_content()
+
+
+def shift_history(state_db: Path, delta: dt.timedelta) -> None:
+    """Move every recorded session and watermark ``delta`` into the past: as if that much time had
+    passed since, with nothing running (written as SQLAlchemy stores datetimes in SQLite)."""
+    columns = {"zuora_sync_session": ("started_at", "ended_at"), "zuora_sync_watermark": ("value", "updated_at")}
+    with sqlite3.connect(state_db) as conn:
+        for table, names in columns.items():
+            for rowid, *values in conn.execute(f"SELECT rowid, {', '.join(names)} FROM {table}").fetchall():
+                moved = [None if v is None else (dt.datetime.fromisoformat(v) - delta).strftime("%Y-%m-%d %H:%M:%S.%f")
+                         for v in values]
+                conn.execute(f"UPDATE {table} SET {', '.join(f'{n} = ?' for n in names)} WHERE rowid = ?",
+                             (*moved, rowid))
+
+
+def test_dag_real_time_then_none_then_real_time_is_exactly_one_full_sync(stack):
+    """The real-time DAG paused after its last session, unpaused four hours later with no session in
+    between (more than max_minutes_between_syncs 120 + mode_change_grace_minutes 60): its first
+    session is a full sync (the seed's "changing from None to Real-time Sync"), the next is real-time."""
+    state_store = StateStore.from_airflow()
+    assert state_store.list_sessions(limit=1)[0]["session_type"] == "Real-time"  # Real-time mode so far
+    shift_history(stack["state_db"], dt.timedelta(hours=4))
+    state, payload = run_realtime()
+    assert state == "success"
+    assert payload["reason"] == "max_time" and payload["minutes_since_last_session"] >= 240
+    first = state_store.list_sessions(limit=1)[0]
+    assert (first["session_type"], first["dag_id"], first["status"]) == (
+        "Full", "zuora_realtime_sync", "Finished with Errors")  # the tenant's deliberately invalid CRM Ids
+    check(stack)
+
+    for i in range(THRESHOLD):
+        state_store.add_event(f"after-pause-{i}", "AccountUpdated", {"baseObject": "Account"})
+    state, payload = run_realtime()
+    assert state == "success" and payload["reason"] == "events"
+    second = state_store.list_sessions(limit=1)[0]
+    assert second["session_type"] == "Real-time" and second["id"] > first["id"]
+    check(stack)

@@ -55,3 +55,47 @@ def test_form_instants_and_staging_paths():
     assert parse_instant("2025-01-01T10:00:00+02:00") == dt.datetime(2025, 1, 1, 8, tzinfo=UTC)
     assert parse_instant("") is None and parse_instant(None) is None
     assert staging_dir("file:///s", "dag", "manual__2025-01-01T00:00:00+00:00") == "file:///s/dag/manual__2025-01-01T00_00_00_00_00"
+
+
+# -- where a window's session leaves the object's watermark ----------------------------------------
+
+
+def test_a_window_that_starts_at_or_before_the_watermark_moves_it_to_its_end():
+    from zuora_sync.session import advanced_watermark
+
+    mark = dt.datetime(2025, 6, 1, 8, tzinfo=UTC)
+    window = (mark - LOOKBACK, dt.datetime(2025, 6, 1, 10, tzinfo=UTC))
+    assert advanced_watermark(mark, window, started=NOW) == window[1]
+    # Never beyond the session's start: later changes may not be visible to it yet.
+    assert advanced_watermark(mark, window, started=dt.datetime(2025, 6, 1, 9, tzinfo=UTC)) == \
+        dt.datetime(2025, 6, 1, 9, tzinfo=UTC)
+
+
+def test_a_backfill_window_after_a_lagging_watermark_leaves_it_alone():
+    """An earlier session failed at 02:00; a backfill re-syncs 08:00–10:00: 02:00–08:00 is still unsynced."""
+    from zuora_sync.session import advanced_watermark
+
+    lagging = dt.datetime(2025, 6, 1, 2, tzinfo=UTC)
+    window = (dt.datetime(2025, 6, 1, 8, tzinfo=UTC) - LOOKBACK, dt.datetime(2025, 6, 1, 10, tzinfo=UTC))
+    assert advanced_watermark(lagging, window, started=NOW) is None
+
+
+def test_a_window_in_the_past_never_moves_the_watermark_back():
+    from zuora_sync.session import advanced_watermark
+
+    mark = NOW - dt.timedelta(minutes=1)
+    window = (dt.datetime(2025, 5, 1, 0, tzinfo=UTC) - LOOKBACK, dt.datetime(2025, 5, 1, 2, tzinfo=UTC))
+    assert advanced_watermark(mark, window, started=NOW) is None
+    assert advanced_watermark(None, window, started=NOW) is None  # nothing says the history before it is synced
+
+
+def test_a_scheduled_interval_that_later_sessions_synced_has_nothing_to_do():
+    """Unpausing zuora_incremental_sync (e.g. for a backfill) in Real-time mode starts its latest interval,
+    which the real-time sessions synced already."""
+    from zuora_sync.session import interval_synced
+
+    end = dt.datetime(2025, 6, 1, 10, tzinfo=UTC)
+    assert interval_synced({"A": end, "B": end + dt.timedelta(minutes=37)}, ["A", "B"], end)
+    assert not interval_synced({"A": end, "B": end - dt.timedelta(seconds=1)}, ["A", "B"], end)
+    assert not interval_synced({"A": end}, ["A", "B"], end)  # B was never synced
+    assert not interval_synced({}, [], end)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sync_harness import compare_scope, run_dag, running_stack
+from sync_harness import compare_scope, run_dag, run_dag_tasks, running_stack
 
 ACCOUNTS = 40
 SEED = 21
@@ -343,8 +343,11 @@ def test_a_low_salesforce_api_budget_stops_the_session_and_the_next_one_resumes(
                {"type": "Account", "objects": [{"Id": account["id"], "Name": "Renamed Under Budget"}]})
     stack["salesforce"].admin("POST", "limits", {"daily_api_requests": 1000, "used": 990})  # below the 500 reserve
     try:
-        assert run_dag("zuora_incremental_sync") == "success"  # stopping is not failing
+        state, tasks = run_dag_tasks("zuora_incremental_sync")
+        assert state == "success"  # stopping is not failing
         assert last_session()["status"] == "Stopped"
+        # Stopped before writing: the sync tasks skip (none of them fails, or retries, for nothing).
+        assert {s for t, s in tasks.items() if t != "end_session"} == {"skipped"}, tasks
         assert store.watermarks("accounts") == before
         assert sf_count(stack, "SELECT COUNT() FROM Zuora__CustomerAccount__c WHERE Name = 'Renamed Under Budget'") == 0
     finally:

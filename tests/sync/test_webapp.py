@@ -486,6 +486,40 @@ def test_status_says_mode_pending_events_next_sync_last_session_and_locks(webapp
         store.release_lock("zuora_product_catalog_sync/run-9")
 
 
+def test_status_after_a_failed_session_says_when_the_held_events_start_the_next_sync(webapp, token):
+    """The trigger holds events back ``BACKOFF_MINUTES`` after a Failure: the status must not say "now".
+
+    Runs after the test above: its session must be the newest (sessions are ordered by time).
+    """
+    bearer = {"Authorization": f"Bearer {token}"}
+    put = requests.put(f"{webapp.url}/settings", json={"max_events_before_sync": 5, "max_minutes_between_syncs": 120},
+                       headers=bearer, timeout=30)
+    assert put.status_code == 200, put.text
+    url = f"sqlite:///{webapp.state_db}"
+    now = dt.datetime.now(dt.UTC)
+    started, ended = now - dt.timedelta(minutes=6), now - dt.timedelta(minutes=5)
+    session_id = StateStore(url, clock=lambda: started).start_session(
+        session_type="Real-time", scope="accounts", trigger="events", dag_id="zuora_realtime_sync", run_id="rt-failed",
+        window_start=None, window_end=None)
+    StateStore(url, clock=lambda: ended).finish_session(session_id, error="tasks did not finish: delete_Account")
+    store = StateStore(url)
+    if store.last_event_id() is not None:  # earlier tests' events out of the way: only this test's are pending
+        store.mark_events_consumed(store.last_event_id(), session_id)
+    for _ in range(6):
+        assert post(webapp, *callout()).status_code == 202
+    body = requests.get(f"{webapp.url}/status", headers=bearer, timeout=30).json()
+    assert body["last_session"]["id"] == session_id and body["last_session"]["status"] == "Failure"
+    upcoming = body["next_sync"]
+    assert body["pending_events"] == 6 and upcoming["events_needed"] == 0
+    assert upcoming["due"] is None, upcoming
+    assert upcoming["minutes_left"] == 10, upcoming  # 15 minutes after the failed session ended
+    assert upcoming["held_until"] == (ended + dt.timedelta(minutes=15)).isoformat()
+    assert "starts now" not in upcoming["message"]
+    assert upcoming["message"].startswith("6 data change events are waiting, but the last session ended Failure: "
+                                          "they start no sync before "), upcoming
+    assert upcoming["message"].endswith("; at most 10 minutes until the next sync")
+
+
 def test_settings_are_validated_before_they_are_written(webapp, token):
     bearer = {"Authorization": f"Bearer {token}"}
     ok = requests.put(f"{webapp.url}/settings", headers=bearer, timeout=30,

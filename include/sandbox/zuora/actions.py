@@ -72,7 +72,7 @@ from starlette.routing import Route
 from sandbox.sqlite_store import quote
 from sandbox.zuora import callouts
 from sandbox.zuora.schema import ZField, ZObject
-from sandbox.zuora.store import format_datetime, new_id, now_text
+from sandbox.zuora.store import format_datetime, new_id
 from sandbox.zuora.tenant import Tenant
 
 MAX_OBJECTS = 50
@@ -245,7 +245,7 @@ class Changes:
         self.store = tenant.store
         self.schema = tenant.schema
         self.user = tenant.config.user_id
-        self.when = now_text()
+        self.when = self.store.change_time()
         self.numbers = _numbers(tenant)
 
     def obj(self, name: str) -> ZObject:

@@ -1,7 +1,8 @@
-"""The Zuora sandbox's admin API under ``/__admin``: faults, tokens, limits, events, counts.
+"""The Zuora sandbox's admin API under ``/__admin``: faults, tokens, limits, events, counts, clock.
 
 Tests and demos steer the tenant here: make the next requests fail, expire every token, turn on
-rate and concurrency limits, set the tenant's time zone, read the change events. It needs no login and never returns secrets.
+rate and concurrency limits, set the tenant's time zone, date the next changes in the past, read
+the change events. It needs no login and never returns secrets.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.routing import Route
 
 from sandbox.request_faults import FaultSpecError
 from sandbox.sqlite_store import quote
+from sandbox.zuora.store import CLOCK_OFFSET_SETTING
 from sandbox.zuora.timezone import set_time_zone, tenant_time_zone
 
 
@@ -101,8 +103,23 @@ async def time_zone(request: Request) -> Response:
     return _json({"time_zone": str(tenant_time_zone(store))})
 
 
+async def clock(request: Request) -> Response:
+    """The clock that stamps changes made through the API: ``{"offset_seconds": -86400}`` dates
+    them a day in the past (UpdatedDate, CreatedDate, their events and callouts); 0 is the wall clock."""
+    store = request.app.state.tenant.store
+    if request.method == "POST":
+        body = await _body(request)
+        offset = (body or {}).get("offset_seconds") if isinstance(body, dict) else None
+        if isinstance(offset, bool) or not isinstance(offset, (int, float)):
+            return _json({"error": 'give {"offset_seconds": N}, a number of seconds (negative: the past)'}, 400)
+        await run_in_threadpool(store.set_setting, CLOCK_OFFSET_SETTING, offset)
+    offset = await run_in_threadpool(store.get_setting, CLOCK_OFFSET_SETTING, 0)
+    return _json({"offset_seconds": offset, "change_time": await run_in_threadpool(store.change_time)})
+
+
 def routes() -> list[Route]:
     return [
+        Route("/__admin/clock", clock, methods=["GET", "POST"]),
         Route("/__admin/time-zone", time_zone, methods=["GET", "POST"]),
         Route("/__admin/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/__admin/tokens/expire", expire_tokens, methods=["POST"]),

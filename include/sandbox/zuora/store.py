@@ -25,6 +25,9 @@ from sandbox.sqlite_store import SqliteStore, quote
 from sandbox.zuora.schema import TenantSchema, ZField, ZObject
 
 RETENTION_DAYS = 30
+#: Setting: seconds added to the wall clock when a change made through the API is stamped
+#: (``POST /__admin/clock``), so tests can make changes dated in the past.
+CLOCK_OFFSET_SETTING = "clock_offset_seconds"
 _SQL_TYPES = {"integer": "INTEGER", "boolean": "INTEGER", "decimal": "REAL"}
 
 _INTERNAL_TABLES = """
@@ -46,11 +49,6 @@ CREATE TABLE IF NOT EXISTS _oauth_tokens (token TEXT PRIMARY KEY, client_id TEXT
 CREATE TABLE IF NOT EXISTS _jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, created REAL NOT NULL, info TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _cursors (id TEXT PRIMARY KEY, created REAL NOT NULL, spec TEXT NOT NULL);
 """
-
-
-def now_text() -> str:
-    """The current UTC time in the stored datetime form."""
-    return format_datetime(dt.datetime.now(dt.timezone.utc))
 
 
 def format_datetime(value: dt.datetime) -> str:
@@ -79,6 +77,12 @@ class TenantStore(SqliteStore):
             for obj in schema.objects.values():
                 self._create_table(conn, obj)
 
+    def change_time(self) -> str:
+        """When a change made now is stamped (UpdatedDate, its event): the wall clock plus the admin
+        clock offset (``POST /__admin/clock``; 0 unless a test set one)."""
+        offset = float(self.get_setting(CLOCK_OFFSET_SETTING, 0) or 0)
+        return format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset))
+
     @staticmethod
     def _create_table(conn: sqlite3.Connection, obj: ZObject) -> None:
         existing = {row[1] for row in conn.execute(f"PRAGMA table_info({quote(obj.table)})")}
@@ -106,7 +110,7 @@ class TenantStore(SqliteStore):
     def insert(self, conn: sqlite3.Connection, obj: ZObject, records: list[dict[str, Any]], user_id: str,
                when: str | None = None) -> list[str]:
         """Insert ``records`` (field name → stored value); returns their Ids. Records one event each."""
-        when = when or now_text()
+        when = when or self.change_time()
         ids = []
         for record in records:
             row = {f.column: record.get(f.name) for f in obj.fields.values()}
@@ -125,7 +129,7 @@ class TenantStore(SqliteStore):
     def update(self, conn: sqlite3.Connection, obj: ZObject, record_id: str, values: dict[str, Any], user_id: str,
                when: str | None = None) -> None:
         """Set ``values`` (field name → stored value) on a live record; stamps UpdatedDate."""
-        when = when or now_text()
+        when = when or self.change_time()
         assignments = {obj.fields[name].column: value for name, value in values.items()}
         assignments.update(updateddate=when, updatedbyid=user_id)
         conn.execute(
@@ -138,7 +142,7 @@ class TenantStore(SqliteStore):
     def delete(self, conn: sqlite3.Connection, obj: ZObject, record_ids: Iterable[str], user_id: str,
                when: str | None = None) -> None:
         """Mark records deleted (Data Query keeps them, with ``deleted`` true, for 30 days)."""
-        when = when or now_text()
+        when = when or self.change_time()
         ids = list(record_ids)
         conn.execute(
             f"UPDATE {quote(obj.table)} SET deleted = 1, deleteddate = ?, updateddate = ?, updatedbyid = ? "

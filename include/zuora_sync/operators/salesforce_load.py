@@ -29,7 +29,7 @@ from zuora_sync.lookups import Lookup, upsert_keeping_records
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
 from zuora_sync.operators.zuora_extract import PREFLIGHT_TASK
-from zuora_sync.session import parse_instant
+from zuora_sync.session import advanced_watermark, parse_instant
 from zuora_sync.settings import load_settings
 
 _ID_CHUNK = 50_000
@@ -181,9 +181,11 @@ class SalesforceDeleteOperator(_ObjectTask):
         if gone:
             store.resolve_rejected(obj.name, gone, plan.session_id)
         if plan.mode == "window":
-            # Never beyond the session's start: later changes may not be visible to this session yet.
-            end = min(parse_instant(plan.windows[obj.name][1]), parse_instant(plan.started))
-            store.set_watermark(plan.scope, obj.name, end)
+            # Only a window that joins the watermark moves it (session.advanced_watermark).
+            moved = advanced_watermark(store.get_watermark(plan.scope, obj.name), plan.window(obj.name),
+                                       started=parse_instant(plan.started))
+            if moved is not None:
+                store.set_watermark(plan.scope, obj.name, moved)
         elif plan.mode == "full":
             store.set_watermark(plan.scope, obj.name, parse_instant(plan.started), force=True)
         self.log.info("%s: %d %s, %d rejected", obj.salesforce, removed,

@@ -1,10 +1,12 @@
 """Opening and closing a sync session: the exclusive lock, the plan, the preflight and the verdict.
 
 ``BeginSyncSessionOperator`` takes the scope's lock (waiting, deferred, while another session holds
-it), decides what the session really is (the first sync of a scope is always full; so is the first
-real-time session after a non-real-time one), records it in sync history and hands its plan to the
-other tasks. ``MappingPreflightOperator`` checks the mapping against Salesforce ``describe`` before
-anything is written. ``EndSyncSessionOperator`` runs whatever happened upstream: it records the
+it), decides what the session really is (the first sync of a scope is always full; so is a
+real-time session after a change of the sync mode, :mod:`zuora_sync.sync_mode`), records it in
+sync history and hands its plan to the other tasks. A scheduled run whose interval later sessions
+already synced records nothing and skips (:func:`zuora_sync.session.interval_synced`).
+``MappingPreflightOperator`` checks the mapping against Salesforce ``describe`` before anything
+is written. ``EndSyncSessionOperator`` runs whatever happened upstream: it records the
 session's status, releases the lock and, for a real-time session that finished, consumes the
 change events it was started for. From the begin task to the last delete, each task renews the
 lock's lease while it works (:mod:`zuora_sync.lock_lease`), so only a crashed session's lock
@@ -20,7 +22,7 @@ that failed or stopped consumes nothing, so its events start the next one.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
@@ -36,6 +38,7 @@ from zuora_sync.session import (
     REAL_TIME,
     SessionPlan,
     holder_name,
+    interval_synced,
     object_windows,
     parse_instant,
     staging_dir,
@@ -48,6 +51,8 @@ SESSION_TASK = "begin_session"
 STOPPED_KEY = "stopped_session"
 #: XCom key of the begin task: the newest change event id when a real-time session began.
 EVENTS_KEY = "events_up_to"
+#: XCom key of the begin task when a scheduled run found its interval synced already (why, in words).
+NOTHING_KEY = "nothing_to_sync"
 
 
 def _now() -> dt.datetime:
@@ -57,9 +62,17 @@ def _now() -> dt.datetime:
 
 
 def session_plan(context: Any, task_id: str = SESSION_TASK) -> SessionPlan:
-    """The plan the begin task pushed for this run."""
-    value = context["ti"].xcom_pull(task_ids=task_id)
+    """The plan the begin task pushed for this run.
+
+    Without one, the task skips if the begin task said why there is no session (it stopped before
+    writing, or the interval was synced already): the sync tasks run when their upstream tasks
+    skipped (trigger rule ``none_failed``), and must not fail, and retry, for a run that is fine.
+    """
+    ti = context["ti"]
+    value = ti.xcom_pull(task_ids=task_id)
     if not value:
+        if ti.xcom_pull(task_ids=task_id, key=NOTHING_KEY) or ti.xcom_pull(task_ids=task_id, key=STOPPED_KEY):
+            raise AirflowSkipException(f"no session in this run (see {task_id})")
         raise AirflowException(f"no session plan from task {task_id}; did it run?")
     return SessionPlan.from_xcom(value)
 
@@ -94,9 +107,12 @@ class BeginSyncSessionOperator(BaseOperator):
         self.state_conn_id = state_conn_id
         self.salesforce_conn_id = salesforce_conn_id
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any, first_attempt: str | None = None) -> dict[str, Any]:
+        """:param first_attempt: when this task first ran (ISO), carried through waits for the lock:
+            the mode-change rule does not count the wait."""
         from zuora_sync.state import StateStore
 
+        began_at = parse_instant(first_attempt) or _now()
         settings = load_settings()
         store = StateStore.from_airflow(self.state_conn_id)
         dag_run = context["dag_run"]
@@ -106,17 +122,22 @@ class BeginSyncSessionOperator(BaseOperator):
             self.log.info("Waiting: session %s holds the %s lock; checking again in %d s (deferred, no worker slot held)",
                           other, self.scope, settings.lock_poll_seconds)
             self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=settings.lock_poll_seconds)),
-                       method_name="execute_after_wait")
+                       method_name="execute_after_wait", kwargs={"first_attempt": began_at.isoformat()})
+        synced = self._interval_already_synced(context, store)
+        if synced:
+            store.release_lock(holder)
+            context["ti"].xcom_push(key=NOTHING_KEY, value=synced)
+            raise AirflowSkipException(synced)
         with LockLease(store, holder, settings.lock_lease_seconds) as lease:
-            return self._begin(context, store, settings, lease)
+            return self._begin(context, store, settings, lease, began_at)
 
-    def _begin(self, context: Any, store: Any, settings: Any, lease: LockLease) -> dict[str, Any]:
+    def _begin(self, context: Any, store: Any, settings: Any, lease: LockLease, began_at: dt.datetime) -> dict[str, Any]:
         """With the lock held: plan the session, record it and check the Salesforce API budget."""
         from zuora_sync.salesforce_loader import ApiBudgetExhausted, SalesforceBulkLoader
 
         # Read before planning: every event up to this id arrived before the window's end.
         events_up_to = store.last_event_id() if self.session_type == REAL_TIME and not self.dry_run else None
-        plan = self._plan(context, store, settings, lease.holder)
+        plan = self._plan(context, store, settings, lease.holder, began_at)
         self.log.info("Session %d: %s sync of %s (%s), objects %s%s", plan.session_id, plan.session_type, plan.scope,
                       plan.mode, ", ".join(plan.objects), " — dry run, nothing will be written" if plan.dry_run else "")
         for obj, (start, end) in plan.windows.items():
@@ -138,43 +159,65 @@ class BeginSyncSessionOperator(BaseOperator):
             context["ti"].xcom_push(key=EVENTS_KEY, value=events_up_to)
         return plan.as_xcom()
 
-    def execute_after_wait(self, context: Any, event: Any = None) -> dict[str, Any]:
-        return self.execute(context)
+    def execute_after_wait(self, context: Any, event: Any = None,
+                           first_attempt: str | None = None) -> dict[str, Any]:
+        return self.execute(context, first_attempt)
 
-    def _follows_real_time(self, store: Any, dag_id: str) -> bool:
-        """Whether the scope's last session (``store.last_session(scope, ended=True)``) was a real-time one.
-
-        A real-time one is a Real-time session, or a full sync this real-time DAG ran and finished
-        (the mode-change full sync, recorded as Full; otherwise every real-time session would be
-        full). On-demand syncs and dry runs happen in every sync mode and say nothing about it,
-        so they are passed over.
-        """
-        from zuora_sync.state import FINISHED, FINISHED_WITH_ERRORS
-
-        last = store.last_session(self.scope, ended=True)
-        if last is not None and (last["session_type"] == ON_DEMAND or last["dry_run"]):
-            # Rare: page back through history (sessions of a scope never overlap, so start order is end order).
-            last, offset = None, 0
-            while last is None:
-                page = store.list_sessions(scope=self.scope, limit=100, offset=offset)
-                last = next((s for s in page if s["ended_at"] is not None and s["session_type"] != ON_DEMAND
-                             and not s["dry_run"]), None)
-                if len(page) < 100:
-                    break
-                offset += 100
-        if last is None:
-            return False
-        return last["session_type"] == REAL_TIME or (
-            last["dag_id"] == dag_id and last["status"] in (FINISHED, FINISHED_WITH_ERRORS))
-
-    def _plan(self, context: Any, store: Any, settings: Any, holder: str) -> SessionPlan:
-        mapping = load_mapping()
-        scope_objects = mapping.scopes[self.scope]
+    def _selected_objects(self) -> list[str]:
+        """The objects this session syncs, in load order (the form's choice, or all of the scope)."""
+        scope_objects = load_mapping().scopes[self.scope]
         wanted = list(self.objects or []) or scope_objects
         unknown = [o for o in wanted if o not in scope_objects]
         if unknown:
             raise AirflowException(f"unknown objects {unknown}; the {self.scope} objects are {scope_objects}")
-        objects = [o for o in scope_objects if o in wanted]  # keep the load order
+        return [o for o in scope_objects if o in wanted]
+
+    def _interval_already_synced(self, context: Any, store: Any) -> str | None:
+        """Why a scheduled incremental run has nothing to do, or None (:func:`~zuora_sync.session.interval_synced`).
+
+        Airflow starts the latest interval when ``zuora_incremental_sync`` is unpaused (catchup is off),
+        e.g. for a backfill in Real-time mode; real-time sessions synced past it already. Recorded,
+        it would also read as Scheduled mode and make the next real-time session a full sync.
+        """
+        run_type = str(getattr(context["dag_run"], "run_type", "")).lower()
+        end = context.get("data_interval_end")
+        if self.session_type != INCREMENTAL or not run_type.endswith("scheduled") or self.dry_run or end is None:
+            return None
+        if store.last_full_sync(self.scope) is None:
+            return None  # the first sync is a full sync, whatever started it
+        marks = store.watermarks(self.scope)
+        objects = self._selected_objects()
+        if not interval_synced(marks, objects, end):
+            return None
+        return (f"Nothing to sync: later sessions already synced this interval (it ends {end.isoformat()}; every "
+                f"watermark of {', '.join(objects)} is at or past it, the oldest {min(marks[o] for o in objects)})")
+
+    def _mode_change(self, context: Any, store: Any, settings: Any, began_at: dt.datetime) -> str | None:
+        """Why this real-time session must be a full sync (:func:`zuora_sync.sync_mode.mode_change`), or None."""
+        from zuora_sync.operators.realtime import WAIT_TASK
+        from zuora_sync.sync_mode import mode_change
+
+        ti = context.get("ti")
+        waited = ti.xcom_pull(task_ids=WAIT_TASK) if ti is not None else None  # the sensor's payload
+        waited = waited if isinstance(waited, dict) else {}
+        max_minutes = max(settings.max_minutes_between_syncs, int(waited.get("max_minutes_waited") or 0))
+        return mode_change(self._ended_sessions(store), dag_id=context["dag_run"].dag_id, began_at=began_at,
+                           max_minutes=max_minutes, grace_minutes=settings.mode_change_grace_minutes)
+
+    def _ended_sessions(self, store: Any) -> Iterator[dict[str, Any]]:
+        """The scope's ended sessions, most recent first, a page at a time (sessions of a scope never
+        overlap, so start order is end order)."""
+        offset = 0
+        while True:
+            page = store.list_sessions(scope=self.scope, limit=100, offset=offset)
+            yield from (s for s in page if s["ended_at"] is not None)
+            if len(page) < 100:
+                return
+            offset += 100
+
+    def _plan(self, context: Any, store: Any, settings: Any, holder: str, began_at: dt.datetime) -> SessionPlan:
+        scope_objects = load_mapping().scopes[self.scope]
+        objects = self._selected_objects()
         session_type = self.session_type
         dag_run = context["dag_run"]
         if self.session_type == CATALOG:
@@ -184,10 +227,9 @@ class BeginSyncSessionOperator(BaseOperator):
                 self.log.info("No full sync of %s has finished yet (first sync, or after a cleanup): this "
                               "session is a full sync", self.scope)
             session_type, mode, objects = FULL, "full", scope_objects
-        elif session_type == REAL_TIME and not self._follows_real_time(store, dag_run.dag_id):
+        elif session_type == REAL_TIME and (why := self._mode_change(context, store, settings, began_at)):
             # SPEC §5 (Zuora 360's Turbo Sync): the sync mode just became Real-time.
-            self.log.info("The last session of %s was not a real-time one (the sync mode changed to Real-time): "
-                          "this session is a full sync", self.scope)
+            self.log.info("This real-time session of %s is a full sync: %s", self.scope, why)
             session_type, mode, objects = FULL, "full", scope_objects
         elif session_type == FULL:
             mode = "full"
@@ -347,6 +389,10 @@ class EndSyncSessionOperator(BaseOperator):
         if not plan_value:
             dag_run = context["dag_run"]
             store.release_lock(holder_name(dag_run.dag_id, dag_run.run_id))
+            nothing = ti.xcom_pull(task_ids=SESSION_TASK, key=NOTHING_KEY)
+            if nothing:
+                self.log.info("No session: %s", nothing)
+                return "Nothing to sync"
             stopped_id = ti.xcom_pull(task_ids=SESSION_TASK, key=STOPPED_KEY)
             if stopped_id is not None:
                 self.log.info("Session %s stopped before writing (Salesforce API budget); the next session resumes",

@@ -26,7 +26,9 @@ in the trigger's payload (``zuora_api_requests``).
 **No restart loop.** The DAG is continuous: after a session that ended *Failure* or *Stopped*
 (e.g. the Salesforce API budget ran low) the events it left pending would start the next session
 at once, and again. So after such a session, events alone start a session only
-``backoff_minutes`` after it ended; the maximum-time rule is unchanged.
+``backoff_minutes`` after it ended; the maximum-time rule is unchanged. That hold is part of
+:func:`zuora_sync.realtime_status.next_sync`, which the status endpoint uses too, so the status
+says when held events will start the next session instead of "now".
 
 The trigger holds no secret: it is given connection ids and resolves them in :meth:`run`. The
 state store and Zuora are synchronous clients, called through :func:`asyncio.to_thread` so the
@@ -46,12 +48,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from zuora_sync.realtime_status import NextSync, next_sync
+from zuora_sync.realtime_status import BACKOFF_MINUTES, NextSync, next_sync
 
 CLASSPATH = "zuora_sync.triggers.realtime.RealTimeSyncTrigger"
 EVENT_SOURCES = ("callouts", "polling")
-#: Session statuses after which pending events wait ``backoff_minutes`` before starting a session.
-UNSUCCESSFUL = ("Failure", "Stopped")
 _JOIN = re.compile(r"\bjoin\s+(\w+)\s+(?:as\s+)?(\w+)", re.IGNORECASE)
 
 
@@ -100,7 +100,8 @@ def count_changed_records(zuora: Any, tables: list[str], since: dt.datetime) -> 
 
 @dataclass
 class Observation:
-    """What the trigger saw at one moment, and whether a session is due."""
+    """What the trigger saw at one moment, and whether a session is due (the verdict is ``status``'s:
+    :func:`zuora_sync.realtime_status.next_sync`, hold included)."""
 
     status: NextSync
     now: dt.datetime
@@ -108,22 +109,20 @@ class Observation:
     event_source: str
     last_session_end: dt.datetime | None
     last_session_status: str | None
-    #: Pending events do not start a session before this (after a Failure or Stopped session).
-    hold_until: dt.datetime | None = None
     #: Polling mode: table → changed records counted in Zuora.
     changed_records: dict[str, int] | None = None
+    #: The largest ``max_minutes`` this wait was under (settings may change while it waits).
+    max_minutes_waited: int | None = None
 
     @property
-    def held(self) -> bool:
-        return self.status.due == "events" and self.hold_until is not None and self.now < self.hold_until
+    def hold_until(self) -> dt.datetime | None:
+        """Pending events do not start a session before this (after a Failure or Stopped session)."""
+        return self.status.hold_until
 
     @property
     def due(self) -> str | None:
         """``events`` or ``max_time`` when a session should start now, else None."""
-        if not self.held:
-            return self.status.due
-        # minutes_left is 0 exactly when the maximum time has passed.
-        return "max_time" if self.status.minutes_left == 0 else None
+        return self.status.due
 
     @property
     def minutes_since_last_session(self) -> float | None:
@@ -133,22 +132,12 @@ class Observation:
 
     def message(self) -> str:
         """The status line (Zuora 360's words), saying so when events are held back."""
-        if self.held and self.due is None:
-            return (f"{self.status.pending_events} data change events are waiting, but the last session ended "
-                    f"{self.last_session_status}: they start the next sync from {self.hold_until:%Y-%m-%d %H:%M} "
-                    f"UTC; at most {self.status.minutes_left} minutes until the next sync")
-        if self.held:
-            return NextSync(self.status.pending_events, self.status.threshold, 0, "max_time").message()
         return self.status.message()
 
     def seconds_until_due(self) -> float | None:
-        """Seconds (on the trigger's clock) until the time rules alone make a session due."""
-        if self.last_session_end is None:
-            return None
-        moments = [self.last_session_end + dt.timedelta(minutes=self.max_minutes)]
-        if self.held:
-            moments.append(self.hold_until)
-        return (min(moments) - self.now).total_seconds()
+        """Seconds (on the trigger's clock) until time alone may change the verdict."""
+        moment = self.status.next_change_at
+        return None if moment is None else (moment - self.now).total_seconds()
 
     def payload(self) -> dict[str, Any]:
         """The TriggerEvent payload (plain JSON)."""
@@ -157,6 +146,7 @@ class Observation:
             "pending_events": self.status.pending_events,
             "threshold": self.status.threshold,
             "max_minutes": self.max_minutes,
+            "max_minutes_waited": max(self.max_minutes, self.max_minutes_waited or 0),
             "minutes_since_last_session": self.minutes_since_last_session,
             "last_session_end": self.last_session_end.isoformat() if self.last_session_end else None,
             "last_session_status": self.last_session_status,
@@ -201,7 +191,8 @@ class RealTimeSyncTrigger(BaseTrigger):
     since the scope's last session ended, whichever comes first.
 
     Yields one ``TriggerEvent`` whose payload is :meth:`Observation.payload`: ``reason``
-    (``"events"`` or ``"max_time"``), ``pending_events``, ``threshold``, ``max_minutes``,
+    (``"events"`` or ``"max_time"``), ``pending_events``, ``threshold``, ``max_minutes`` (and
+    ``max_minutes_waited``, the largest maximum in effect during the wait),
     ``minutes_since_last_session``, ``last_session_end``, ``last_session_status``,
     ``event_source``, ``changed_records`` (polling), ``zuora_api_requests``, ``fired_at`` and the
     status ``message``. With no ended session yet it fires at once (the first sync should not wait).
@@ -226,8 +217,9 @@ class RealTimeSyncTrigger(BaseTrigger):
 
     def __init__(self, *, threshold: int, max_minutes: int, scope: str = "accounts",
                  state_conn_id: str = "zuora_sync_state", event_source: str = "callouts",
-                 zuora_conn_id: str = "zuora_default", poll_seconds: float = 5.0, backoff_minutes: float = 15.0,
-                 follow_settings: bool = False, clock: str | None = None, end_from_trigger: bool = False) -> None:
+                 zuora_conn_id: str = "zuora_default", poll_seconds: float = 5.0,
+                 backoff_minutes: float = BACKOFF_MINUTES, follow_settings: bool = False, clock: str | None = None,
+                 end_from_trigger: bool = False) -> None:
         super().__init__()
         if event_source not in EVENT_SOURCES:
             raise ValueError(f"event_source must be one of {EVENT_SOURCES}, not {event_source!r}")
@@ -245,6 +237,9 @@ class RealTimeSyncTrigger(BaseTrigger):
         self.clock = clock
         self.end_from_trigger = bool(end_from_trigger)
         self._clock_fn: Callable[[], dt.datetime] | None = None
+        # The largest maximum of this wait: the begin task's mode-change rule must not take a
+        # maximum lowered while it waited for a pause of real-time sync (zuora_sync.sync_mode).
+        self.max_minutes_waited = self.max_minutes
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return CLASSPATH, {
@@ -289,11 +284,10 @@ class RealTimeSyncTrigger(BaseTrigger):
                 changes = count_changed_records(zuora, monitored_tables(self.scope), min(marks.values())) \
                     if marks else {}
             pending = sum((changes or {}).values())
-        hold = None
-        if last_status in UNSUCCESSFUL and end is not None:
-            hold = end + dt.timedelta(minutes=self.backoff_minutes)
-        return Observation(next_sync(pending, self.threshold, end, self.max_minutes, now), now, self.max_minutes,
-                           self.event_source, end, last_status, hold, changes)
+        status = next_sync(pending, self.threshold, end, self.max_minutes, now, last_session_status=last_status,
+                           backoff_minutes=self.backoff_minutes)
+        return Observation(status, now, self.max_minutes, self.event_source, end, last_status, changes,
+                           self.max_minutes_waited)
 
     def refresh_settings(self) -> None:
         """Apply the current ``zuora_sync_settings`` (invalid settings are logged and ignored)."""
@@ -311,6 +305,7 @@ class RealTimeSyncTrigger(BaseTrigger):
             self.log.info("Settings changed: threshold %d, maximum %d minutes, event source %s, poll every %.0f s",
                           *new)
             self.threshold, self.max_minutes, self.event_source, self.poll_seconds = new
+            self.max_minutes_waited = max(self.max_minutes_waited, self.max_minutes)
 
     def _tick(self, store: Any, zuora: Any, known_changes: dict[str, int] | None) -> Observation:
         if self.follow_settings:

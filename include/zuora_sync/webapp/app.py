@@ -204,9 +204,12 @@ def build_status(store: Any, now: dt.datetime | None = None) -> dict[str, Any]:
     upcoming = None
     if view["settings"] is not None:
         settings = view["settings"]
+        # The trigger's own rule, hold after a Failure or Stopped session included: the status says
+        # when the next session really starts.
         upcoming = next_sync(pending, settings["max_events_before_sync"],
                              last_ended["ended_at"] if last_ended else None,
-                             settings["max_minutes_between_syncs"], now).as_dict()
+                             settings["max_minutes_between_syncs"], now,
+                             last_session_status=last_ended["status"] if last_ended else None).as_dict()
     return {
         "now": now,
         "mode": mode,
