@@ -132,14 +132,7 @@ def _settings_view() -> dict[str, Any]:
 
 def allowed_values() -> dict[str, Any]:
     """What each setting accepts, for forms and error messages."""
-    return {
-        "max_events_before_sync": list(sync_settings.MAX_EVENTS_CHOICES),
-        "email_notifications": list(sync_settings.EMAIL_CHOICES),
-        "event_source": list(sync_settings.EVENT_SOURCES),
-        "max_minutes_between_syncs": {"minimum": 1},
-        "lock_lease_seconds": {"minimum": sync_settings.LOCK_LEASE_RANGE[0], "maximum": sync_settings.LOCK_LEASE_RANGE[1]},
-        "email_recipients": "a list of email addresses",
-    }
+    return sync_settings.allowed()
 
 
 def _stored_object(raw: str | None) -> dict[str, Any]:

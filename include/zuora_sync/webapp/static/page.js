@@ -814,9 +814,9 @@
     }
     values.max_events_before_sync = events;
     const minutesText = $("s-max-minutes").value.trim();
-    const minimum = allowed.max_minutes_between_syncs.minimum;
-    if (!/^\d+$/.test(minutesText) || Number(minutesText) < minimum) {
-      errors.max_minutes_between_syncs = `must be a whole number of at least ${minimum}, got ${minutesText === "" ? "nothing" : minutesText}`;
+    const { minimum, maximum } = allowed.max_minutes_between_syncs;
+    if (!/^\d+$/.test(minutesText) || Number(minutesText) < minimum || Number(minutesText) > maximum) {
+      errors.max_minutes_between_syncs = `must be a whole number of at least ${minimum} and at most ${maximum}, got ${minutesText === "" ? "nothing" : minutesText}`;
     }
     values.max_minutes_between_syncs = Number(minutesText);
     values.event_source = $("s-event-source").value;
@@ -826,7 +826,7 @@
       errors.email_notifications = `choose one of ${allowed.email_notifications.join(", ")}`;
     }
     values.email_recipients = recipientsList($("s-recipients").value);
-    const bad = values.email_recipients.filter((r) => !r.includes("@") || /\s/.test(r));
+    const bad = values.email_recipients.filter((r) => !r.includes("@") || /[\u0000-\u001f\u007f]/.test(r));
     if (bad.length) errors.email_recipients = `a list of email addresses, separated by commas; not an address: ${bad.join(", ")}`;
     return { values, errors };
   }
