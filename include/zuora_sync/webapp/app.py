@@ -10,7 +10,8 @@ Routes:
   (:mod:`zuora_sync.webapp.callouts`);
 - ``GET /status``: the sync mode, the settings in effect, pending events, "N more data change
   events, or at most M minutes, until the next sync", the last session and the lock holders;
-- ``GET /settings``, ``PUT /settings``: the ``zuora_sync_settings`` Variable, validated;
+- ``GET /settings``, ``PUT /settings``: the ``zuora_sync_settings`` Variable, validated (the
+  body at most :data:`MAX_SETTINGS_BYTES`);
 - ``GET /ui/``: the Zuora Sync page, and its data endpoints (:mod:`zuora_sync.webapp.page`).
 
 Airflow does not protect plugin apps: every route but ``/events`` depends on Airflow's own
@@ -34,13 +35,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from airflow.api_fastapi.core_api.security import get_user
-from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from airflow.api_fastapi.core_api.security import GetUserDep, get_user
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from zuora_sync import settings as sync_settings
 from zuora_sync.realtime_status import next_sync
+from zuora_sync.webapp.bodies import Refused, parse_json_object, read_body
 from zuora_sync.webapp.callouts import Intake, create_router
 from zuora_sync.webapp.page import create_page_router
 
@@ -52,6 +55,8 @@ REALTIME_DAG = "zuora_realtime_sync"
 REALTIME_SCOPE = "accounts"
 #: Route dependencies that require an Airflow login; use them for every new router.
 LOGIN_REQUIRED = [Depends(get_user)]
+#: A settings change is a few hundred bytes; recipients lists included, far less than this.
+MAX_SETTINGS_BYTES = 64 * 1024
 #: Setting the Variable by environment variable shadows whatever is written to the database.
 _ENV_VARIABLE = "AIRFLOW_VAR_" + sync_settings.VARIABLE.upper()
 
@@ -236,13 +241,18 @@ def _login_router(intake: Intake) -> APIRouter:
 
     @router.put("/settings", summary="Change settings (validated; Airflow login required)",
                 responses={400: {"description": "A value is not allowed; the answer lists what is"},
-                           409: {"description": "The Variable is set elsewhere (environment, secrets backend)"}})
-    def put_settings(
-        changes: Annotated[dict[str, Any], Body(examples=[{"max_events_before_sync": 50,
-                                                           "max_minutes_between_syncs": 30}])],
-        user: Annotated[Any, Depends(get_user)],
-    ) -> JSONResponse:
-        code, answer = update_settings(changes)
+                           409: {"description": "The Variable is set elsewhere (environment, secrets backend)"},
+                           413: {"description": f"Body larger than {MAX_SETTINGS_BYTES} bytes"}},
+                openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                    "schema": sync_settings.json_schema(),
+                    "example": {"max_events_before_sync": 50, "max_minutes_between_syncs": 30}}}}})
+    async def put_settings(request: Request, user: GetUserDep) -> JSONResponse:
+        # The body is read here, not by FastAPI: its size is capped, as the callouts' is.
+        try:
+            changes = parse_json_object(await read_body(request, MAX_SETTINGS_BYTES))
+        except Refused as refused:
+            return JSONResponse({"detail": refused.reason}, status_code=refused.status)
+        code, answer = await run_in_threadpool(update_settings, changes)
         if code == 200:
             log.info("Zuora sync settings changed by %s: %s", _user_name(user), sorted(changes))
         return JSONResponse(answer, status_code=code)

