@@ -77,6 +77,33 @@ def variable_text(app: WebApp) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# 2. Callouts: a replay is not a new event
+
+
+def test_a_replayed_callout_under_other_notification_ids_is_one_event(webapp):
+    """The id of a body that names no notification is bound to the body (its SHA-256), not to the
+    unsigned header: the same signed body sent again under other header ids is a duplicate."""
+    payload = {"eventType": "AccountUpdated", "baseObject": "Account", "objectId": uuid.uuid4().hex,
+               "changeType": "UPDATE"}
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    before = set(stored(webapp))
+    first = post(webapp, body, {"Content-Type": "application/json", "Zuora-Notification-Id": "captured-1"})
+    assert first.status_code == 202, first.text
+    notification_id = first.json()["notification_id"]
+    assert notification_id.startswith("sha256:") and len(notification_id) == 7 + 64
+    for replayed_id in ("captured-2", "captured-3", uuid.uuid4().hex):
+        again = post(webapp, body, {"Content-Type": "application/json", "Zuora-Notification-Id": replayed_id})
+        assert again.status_code == 200, again.text
+        assert again.json() == {"status": "duplicate", "notification_id": notification_id}
+    assert set(stored(webapp)) - before == {notification_id}
+    # A body that names its notification keeps that id; a header that says otherwise is refused.
+    named, headers = callout()
+    assert post(webapp, named, headers).status_code == 202
+    refused = post(webapp, named, {**headers, "Zuora-Notification-Id": "another-id"})
+    assert refused.status_code == 400 and "differ" in refused.json()["detail"]
+
+
+# --------------------------------------------------------------------------------------------
 # 3. Settings: typed, bounded, capped
 
 
