@@ -182,3 +182,30 @@ def test_the_settings_body_is_capped_and_must_be_one_json_object(webapp, tokens)
                         (b"\xff{}", "not UTF-8"), (b"", "empty body"), (b"[]", "must be a JSON object")):
         answer = requests.put(f"{webapp.url}/settings", data=raw, headers=headers, timeout=30)
         assert answer.status_code == 400 and reason in answer.json()["detail"], (raw[:40], answer.text[:300])
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Filters: out-of-range dates are a 400, not an OverflowError
+
+
+@pytest.mark.parametrize("params", [
+    {"until": "9999-12-31"},
+    {"until": "9999-12-31T23:59:59-01:00"},
+    {"since": "0001-01-01T00:00:00+01:00"},
+    {"since": "0001-01-01T00:30:00+05:00", "until": "9999-12-31"},
+])
+def test_out_of_range_dates_in_the_history_filter_are_a_400_with_a_message(webapp, tokens, params):
+    answer = call(webapp, "GET", "/sessions", tokens["viewer"], params=params)
+    assert answer.status_code == 400, answer.text
+    assert "out of range" in answer.json()["detail"] and next(iter(params)) in answer.json()["detail"]
+
+
+def test_the_widest_dates_that_fit_still_filter(webapp, tokens, session_id):
+    answer = call(webapp, "GET", "/sessions", tokens["viewer"], params={"since": "0001-01-01", "until": "9999-12-30"})
+    assert answer.status_code == 200 and session_id in [s["id"] for s in answer.json()["sessions"]]
+
+
+@pytest.mark.parametrize("tz", ["Europe", "A" * 300, "../etc", "\x00"])
+def test_a_time_zone_that_is_not_one_is_a_400(webapp, tokens, tz):
+    answer = call(webapp, "GET", "/api-usage", tokens["viewer"], params={"tz": tz})
+    assert answer.status_code == 400 and "not an IANA time zone" in answer.json()["detail"], answer.text

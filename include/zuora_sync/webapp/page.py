@@ -44,13 +44,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from zuora_sync.events import event_object
+from zuora_sync.settings import SettingsError, check_time_zone
 from zuora_sync.webapp import PAGE_PATH
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,11 @@ class BadRequest(Exception):
 
 
 def parse_instant(value: str | None, name: str, *, end_of_day: bool = False) -> dt.datetime | None:
-    """An ISO 8601 datetime (UTC without an offset) or a date (``end_of_day``: the next midnight, UTC)."""
+    """An ISO 8601 datetime (UTC without an offset) or a date (``end_of_day``: the next midnight, UTC).
+
+    A value Python can parse but not move to UTC, or past, such as ``until=9999-12-31`` (whose end
+    is in the year 10000), is a :class:`BadRequest` too, never an ``OverflowError``.
+    """
     if value in (None, ""):
         return None
     text = value.strip()
@@ -143,10 +148,13 @@ def parse_instant(value: str | None, name: str, *, end_of_day: bool = False) -> 
                 day += dt.timedelta(days=1)
             return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
         parsed = dt.datetime.fromisoformat(text)
+        return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise BadRequest(f"{name}: {value!r} is out of range (dates from {dt.date.min} to "
+                         f"{dt.date.max - dt.timedelta(days=1)})") from None
     except ValueError:
         raise BadRequest(f"{name}: {value!r} is not an ISO 8601 date or datetime (e.g. 2025-01-31 or "
                          "2025-01-31T08:00:00Z)") from None
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
 
 
 def history_filter(types: list[str] | None, status: str | None) -> tuple[list[str] | None, list[str] | None]:
@@ -394,9 +402,9 @@ def _zone(name: str | None) -> ZoneInfo:
     if not name:
         return ZoneInfo("UTC")
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadRequest(f"tz: {name!r} is not an IANA time zone (e.g. Europe/Paris, UTC)") from None
+        return check_time_zone("tz", name)  # the settings' rule: a directory of the zone database is no zone
+    except SettingsError:
+        raise BadRequest(f"tz: {name[:80]!r} is not an IANA time zone (e.g. Europe/Paris, UTC)") from None
 
 
 # --------------------------------------------------------------------------------------------
