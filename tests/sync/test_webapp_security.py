@@ -77,6 +77,59 @@ def variable_text(app: WebApp) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# 1. Authorization by Airflow role
+
+
+def test_each_role_gets_what_airflows_auth_manager_grants_it(webapp, tokens, session_id):
+    """Viewer: reads status and history, but no settings change and no rejected records (customer
+    data); User: also the rejected records; Op and Admin: also the settings."""
+    assert set(tokens) == set(USERS) == set(ROLES)
+    reads = ["/status", "/settings", "/sessions", f"/sessions/{session_id}", "/pending-events", "/api-usage?days=2"]
+    rejected = [f"/sessions/{session_id}/rejected", f"/sessions/{session_id}/rejected.csv"]
+    expected_put = {"viewer": 403, "user": 403, "op": 200, "admin": 200}
+    expected_rejected = {"viewer": 403, "user": 200, "op": 200, "admin": 200}
+    for role in ROLES:
+        token = tokens[role]
+        for path in reads:
+            answer = call(webapp, "GET", path, token)
+            assert answer.status_code == 200, (role, path, answer.status_code, answer.text[:300])
+        for path in rejected:
+            answer = call(webapp, "GET", path, token)
+            assert answer.status_code == expected_rejected[role], (role, path, answer.status_code, answer.text[:300])
+            if answer.status_code == 403:
+                assert answer.json() == {"detail": "Forbidden"}
+                assert "Acme" not in answer.text and "8a8a0000secret01" not in answer.text
+            else:
+                assert "Acme Customer Ltd" in answer.text
+        settings = call(webapp, "GET", "/settings", token).json()
+        assert settings["can_edit"] is (expected_put[role] == 200), role
+        page = call(webapp, "GET", "/ui/", token)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), role
+
+    before = variable_text(webapp)
+    for role in ("viewer", "user"):
+        refused = call(webapp, "PUT", "/settings", tokens[role], json={"max_events_before_sync": 1,
+                                                                       "email_recipients": ["attacker@evil.example"]})
+        assert refused.status_code == 403, (role, refused.text)
+        assert "zuora_sync_settings" in refused.json()["detail"]
+    assert variable_text(webapp) == before, "a refused change wrote nothing"
+    for n, role in enumerate(("op", "admin"), start=1):
+        changed = call(webapp, "PUT", "/settings", tokens[role], json={"max_events_before_sync": [5, 20][n - 1]})
+        assert changed.status_code == 200, (role, changed.text)
+        assert changed.json()["settings"]["max_events_before_sync"] == [5, 20][n - 1]
+    # Without a login at all: 401, as before.
+    assert call(webapp, "GET", f"/sessions/{session_id}/rejected.csv").status_code == 401
+    assert call(webapp, "PUT", "/settings", json={"max_events_before_sync": 1}).status_code == 401
+
+
+def test_the_rejected_records_check_names_the_sessions_dag_not_one_from_the_query(webapp, tokens, session_id):
+    """A ``dag_id`` in the query string does not choose which DAG's permissions are checked."""
+    answer = call(webapp, "GET", f"/sessions/{session_id}/rejected?dag_id=anything", tokens["viewer"])
+    assert answer.status_code == 403
+    assert call(webapp, "GET", f"/sessions/{session_id}/rejected?dag_id=~", tokens["user"]).status_code == 200
+
+
+# --------------------------------------------------------------------------------------------
 # 2. Callouts: a replay is not a new event
 
 
