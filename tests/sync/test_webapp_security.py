@@ -262,3 +262,69 @@ def test_the_widest_dates_that_fit_still_filter(webapp, tokens, session_id):
 def test_a_time_zone_that_is_not_one_is_a_400(webapp, tokens, tz):
     answer = call(webapp, "GET", "/api-usage", tokens["viewer"], params={"tz": tz})
     assert answer.status_code == 400 and "not an IANA time zone" in answer.json()["detail"], answer.text
+
+
+# --------------------------------------------------------------------------------------------
+# The probes that held, kept as regressions
+
+
+def test_sql_in_filters_ids_and_callouts_is_data_not_sql(webapp, tokens, session_id):
+    token = tokens["viewer"]
+    for params in ({"type": "Full' OR '1'='1"}, {"status": "Finished'; DROP TABLE zuora_sync_session;--"},
+                   {"since": "2025-01-01' OR 1=1--"}):
+        answer = call(webapp, "GET", "/sessions", token, params=params)
+        assert answer.status_code == 400, (params, answer.text)
+    assert call(webapp, "GET", "/sessions/1%20OR%201=1", token).status_code == 400
+    assert call(webapp, "GET", "/sessions", token, params={"limit": "1; DELETE FROM zuora_sync_event"}).status_code == 400
+    # A notification id full of SQL is stored as it is, once.
+    evil = "x'); DELETE FROM zuora_sync_event; --"
+    body, headers = callout(evil)
+    assert post(webapp, body, headers).status_code == 202
+    assert post(webapp, body, headers).json()["status"] == "duplicate"
+    with sqlite3.connect(webapp.state_db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM zuora_sync_event WHERE notification_id = ?", (evil,)).fetchone() == (1,)
+    assert call(webapp, "GET", f"/sessions/{session_id}", token).status_code == 200  # the tables are intact
+
+
+def test_no_path_reaches_a_file_outside_the_pages_assets(webapp, tokens):
+    token = tokens["viewer"]
+    for name in ("..%2Fapp.py", "..%2F..%2Fsettings.py", "%2e%2e%2fapp.py", "..%5Capp.py", "index.html",
+                 "page.js%00.css", "static%2Fpage.js"):
+        answer = call(webapp, "GET", f"/ui/assets/{name}", token)
+        assert answer.status_code == 404, (name, answer.status_code)
+        assert "import" not in answer.text
+
+
+def test_markup_in_the_data_is_served_as_json_and_the_page_renders_text_only(webapp, tokens):
+    script = "<script>alert(document.cookie)</script>"
+    body, headers = callout(f"xss-{uuid.uuid4().hex[:6]}", eventType=script)
+    assert post(webapp, body, headers).status_code == 202
+    answer = call(webapp, "GET", "/pending-events", tokens["viewer"], params={"limit": 500})
+    assert answer.headers["content-type"] == "application/json"
+    assert script in [e["event_type"] for e in answer.json()["events"]]
+    # The page's script puts data into the document as text only, under a same-origin-only policy.
+    source = (Path(__file__).resolve().parents[2] / "include/zuora_sync/webapp/static/page.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in source, sink
+    page = call(webapp, "GET", "/ui/", tokens["viewer"])
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_no_secret_or_token_reaches_the_log(webapp, tokens):
+    # Refusals and changes are logged; what proves a caller never is.
+    body, headers = callout()
+    post(webapp, body, headers, signature=sign_hex(body, "a-guessed-secret"))
+    call(webapp, "PUT", "/settings", tokens["viewer"], json={"max_events_before_sync": 1})
+    call(webapp, "PUT", "/settings", tokens["admin"], json={"max_events_before_sync": 10})
+    log = webapp.log()
+    assert "max_events_before_sync" in log  # the change was logged (by name) ...
+    for secret in (SECRET, "a-guessed-secret", *tokens.values(), *(password for _, password in USERS.values())):
+        assert secret not in log  # ... and nothing that grants access
+
+
+def test_the_session_view_carries_no_rejected_row(webapp, tokens, session_id):
+    """What a Viewer can read of a session (counts, details) holds no customer data."""
+    answer = call(webapp, "GET", f"/sessions/{session_id}", tokens["viewer"])
+    assert answer.status_code == 200 and answer.json()["rejected"] == 1
+    assert "Acme" not in answer.text and "ceo@acme" not in answer.text
+    assert dt.datetime.fromisoformat(answer.json()["started_at"].replace("Z", "+00:00")).tzinfo is not None
