@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 SF_HOST ?= 127.0.0.1
+# Where `make up` has Airflow's API server (UI, REST API, callouts) listen; 0.0.0.0: every interface.
+AIRFLOW_HOST ?= 127.0.0.1
 SF_PORT ?= 8443
 SF_DATA ?= .sandbox/salesforce
 ZUORA_PORT ?= 8081
@@ -38,7 +40,7 @@ test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 
 up: $(STAMP)
-	$(BIN)/python -m sandbox.stack up --dir .sandbox/stack
+	$(BIN)/python -m sandbox.stack up --dir .sandbox/stack --airflow-host $(AIRFLOW_HOST)
 
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m sandbox.stack down --dir .sandbox/stack; else echo "nothing to stop"; fi

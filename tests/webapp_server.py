@@ -2,9 +2,9 @@
 the page's tests.
 
 ``uvicorn zuora_sync.webapp.app:app`` with ``_AIRFLOW_PROCESS_CONTEXT=server`` and an Airflow home
-of its own (a migrated metadata database, the SimpleAuthManager with an ``admin`` user, a known
-``[api_auth] jwt_secret``), its state store an SQLite file (or any SQLAlchemy URL) the test reads
-and fills through ``StateStore``.
+of its own (a migrated metadata database, the SimpleAuthManager with one user of each of its roles
+(:data:`USERS`: ``admin``, ``op``, ``user``, ``viewer``), a known ``[api_auth] jwt_secret``), its
+state store an SQLite file (or any SQLAlchemy URL) the test reads and fills through ``StateStore``.
 """
 
 from __future__ import annotations
@@ -24,21 +24,27 @@ from conftest import ROOT, free_port
 
 JWT_SECRET = "jwt-secret-for-the-webapp-tests-" + "p" * 48   # >= 64 bytes: no PyJWT key-length warning
 ADMIN_PASSWORD = "admin-pass-for-tests"
+#: The SimpleAuthManager's users: name → (role, password); one of each of its roles.
+USERS = {
+    "admin": ("admin", ADMIN_PASSWORD),
+    "op": ("op", "op-pass-for-tests"),
+    "user": ("user", "user-pass-for-tests"),
+    "viewer": ("viewer", "viewer-pass-for-tests"),
+}
 
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment of an Airflow API server process (none of the test runner's AIRFLOW_* vars)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "_AIRFLOW_PROCESS_CONTEXT"}
     passwords = home / "passwords.json"
-    if not passwords.exists():
-        passwords.write_text(json.dumps({"admin": ADMIN_PASSWORD}))
+    passwords.write_text(json.dumps({name: password for name, (_, password) in USERS.items()}))
     env.update({
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
         "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{name}:{role}" for name, (role, _) in USERS.items()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "_AIRFLOW_PROCESS_CONTEXT": "server",  # what airflow.api_fastapi.main sets in the API server
         **extra,
@@ -64,10 +70,22 @@ def migrate_airflow_home(home: Path) -> None:
 
 def make_token(home: Path) -> str:
     """An Airflow JWT for ``admin``, signed by Airflow's own auth manager."""
-    return airflow_python(airflow_env(home), (
+    return make_tokens(home)["admin"]
+
+
+def make_tokens(home: Path) -> dict[str, str]:
+    """An Airflow JWT for each of :data:`USERS`, from the SimpleAuthManager's own login (name,
+    password and role checked against its configuration, as ``POST /auth/token`` does)."""
+    logins = {name: password for name, (_, password) in USERS.items()}
+    return json.loads(airflow_python(airflow_env(home), (
+        "import json\n"
         "from airflow.api_fastapi.app import create_auth_manager\n"
-        "from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser\n"
-        "print(create_auth_manager().generate_jwt(SimpleAuthManagerUser(username='admin', role='ADMIN')))\n"))
+        "from airflow.api_fastapi.auth.managers.simple.datamodels.login import LoginBody\n"
+        "from airflow.api_fastapi.auth.managers.simple.services.login import SimpleAuthManagerLogin\n"
+        "create_auth_manager()\n"
+        f"logins = {logins!r}\n"
+        "print(json.dumps({name: SimpleAuthManagerLogin.create_token(LoginBody(username=name, password=password))\n"
+        "                  for name, password in logins.items()}))\n")))
 
 
 @dataclass

@@ -20,6 +20,8 @@ from typing import Any, NoReturn
 
 import uvicorn
 
+from sandbox.private import make_private_dir
+
 EXIT_PORT_UNAVAILABLE = 3
 EXIT_DATA_DIR_UNUSABLE = 4
 
@@ -61,7 +63,7 @@ class DataDirLock:
 
     def acquire(self) -> None:
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.data_dir)  # credentials and records: its owner's only
             probe = self.data_dir / ".write-test"
             probe.write_text("ok")
             probe.unlink()

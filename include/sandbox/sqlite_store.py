@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from sandbox.private import make_private_file
+
 _SETTINGS = "CREATE TABLE IF NOT EXISTS _settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
 
@@ -28,6 +30,7 @@ class SqliteStore:
 
     def __init__(self, path: Path, schema_sql: str = ""):
         self.path = Path(path)
+        make_private_file(self.path)  # it holds the sandbox's credentials and live sessions
         self._local = threading.local()
         self.write_lock = threading.RLock()
         self._all_connections: list[sqlite3.Connection] = []

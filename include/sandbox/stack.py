@@ -6,6 +6,11 @@ to point at them, starts ``airflow standalone`` with the project's DAGs and plug
 DAGs are loaded and prints the UI address and login. Every process runs in the background with a
 pid file and a log under ``--dir``; ``down`` stops them. ``<dir>/airflow.env`` holds the
 environment for running ``airflow`` commands against this stack.
+
+Everything listens on 127.0.0.1 unless asked otherwise: Airflow's API server (the UI, the REST API
+and the sync's web app) with ``--airflow-host`` (``make up AIRFLOW_HOST=0.0.0.0`` for every
+interface), the sandboxes always. ``--dir`` is made ``0700``: it holds the webhook secret, the
+admin password and Airflow's database with the connections.
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ from pathlib import Path
 
 import requests
 
+from sandbox.private import make_private_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("salesforce", "zuora", "airflow")
+#: Where Airflow's API server listens unless ``--airflow-host`` says otherwise: this machine only.
+DEFAULT_AIRFLOW_HOST = "127.0.0.1"
 
 
 def _bin(name: str) -> str:
@@ -79,8 +88,18 @@ def _wait(description: str, check, timeout: float, directory: Path, name: str) -
     raise SystemExit(f"error: {description} did not come up within {timeout:.0f} s; see {directory / (name + '.log')}")
 
 
-def airflow_env(directory: Path, port: int, sf_env: dict[str, str], zuora_env: dict[str, str]) -> dict[str, str]:
+def reachable_host(host: str) -> str:
+    """The address to call a server listening on ``host`` at (``0.0.0.0`` and ``::`` are every interface)."""
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def airflow_env(directory: Path, port: int, sf_env: dict[str, str], zuora_env: dict[str, str],
+                host: str = DEFAULT_AIRFLOW_HOST) -> dict[str, str]:
+    """The environment of ``airflow standalone``: its API server listens on ``host``:``port``."""
     home = directory / "airflow"
+    base = f"http://{reachable_host(host)}:{port}"
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
@@ -88,9 +107,10 @@ def airflow_env(directory: Path, port: int, sf_env: dict[str, str], zuora_env: d
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__API__HOST": host,  # Airflow's own default is 0.0.0.0: every interface
         "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__BASE_URL": base,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
@@ -123,7 +143,7 @@ def _add_connections(env: dict[str, str], sf_env: dict[str, str], zuora_env: dic
 
 def up(args: argparse.Namespace) -> None:
     directory = Path(args.dir).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    make_private_dir(directory)
     if any(_running(directory, name) for name in SERVICES):
         raise SystemExit(f"error: the stack in {directory} is already running; run `make down` first")
     print(f"Starting the Salesforce sandbox on https://127.0.0.1:{args.sf_port} ...", flush=True)
@@ -135,9 +155,10 @@ def up(args: argparse.Namespace) -> None:
     # Its callouts go to the sync's web app on the Airflow API server, signed with the secret that
     # the zuora_sync_webhook connection holds (real-time sync).
     webhook_secret = _secret_file(directory / "webhook.secret")
+    base = f"http://{reachable_host(args.airflow_host)}:{args.airflow_port}"
     _start("zuora", [_bin("zuora-sync-sandbox"), "zuora", "--port", str(args.zuora_port), "--data-dir",
                      str(directory / "zuora"), "--accounts", str(args.accounts), "--seed", str(args.seed),
-                     "--callout-url", f"http://127.0.0.1:{args.airflow_port}/zuora-sync/events",
+                     "--callout-url", f"{base}/zuora-sync/events",
                      f"--callout-secret={webhook_secret}",  # "=": a secret may begin with "-"
                      "--env-file", str(directory / "zuora.env")], directory)
     sf_env_file, zuora_env_file = directory / "salesforce.env", directory / "zuora.env"
@@ -147,9 +168,9 @@ def up(args: argparse.Namespace) -> None:
     _wait("the Zuora sandbox", lambda: requests.get(
         f"{_read_env(zuora_env_file)['ZUORA_SANDBOX_URL']}/health", timeout=2).ok, 900, directory, "zuora")
     sf_env, zuora_env = _read_env(sf_env_file), _read_env(zuora_env_file)
-    env_values = airflow_env(directory, args.airflow_port, sf_env, zuora_env)
+    env_values = airflow_env(directory, args.airflow_port, sf_env, zuora_env, args.airflow_host)
     home = Path(env_values["AIRFLOW_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
+    make_private_dir(home)  # airflow.db holds the connections, airflow.cfg the key that decrypts them
     passwords = home / "passwords.json"
     if not passwords.exists():
         passwords.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
@@ -164,10 +185,9 @@ def up(args: argparse.Namespace) -> None:
     with open(directory / "airflow.log", "ab") as out:
         subprocess.run([_bin("airflow"), "db", "migrate"], env=env, stdout=out, stderr=out, check=True)
     _add_connections(env, sf_env, zuora_env, directory / "airflow.log", webhook_secret)
-    print(f"Starting Airflow (standalone) on http://127.0.0.1:{args.airflow_port} ...", flush=True)
+    print(f"Starting Airflow (standalone), listening on {args.airflow_host} port {args.airflow_port} ...", flush=True)
     _start("airflow", [_bin("airflow"), "standalone"], directory, env)
     password = json.loads(passwords.read_text())["admin"]
-    base = f"http://127.0.0.1:{args.airflow_port}"
 
     def dags_loaded() -> bool:
         token = requests.post(f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=5)
@@ -211,7 +231,8 @@ def down(args: argparse.Namespace) -> None:
     print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """``up`` and ``down`` with their options."""
     parser = argparse.ArgumentParser(prog="python -m sandbox.stack", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("up", help="start both sandboxes and airflow standalone")
@@ -219,11 +240,18 @@ def main(argv: list[str] | None = None) -> None:
     start.add_argument("--accounts", type=int, default=200, help="demo tenant size (default 200)")
     start.add_argument("--seed", type=int, default=1)
     start.add_argument("--airflow-port", type=int, default=8080)
+    start.add_argument("--airflow-host", default=DEFAULT_AIRFLOW_HOST,
+                       help="where Airflow's API server listens (default 127.0.0.1: this machine only; "
+                            "0.0.0.0: every interface)")
     start.add_argument("--sf-port", type=int, default=8443)
     start.add_argument("--zuora-port", type=int, default=8081)
     stop = commands.add_parser("down", help="stop what `up` started")
     stop.add_argument("--dir", default=".sandbox")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.command == "down":
         down(args)
         return

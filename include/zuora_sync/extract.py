@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
 from zuora_sync.mapping import Column, ObjectMapping
+from zuora_sync.private_files import make_private_dir, open_private
 from zuora_sync.transform import NULL, ValueConversionError, converter
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ class _PartWriter:
     def _open(self) -> None:
         self.close()
         name = f"{self.prefix}-{len(self.files):04d}.csv"
-        self._handle = (self.directory / name).open("w", encoding="utf-8", newline="")
+        self._handle = open_private(self.directory / name, "w", encoding="utf-8", newline="")
         header = self._encode(self.header)
         self._handle.write(header)
         self._size = len(header.encode("utf-8"))
@@ -202,8 +203,12 @@ def extract_object(
     source: RowSource, obj: ObjectMapping, selection: Selection, directory: Any, *,
     field_types: dict[str, str], tz: dt.tzinfo, max_bytes: int = MAX_FILE_BYTES, page_rows: int = PAGE_ROWS,
 ) -> dict[str, Any]:
-    """Stage ``obj``'s rows for ``selection`` in ``directory`` (a Path or ObjectStoragePath)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Stage ``obj``'s rows for ``selection`` in ``directory`` (a Path or ObjectStoragePath).
+
+    The files hold customer data: on local disk they are created ``0600`` in directories created
+    ``0700`` (:mod:`zuora_sync.private_files`).
+    """
+    make_private_dir(directory)
     columns: list[Column] = obj.columns
     flagging = obj.on_delete == "flag"
     header = [c.salesforce for c in columns] + ([obj.flag] if flagging else [])
@@ -213,9 +218,9 @@ def extract_object(
     upserts = _PartWriter(directory, "upsert", header, max_bytes)
     links = _PartWriter(directory, "links", [obj.key] + [c.salesforce for c in obj.second_pass], max_bytes)
     counts = {"extracted": 0, "upserts": 0, "deletes": 0, "rejected": 0}
-    with (directory / "delete-keys.txt").open("w", encoding="utf-8") as deletes, \
-            (directory / "keep-keys.txt").open("w", encoding="utf-8") as keeps, \
-            (directory / "rejected.jsonl").open("w", encoding="utf-8") as rejected:
+    with open_private(directory / "delete-keys.txt", "w", encoding="utf-8") as deletes, \
+            open_private(directory / "keep-keys.txt", "w", encoding="utf-8") as keeps, \
+            open_private(directory / "rejected.jsonl", "w", encoding="utf-8") as rejected:
         for row in _pages(source, obj, selection, page_rows):
             counts["extracted"] += 1
             values = [row.get(f"c{i}") for i in range(len(columns) + len(obj.second_pass))]
@@ -249,7 +254,8 @@ def extract_object(
         "counts": counts, "upsert_files": upserts.files, "link_files": links.files,
         "on_delete": obj.on_delete, "flag": obj.flag,
     }
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    with open_private(directory / "manifest.json", "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=1))
     log.info("Extracted %s (%s): %d rows from Zuora, %d to upsert, %d to remove, %d rejected",
              obj.name, selection.mode, counts["extracted"], counts["upserts"], counts["deletes"], counts["rejected"])
     return manifest

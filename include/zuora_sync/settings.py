@@ -2,6 +2,10 @@
 
 Everything a user may tune without code lives here, with its default; a wrong value is refused
 with what is allowed, and unknown keys are refused too (a typo must not be silently ignored).
+Every setting has a type and a range (:data:`INTEGER_RANGES`, the choices, :func:`check_recipient`,
+:func:`check_staging_url`): a value the sync could not use (a number of minutes that overflows a
+date, a URL that is not a string, a header injected into an email address) is refused here, when it
+is written and wherever it is read, not later in a task or the trigger.
 Read settings inside tasks, not at DAG-parse time.
 """
 
@@ -9,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, fields
+from email.headerregistry import HeaderRegistry
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +31,28 @@ LOCK_LEASE_RANGE = (3, 7 * 24 * 3600)
 #: Settings renamed since they were introduced: old key → (new key, factor from the old unit to the
 #: new). A stored Variable that still uses an old key keeps working, with the same meaning.
 RENAMED = {"lock_lease_hours": ("lock_lease_seconds", 3600)}
+#: Every whole-number setting's bounds (inclusive). The upper bounds keep values inside what dates,
+#: timers and the databases can hold (minutes beyond a week overflow nothing, 10**10 would).
+INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "lookback_minutes": (0, 24 * 60),
+    "salesforce_api_reserve": (0, 100_000_000),
+    "retention_days": (1, 3650),
+    "lock_poll_seconds": (1, 3600),
+    "lock_lease_seconds": LOCK_LEASE_RANGE,
+    "max_minutes_between_syncs": (1, 7 * 24 * 60),
+    "mode_change_grace_minutes": (0, 7 * 24 * 60),
+    "trigger_poll_seconds": (1, 3600),
+    "cleanup_record_limit": (1, 1_000_000_000),
+}
+#: Why a bound is what it is, where the range alone does not say.
+_RANGE_NOTES = {"lock_lease_seconds": "; a crashed session's lock would block syncs that long"}
+MAX_RECIPIENTS = 100
+#: An address fits in 254 characters (RFC 5321); a display name may add some.
+MAX_RECIPIENT_LENGTH = 320
+MAX_URL_LENGTH = 2048
+MAX_TIME_ZONE_LENGTH = 64
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
 
 class SettingsError(ValueError):
@@ -71,37 +99,21 @@ class Settings:
     cleanup_record_limit: int = 1_000_000
 
     def __post_init__(self) -> None:
-        if self.max_events_before_sync not in MAX_EVENTS_CHOICES:
-            raise SettingsError(f"max_events_before_sync: {self.max_events_before_sync!r} is not allowed; "
-                                f"choose one of {list(MAX_EVENTS_CHOICES)}")
-        if self.email_notifications not in EMAIL_CHOICES:
-            raise SettingsError(f"email_notifications: {self.email_notifications!r} is not allowed; "
-                                f"choose one of {list(EMAIL_CHOICES)}")
-        if self.event_source not in EVENT_SOURCES:
-            raise SettingsError(f"event_source: {self.event_source!r} is not allowed; choose one of {list(EVENT_SOURCES)}")
+        for name, (low, high) in INTEGER_RANGES.items():
+            check_whole_number(name, getattr(self, name), low, high)
+        check_choice("max_events_before_sync", self.max_events_before_sync, MAX_EVENTS_CHOICES)
+        check_choice("email_notifications", self.email_notifications, EMAIL_CHOICES)
+        check_choice("event_source", self.event_source, EVENT_SOURCES)
         recipients = self.email_recipients
         if isinstance(recipients, str):
             recipients = tuple(r.strip() for r in recipients.split(",") if r.strip())
-        if not isinstance(recipients, (list, tuple)) or not all(isinstance(r, str) and "@" in r for r in recipients):
-            raise SettingsError(f"email_recipients: a list of email addresses, got {self.email_recipients!r}")
-        object.__setattr__(self, "email_recipients", tuple(recipients))
-        try:
-            ZoneInfo(self.zuora_time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(
-                f"zuora_time_zone: {self.zuora_time_zone!r} is not an IANA time zone (e.g. America/Los_Angeles, UTC)"
-            ) from None
-        for name, low in (("lookback_minutes", 0), ("salesforce_api_reserve", 0), ("retention_days", 1),
-                          ("lock_poll_seconds", 1), ("lock_lease_seconds", LOCK_LEASE_RANGE[0]),
-                          ("max_minutes_between_syncs", 1),
-                          ("trigger_poll_seconds", 1), ("cleanup_record_limit", 1),
-                          ("mode_change_grace_minutes", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise SettingsError(f"{name}: must be a whole number of at least {low}, got {value!r}")
-        if self.lock_lease_seconds > LOCK_LEASE_RANGE[1]:
-            raise SettingsError(f"lock_lease_seconds: at most {LOCK_LEASE_RANGE[1]} (a week), got "
-                                f"{self.lock_lease_seconds!r}; a crashed session's lock would block syncs that long")
+        if not isinstance(recipients, (list, tuple)) or len(recipients) > MAX_RECIPIENTS:
+            raise SettingsError(f"email_recipients: a list of at most {MAX_RECIPIENTS} email addresses, "
+                                f"got {_shown(self.email_recipients)}")
+        object.__setattr__(self, "email_recipients", tuple(check_recipient(r) for r in recipients))
+        check_time_zone("zuora_time_zone", self.zuora_time_zone)
+        if self.staging_url not in (None, ""):  # empty: the default, as before
+            check_staging_url(self.staging_url)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -117,6 +129,110 @@ class Settings:
         values = asdict(self)
         values["email_recipients"] = list(self.email_recipients)
         return values
+
+
+def _shown(value: Any) -> str:
+    """A refused value as an error message quotes it: its repr, cut short."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's 4300-digit conversion limit
+        return "a number too large to show"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_whole_number(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` if it is an ``int`` (not a bool, not ``10.0``) within ``low``..``high``."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise SettingsError(f"{name}: must be a whole number of at least {low} and at most {high}, "
+                            f"got {_shown(value)}{_RANGE_NOTES.get(name, '')}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    """``value`` if it is one of ``choices`` and of the same type (``True`` and ``10.0`` are not 1 and 10)."""
+    if not any(type(value) is type(choice) and value == choice for choice in choices):
+        raise SettingsError(f"{name}: {_shown(value)} is not allowed; choose one of {list(choices)}")
+    return value
+
+
+def check_time_zone(name: str, value: Any) -> ZoneInfo:
+    """The IANA time zone named ``value`` (a string such as ``America/Los_Angeles``)."""
+    problem = f"{name}: {_shown(value)} is not an IANA time zone (e.g. America/Los_Angeles, UTC)"
+    if not isinstance(value, str) or not value or len(value) > MAX_TIME_ZONE_LENGTH:
+        raise SettingsError(problem)
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory of the zone database
+        raise SettingsError(problem) from None
+
+
+def check_recipient(value: Any) -> str:
+    """``value`` if it is one RFC 5322 address (``ops@example.com`` or ``Ops <ops@example.com>``).
+
+    Parsed by the standard library's email header parser; a list, a group, a line break (a header
+    injected into the session email) or anything the parser had to repair is refused.
+    """
+    problem = (f"email_recipients: {_shown(value)} is not an email address (a list of email addresses, "
+               "one RFC 5322 address each, e.g. ops@example.com or Ops <ops@example.com>)")
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_RECIPIENT_LENGTH or _CONTROL.search(value):
+        raise SettingsError(problem)
+    try:
+        header = HeaderRegistry()("To", value.strip())
+        groups, defects = header.groups, header.defects
+    except Exception:  # the parser raises more than HeaderParseError on some inputs (e.g. IndexError on "a@")
+        raise SettingsError(problem) from None
+    if defects or len(groups) != 1 or groups[0].display_name is not None or len(groups[0].addresses) != 1:
+        raise SettingsError(problem)
+    address = groups[0].addresses[0]
+    if not address.username or not address.domain:
+        raise SettingsError(problem)
+    return value.strip()
+
+
+def check_staging_url(value: Any) -> str:
+    """``value`` if it is where staged files can go: a URL (``s3://bucket/prefix``, ``file:///path``)
+    or an absolute local path, one line of text."""
+    if (not isinstance(value, str) or len(value) > MAX_URL_LENGTH or _CONTROL.search(value)
+            or not (_URL.match(value) or (value.startswith("/") and not value.startswith("//")))):
+        raise SettingsError(f"staging_url: {_shown(value)} is not a URL (e.g. s3://bucket/prefix or "
+                            "file:///shared/staging) or an absolute path")
+    return value
+
+
+def allowed() -> dict[str, Any]:
+    """What each setting accepts, for forms and error messages: choices, ranges, or words."""
+    values: dict[str, Any] = {
+        "max_events_before_sync": list(MAX_EVENTS_CHOICES),
+        "email_notifications": list(EMAIL_CHOICES),
+        "event_source": list(EVENT_SOURCES),
+        "email_recipients": f"a list of at most {MAX_RECIPIENTS} email addresses, one RFC 5322 address each",
+        "zuora_time_zone": "an IANA time zone, e.g. America/Los_Angeles",
+        "staging_url": "a URL (s3://bucket/prefix, file:///shared/staging) or an absolute path; null: the default",
+    }
+    for name, (low, high) in INTEGER_RANGES.items():
+        values[name] = {"minimum": low, "maximum": high}
+    return values
+
+
+def json_schema() -> dict[str, Any]:
+    """The settings as a JSON Schema object (the ``PUT /settings`` body: any subset, ``null`` resets one)."""
+    recipient = {"type": "string", "format": "email", "maxLength": MAX_RECIPIENT_LENGTH}
+    properties: dict[str, Any] = {
+        "max_events_before_sync": {"enum": [*MAX_EVENTS_CHOICES, None]},
+        "email_notifications": {"enum": [*EMAIL_CHOICES, None]},
+        "event_source": {"enum": [*EVENT_SOURCES, None]},
+        "email_recipients": {"anyOf": [{"type": "array", "maxItems": MAX_RECIPIENTS, "items": recipient},
+                                       {"type": "string", "description": "addresses separated by commas"},
+                                       {"type": "null"}]},
+        "zuora_time_zone": {"type": ["string", "null"], "maxLength": MAX_TIME_ZONE_LENGTH,
+                            "examples": ["America/Los_Angeles"]},
+        "staging_url": {"type": ["string", "null"], "maxLength": MAX_URL_LENGTH,
+                        "examples": ["s3://bucket/zuora-sync"]},
+    }
+    for name, (low, high) in INTEGER_RANGES.items():
+        properties[name] = {"type": ["integer", "null"], "minimum": low, "maximum": high}
+    return {"type": "object", "properties": properties, "additionalProperties": False,
+            "description": "The settings to change; null puts one back to its default."}
 
 
 def parse_settings(raw: str | dict | None) -> Settings:
@@ -150,8 +266,8 @@ def upgrade_keys(raw: dict[str, Any]) -> dict[str, Any]:
         value = upgraded.pop(old)
         if new in upgraded:
             raise SettingsError(f"{old} and {new} are the same setting ({old} is its old name); give {new} only")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise SettingsError(f"{old}: must be a whole number of at least 1, got {value!r} (or give {new})")
+        # In the old unit, with the new setting's upper bound: the message speaks of what was given.
+        check_whole_number(old, value, 1, INTEGER_RANGES[new][1] // factor)
         upgraded[new] = value * factor
     return upgraded
 

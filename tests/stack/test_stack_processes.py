@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from sandbox import stack
 
@@ -40,3 +42,29 @@ def test_a_webhook_secret_beginning_with_a_dash_reaches_the_zuora_sandbox(tmp_pa
     args = build_parser().parse_args(["zuora", "--port", "1", "--data-dir", str(tmp_path),
                                       f"--callout-secret={secret}"])
     assert args.callout_secret == secret
+
+
+def _airflow_setting(env: dict[str, str], section: str, key: str) -> str:
+    """What Airflow itself resolves for a setting in ``env`` (``airflow config get-value``)."""
+    result = subprocess.run([str(Path(sys.executable).parent / "airflow"), "config", "get-value", section, key],
+                            env={**{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}, **env},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def test_make_up_binds_the_airflow_api_server_to_this_machine_unless_asked(tmp_path):
+    """``airflow standalone``'s API server (UI, REST API, callouts) listens on 127.0.0.1 by default
+    (Airflow's own default is every interface); ``--airflow-host`` (``make up AIRFLOW_HOST=...``) changes it."""
+    sf_env = {"REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem")}
+    env = stack.airflow_env(tmp_path, 18080, sf_env, {})
+    assert _airflow_setting(env, "api", "host") == "127.0.0.1"
+    assert env["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:18080"
+    assert stack.build_parser().parse_args(["up", "--dir", str(tmp_path)]).airflow_host == "127.0.0.1"
+
+    everywhere = stack.build_parser().parse_args(["up", "--dir", str(tmp_path), "--airflow-host", "0.0.0.0"])
+    env = stack.airflow_env(tmp_path, 18080, sf_env, {}, everywhere.airflow_host)
+    assert _airflow_setting(env, "api", "host") == "0.0.0.0"
+    assert env["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:18080"  # reached on loopback still
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    assert "AIRFLOW_HOST ?= 127.0.0.1" in makefile and "--airflow-host $(AIRFLOW_HOST)" in makefile

@@ -20,3 +20,66 @@ def test_the_lease_is_a_setting_in_seconds_that_still_reads_the_old_hours():
                        ({"lock_lease_hours": 1, "lock_lease_seconds": 60}, "give lock_lease_seconds only")):
         with pytest.raises(SettingsError, match=words):
             parse_settings(raw)
+
+
+def test_every_setting_has_a_type_and_a_range():
+    """A setting added without a rule would accept anything: each field is either a bounded whole
+    number, a choice, or has a check of its own (and its default passes it)."""
+    from dataclasses import fields
+
+    from zuora_sync.settings import INTEGER_RANGES, allowed, json_schema
+
+    checked_otherwise = {"max_events_before_sync", "email_notifications", "event_source", "email_recipients",
+                         "zuora_time_zone", "staging_url"}
+    names = {f.name for f in fields(Settings)}
+    assert names == set(INTEGER_RANGES) | checked_otherwise, names ^ (set(INTEGER_RANGES) | checked_otherwise)
+    assert set(allowed()) == names == set(json_schema()["properties"])
+    for name, (low, high) in INTEGER_RANGES.items():
+        assert low <= getattr(Settings(), name) <= high, name
+        for wrong in (low - 1, high + 1, True, float(low), str(low), None, 10**30):
+            with pytest.raises(SettingsError, match=f"^{name}: "):
+                parse_settings({name: wrong})
+
+
+@pytest.mark.parametrize("recipient", ["ops@example.com", "Ops Team <ops@example.com>", '"a b"@example.com',
+                                       "ops@localhost", "  ops@example.com  "])
+def test_a_recipient_is_one_rfc_5322_address(recipient):
+    assert parse_settings({"email_recipients": [recipient]}).email_recipients == (recipient.strip(),)
+
+
+@pytest.mark.parametrize("recipient", [
+    "ops@example.com\r\nBcc: attacker@evil.example", "ops@example.com\nX: y", "ops@example.com, other@example.com",
+    "group: ops@example.com;", "not-an-address", "@example.com", "a@", "a@b@c", "", " ", "é@example.com",
+    "x" * 400 + "@example.com", 42, None, ["ops@example.com"],
+])
+def test_anything_else_is_not_a_recipient(recipient):
+    with pytest.raises(SettingsError, match="^email_recipients: "):
+        parse_settings({"email_recipients": [recipient]})
+
+
+def test_choices_take_their_own_type_only():
+    assert parse_settings({"max_events_before_sync": 50}).max_events_before_sync == 50
+    for wrong in (True, 10.0, "10", [10], None):
+        with pytest.raises(SettingsError, match="max_events_before_sync: .* is not allowed"):
+            parse_settings({"max_events_before_sync": wrong})
+    with pytest.raises(SettingsError, match="email_notifications"):
+        parse_settings({"email_notifications": ["none"]})
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("s3://bucket/prefix", True), ("file:///shared/staging", True), ("/shared/staging", True), ("", True),
+    ("gs://b", True), (123, False), ("relative/dir", False), ("//host/share", False), ("s3://", False),
+    ("s3://bucket/a b", False), ("s3://bucket\n", False), ("x" * 3000, False),
+])
+def test_the_staging_url_is_a_url_or_an_absolute_path(value, ok):
+    if ok:
+        assert parse_settings({"staging_url": value}).staging_url == value
+    else:
+        with pytest.raises(SettingsError, match="^staging_url: "):
+            parse_settings({"staging_url": value})
+
+
+@pytest.mark.parametrize("zone", [123, "Europe", "A" * 300, "../x", "/etc/localtime", "Mars/Olympus", "", None])
+def test_the_time_zone_is_an_iana_zone(zone):
+    with pytest.raises(SettingsError, match="^zuora_time_zone: "):
+        parse_settings({"zuora_time_zone": zone})

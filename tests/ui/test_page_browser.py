@@ -268,7 +268,7 @@ def test_the_zuora_sync_page_in_the_airflow_ui(stack: Stack, browser: Any, shots
     expect(minutes).to_have_value("120")
     minutes.fill("0")
     minutes.press("Enter")
-    expect(frame.locator("#s-max-minutes-error")).to_have_text("Must be a whole number of at least 1, got 0")
+    expect(frame.locator("#s-max-minutes-error")).to_have_text("Must be a whole number of at least 1 and at most 10080, got 0")
     expect(minutes).to_have_attribute("aria-invalid", "true")
     expect(minutes).to_be_focused()
     recipients = frame.get_by_label("Email recipients")

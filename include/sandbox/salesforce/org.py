@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from sandbox.crm_accounts import crm_account_id, crm_account_name, crm_account_number
+from sandbox.private import make_private_dir
 from sandbox.salesforce.auth import OrgConfig, Sessions
 from sandbox.salesforce.dml import DmlEngine
 from sandbox.salesforce.faults import Faults
@@ -44,9 +45,9 @@ class Org:
         schema_files: list[Path] | None = None,
     ):
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         self.bulk_dir = self.data_dir / "bulk"
-        self.bulk_dir.mkdir(exist_ok=True)
+        self.bulk_dir.mkdir(exist_ok=True, mode=0o700)
         self._schema_files = list(schema_files or [])
         self.schema = self._load_schema()
         self.store = Store(self.data_dir / "org.sqlite3", self.schema)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sandbox.private import make_private_dir
 from sandbox.request_faults import RequestFaults
 from sandbox.zuora.auth import TenantConfig, Tokens
 from sandbox.zuora.schema import TenantSchema, load_schema
@@ -29,9 +30,9 @@ class Tenant:
     def __init__(self, data_dir: Path, *, client_id: str | None = None, client_secret: str | None = None,
                  callout_url: str | None = None, callout_secret: str | None = None):
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         self.files_dir = self.data_dir / "files"
-        self.files_dir.mkdir(exist_ok=True)
+        self.files_dir.mkdir(exist_ok=True, mode=0o700)
         self.schema: TenantSchema = load_schema()
         self.store = TenantStore(self.data_dir / "tenant.sqlite3", self.schema)
         self.config = TenantConfig.load_or_create(self.store, client_id=client_id, client_secret=client_secret)

@@ -46,6 +46,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
+from zuora_sync.private_files import make_private_dir, make_private_file
 from zuora_sync.state.models import (
     ChangeEvent,
     RejectedRecord,
@@ -175,8 +176,15 @@ def _sqlite_engine(url: URL) -> Engine:
                               "connect_args": {"timeout": 60, "check_same_thread": False}}
     if memory:
         kwargs["poolclass"] = StaticPool
-    else:
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    elif not url.query.get("uri"):
+        # Sessions, rejected rows and events are customer data: the file is its owner's only
+        # (new -wal and -shm files take its mode; older ones are tightened), in a directory created 0700.
+        database = Path(url.database).expanduser()
+        make_private_dir(database.parent)
+        make_private_file(database)
+        for suffix in ("-wal", "-shm"):
+            if database.with_name(database.name + suffix).exists():
+                make_private_file(database.with_name(database.name + suffix))
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")

@@ -3,8 +3,8 @@
 - ``POST /zuora-sync/events``: Zuora callouts (data-change events), authenticated by the
   ``zuora_sync_webhook`` connection (HMAC-SHA256 signature or Basic auth), stored once each in the
   state store (:mod:`zuora_sync.webapp.callouts`);
-- ``GET /zuora-sync/status``, ``GET``/``PUT /zuora-sync/settings``: behind the Airflow login
-  (:mod:`zuora_sync.webapp.app`);
+- ``GET /zuora-sync/status``, ``GET``/``PUT /zuora-sync/settings``: behind the Airflow login and
+  the user's Airflow permissions (:mod:`zuora_sync.webapp.app`, :mod:`zuora_sync.webapp.access`);
 - ``GET /zuora-sync/ui/``: the Zuora Sync page, which the Airflow UI shows under "Zuora Sync" in its
   navigation (:data:`EXTERNAL_VIEW`), and its data endpoints (:mod:`zuora_sync.webapp.page`).
 

@@ -10,14 +10,16 @@ Routes:
   (:mod:`zuora_sync.webapp.callouts`);
 - ``GET /status``: the sync mode, the settings in effect, pending events, "N more data change
   events, or at most M minutes, until the next sync", the last session and the lock holders;
-- ``GET /settings``, ``PUT /settings``: the ``zuora_sync_settings`` Variable, validated;
+- ``GET /settings``, ``PUT /settings``: the ``zuora_sync_settings`` Variable, validated (the
+  body at most :data:`MAX_SETTINGS_BYTES`);
 - ``GET /ui/``: the Zuora Sync page, and its data endpoints (:mod:`zuora_sync.webapp.page`).
 
 Airflow does not protect plugin apps: every route but ``/events`` depends on Airflow's own
 :func:`~airflow.api_fastapi.core_api.security.get_user`, which accepts the UI's JWT cookie (so a
 page inside the Airflow UI needs no second login) or ``Authorization: Bearer`` from
-``POST /auth/token``, and answers 401 otherwise. Pages (issue 7) are added as further routers
-with ``dependencies=LOGIN_REQUIRED`` in :func:`create_app`.
+``POST /auth/token``, and answers 401 otherwise; and on the user's permissions, which Airflow's
+auth manager decides (:mod:`zuora_sync.webapp.access`): reading needs read access to the sync
+DAGs' runs, ``PUT /settings`` edit access to the Variable, rejected records more (403 otherwise).
 
 Run on its own (tests, benchmarks): ``uvicorn zuora_sync.webapp.app:app``; it then initializes
 Airflow's auth manager itself, so tokens signed with the configured ``[api_auth] jwt_secret``
@@ -34,13 +36,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from airflow.api_fastapi.core_api.security import get_user
-from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from airflow.api_fastapi.core_api.security import GetUserDep, get_user
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from zuora_sync import settings as sync_settings
 from zuora_sync.realtime_status import next_sync
+from zuora_sync.webapp.access import READ_SYNC, EditSettings, can_edit_settings
+from zuora_sync.webapp.bodies import Refused, parse_json_object, read_body
 from zuora_sync.webapp.callouts import Intake, create_router
 from zuora_sync.webapp.page import create_page_router
 
@@ -52,6 +57,8 @@ REALTIME_DAG = "zuora_realtime_sync"
 REALTIME_SCOPE = "accounts"
 #: Route dependencies that require an Airflow login; use them for every new router.
 LOGIN_REQUIRED = [Depends(get_user)]
+#: A settings change is a few hundred bytes; recipients lists included, far less than this.
+MAX_SETTINGS_BYTES = 64 * 1024
 #: Setting the Variable by environment variable shadows whatever is written to the database.
 _ENV_VARIABLE = "AIRFLOW_VAR_" + sync_settings.VARIABLE.upper()
 
@@ -132,14 +139,7 @@ def _settings_view() -> dict[str, Any]:
 
 def allowed_values() -> dict[str, Any]:
     """What each setting accepts, for forms and error messages."""
-    return {
-        "max_events_before_sync": list(sync_settings.MAX_EVENTS_CHOICES),
-        "email_notifications": list(sync_settings.EMAIL_CHOICES),
-        "event_source": list(sync_settings.EVENT_SOURCES),
-        "max_minutes_between_syncs": {"minimum": 1},
-        "lock_lease_seconds": {"minimum": sync_settings.LOCK_LEASE_RANGE[0], "maximum": sync_settings.LOCK_LEASE_RANGE[1]},
-        "email_recipients": "a list of email addresses",
-    }
+    return sync_settings.allowed()
 
 
 def _stored_object(raw: str | None) -> dict[str, Any]:
@@ -228,9 +228,9 @@ def build_status(store: Any, now: dt.datetime | None = None) -> dict[str, Any]:
 
 
 def _login_router(intake: Intake) -> APIRouter:
-    router = APIRouter(dependencies=LOGIN_REQUIRED, tags=["operator"])
+    router = APIRouter(dependencies=[*LOGIN_REQUIRED, *READ_SYNC], tags=["operator"])
 
-    @router.get("/status", summary="Real-time sync status (Airflow login required)")
+    @router.get("/status", summary="Real-time sync status (read access to the sync DAGs required)")
     def status() -> JSONResponse:
         try:
             store = intake.store.get()
@@ -239,22 +239,30 @@ def _login_router(intake: Intake) -> APIRouter:
             return JSONResponse({"detail": "the state store cannot be reached"}, status_code=503)
         return JSONResponse(_jsonable(build_status(store)))
 
-    @router.get("/settings", summary="The real-time settings (Airflow login required)")
-    def get_settings() -> JSONResponse:
+    @router.get("/settings", summary="The real-time settings (read access to the sync DAGs required)")
+    def get_settings(user: GetUserDep) -> JSONResponse:
         view = _settings_view()
-        return JSONResponse({**view, "allowed": allowed_values(), "defaults": sync_settings.Settings().as_dict()})
+        return JSONResponse({**view, "allowed": allowed_values(), "defaults": sync_settings.Settings().as_dict(),
+                             "can_edit": can_edit_settings(user)})
 
-    @router.put("/settings", summary="Change settings (validated; Airflow login required)",
+    @router.put("/settings", summary="Change settings (validated; edit access to the Variable required)",
                 responses={400: {"description": "A value is not allowed; the answer lists what is"},
-                           409: {"description": "The Variable is set elsewhere (environment, secrets backend)"}})
-    def put_settings(
-        changes: Annotated[dict[str, Any], Body(examples=[{"max_events_before_sync": 50,
-                                                           "max_minutes_between_syncs": 30}])],
-        user: Annotated[Any, Depends(get_user)],
-    ) -> JSONResponse:
-        code, answer = update_settings(changes)
+                           403: {"description": "The user may not edit the zuora_sync_settings Variable"},
+                           409: {"description": "The Variable is set elsewhere (environment, secrets backend)"},
+                           413: {"description": f"Body larger than {MAX_SETTINGS_BYTES} bytes"}},
+                openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                    "schema": sync_settings.json_schema(),
+                    "example": {"max_events_before_sync": 50, "max_minutes_between_syncs": 30}}}}})
+    async def put_settings(request: Request, user: GetUserDep, _allowed: EditSettings) -> JSONResponse:
+        # The body is read here, not by FastAPI: its size is capped, as the callouts' is.
+        try:
+            changes = parse_json_object(await read_body(request, MAX_SETTINGS_BYTES))
+        except Refused as refused:
+            return JSONResponse({"detail": refused.reason}, status_code=refused.status)
+        code, answer = await run_in_threadpool(update_settings, changes)
         if code == 200:
             log.info("Zuora sync settings changed by %s: %s", _user_name(user), sorted(changes))
+            answer["can_edit"] = True
         return JSONResponse(answer, status_code=code)
 
     return router

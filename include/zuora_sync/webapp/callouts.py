@@ -22,13 +22,19 @@ not authenticated                           401     ``{"detail": reason}``
 not a JSON object, bad fields               400     ``{"detail": reason}``
 no ``Zuora-Notification-Id``                400     ``{"detail": reason}``
 object not monitored (:mod:`..events`)      200     ``{"status": "ignored", ...}``
-notification id seen before (a retry)       200     ``{"status": "duplicate", ...}``
+notification seen before (a retry, replay)  200     ``{"status": "duplicate", ...}``
 new event, stored                           202     ``{"status": "accepted", ...}``
 state store or connection unreadable        503     ``{"detail": reason}`` (Zuora retries)
 ==========================================  ======  =======================================
 
+The notification id an event is stored under is bound to what the signature covers, the body:
+the body's own ``notificationId`` (a ``Zuora-Notification-Id`` header must then say the same), or,
+when the body carries none, ``sha256:`` and the SHA-256 of the body (:func:`notification_id_of`).
+The header alone never names the event: it is not signed, so a captured callout sent again under
+new header values is the same notification, a duplicate, not a new event.
+
 An event is one :meth:`StateStore.add_event` call: one ``INSERT ... ON CONFLICT DO NOTHING``
-transaction, so a replayed notification id stores nothing new and nothing is half-written.
+transaction, so a replayed notification stores nothing new and nothing is half-written.
 
 Speed (SPEC §10: at least 500 callouts/s on loopback): the connection is read at most once per
 :data:`CONNECTION_TTL_SECONDS` (so a rotated secret takes effect within that time, without a
@@ -42,7 +48,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import os
 import threading
@@ -56,6 +61,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from zuora_sync.events import event_object, is_monitored
+from zuora_sync.webapp.bodies import Refused, parse_json_object, read_body
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +76,14 @@ CONNECTION_TTL_SECONDS = float(os.environ.get("ZUORA_SYNC_WEBHOOK_CACHE_SECONDS"
 MAX_NOTIFICATION_ID = 255
 MAX_EVENT_TYPE = 128
 NOTIFICATION_HEADER = "Zuora-Notification-Id"
+#: How the id of a callout whose body names no notification starts: the body's SHA-256 follows.
+BODY_HASH_PREFIX = "sha256:"
 
 T = TypeVar("T")
 
 
-class CalloutRefused(Exception):
-    """A callout answered with an error status and a reason (never containing a secret)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+#: A callout answered with an error status and a reason (never containing a secret).
+CalloutRefused = Refused
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,38 +233,36 @@ def load_state_store() -> Any:
 # Intake
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+def notification_id_of(payload: dict[str, Any], body: bytes, header_id: str | None) -> str:
+    """The id a callout is stored under, bound to the signed body (or :class:`CalloutRefused`, 400).
+
+    The body's ``notificationId`` when it has one (the header, when sent, must agree); otherwise
+    :data:`BODY_HASH_PREFIX` and the body's SHA-256. Zuora resends a notification with the same
+    body, so its retries keep their id; the unsigned header cannot make a replay a new event. (Two
+    changes whose callouts have byte-identical bodies are one event: a template that carries
+    ``notificationId``, or anything that differs per change, keeps them apart.)
+    """
+    body_id = payload.get("notificationId")
+    if body_id is not None and not isinstance(body_id, str):
+        raise CalloutRefused(400, "notificationId must be a string")
+    body_id = body_id.strip() if body_id else ""
+    header_id = header_id.strip() if header_id else ""
+    if not body_id and not header_id:
+        raise CalloutRefused(400, f"missing notification id: send the {NOTIFICATION_HEADER} header "
+                                  "(or notificationId in the body)")
+    if max(len(body_id), len(header_id)) > MAX_NOTIFICATION_ID:
+        raise CalloutRefused(400, f"notification id longer than {MAX_NOTIFICATION_ID} characters")
+    if body_id:
+        if header_id and header_id != body_id:
+            raise CalloutRefused(400, f"the {NOTIFICATION_HEADER} header and notificationId in the body differ")
+        return body_id
+    return BODY_HASH_PREFIX + hashlib.sha256(body).hexdigest()
 
 
 def parse_callout(body: bytes, header_id: str | None) -> tuple[str, dict[str, Any]]:
     """The notification id and the JSON object of a callout, or :class:`CalloutRefused` (400)."""
-    if not body.strip():
-        raise CalloutRefused(400, "empty body: a callout is a JSON object")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CalloutRefused(400, "body is not UTF-8 text") from None
-    try:
-        payload = json.loads(text, parse_constant=_no_constants)
-    except ValueError as exc:
-        raise CalloutRefused(400, f"body is not valid JSON: {exc}") from None
-    except RecursionError:  # a deeply nested array fits in 64 KiB
-        raise CalloutRefused(400, "body is nested too deeply") from None
-    if not isinstance(payload, dict):
-        raise CalloutRefused(400, f"body must be a JSON object, not {type(payload).__name__}")
-    body_id = payload.get("notificationId")
-    if body_id is not None and not isinstance(body_id, str):
-        raise CalloutRefused(400, "notificationId must be a string")
-    header_id = header_id.strip() if header_id else None
-    if header_id and body_id and header_id != body_id:
-        raise CalloutRefused(400, f"the {NOTIFICATION_HEADER} header and notificationId in the body differ")
-    notification_id = header_id or (body_id.strip() if body_id else "")
-    if not notification_id:
-        raise CalloutRefused(400, f"missing notification id: send the {NOTIFICATION_HEADER} header "
-                                  "(or notificationId in the body)")
-    if len(notification_id) > MAX_NOTIFICATION_ID:
-        raise CalloutRefused(400, f"notification id longer than {MAX_NOTIFICATION_ID} characters")
+    payload = parse_json_object(body)
+    notification_id = notification_id_of(payload, body, header_id)
     for key in ("eventType", "baseObject"):
         if key in payload and not isinstance(payload[key], (str, type(None))):
             raise CalloutRefused(400, f"{key} must be a string")
@@ -348,26 +349,6 @@ class Intake:
         return 202, {"status": "accepted", "notification_id": notification_id}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) more than ``limit`` bytes by Content-Length or by what arrives."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise CalloutRefused(400, "Content-Length is not a number") from None
-        if size > limit:
-            raise CalloutRefused(413, f"body of {size} bytes is larger than the {limit} bytes allowed")
-    chunks: list[bytes] = []
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise CalloutRefused(413, f"body is larger than the {limit} bytes allowed")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 # --------------------------------------------------------------------------------------------
 # The route
 
@@ -376,7 +357,8 @@ CALLOUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "A Zuora callout notification built from the event's merge fields.",
     "properties": {
-        "notificationId": {"type": "string", "description": "Same as the Zuora-Notification-Id header"},
+        "notificationId": {"type": "string", "description": "Same as the Zuora-Notification-Id header; without "
+                                                            "it, the event is identified by the body's SHA-256"},
         "eventType": {"type": "string", "example": "AccountUpdated"},
         "eventCategory": {"type": "string"},
         "baseObject": {"type": "string", "example": "Account"},
@@ -406,7 +388,8 @@ def create_router(intake: Intake | None = None) -> APIRouter:
         summary="Receive a Zuora callout notification",
         description=("Authenticated per the Airflow connection `zuora_sync_webhook`: an HMAC-SHA256 of the raw "
                      "body (hex or base64) in the header named by `extra.signature_header` (default "
-                     "X-Zuora-Signature), or HTTP Basic credentials. Idempotent on Zuora-Notification-Id. "
+                     "X-Zuora-Signature), or HTTP Basic credentials. Idempotent on the notification id "
+                     "(the body's notificationId, which the header must match, or else the body's SHA-256). "
                      f"Bodies over {MAX_BODY_BYTES} bytes are refused."),
         status_code=202,
         responses={

@@ -8,7 +8,9 @@ one style sheet, one icon: package data, no build step, nothing fetched from els
 Every route needs an Airflow login (the UI's ``_token`` cookie, or ``Authorization: Bearer``,
 checked by Airflow's own :func:`~airflow.api_fastapi.core_api.security.get_user`). The page itself
 answers a visitor who is not logged in with a redirect to the auth manager's login page (which
-comes back to the page); its assets and data endpoints answer 401.
+comes back to the page); its assets and data endpoints answer 401. The data endpoints also need
+read access to the sync DAGs' runs, and the rejected records more (:mod:`zuora_sync.webapp.access`):
+403 otherwise.
 
 Data endpoints (JSON unless said otherwise; times are ISO 8601 UTC):
 
@@ -44,14 +46,16 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+from airflow.api_fastapi.core_api.security import GetUserDep, bearer_scheme, get_user
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from zuora_sync.events import event_object
+from zuora_sync.settings import SettingsError, check_time_zone
 from zuora_sync.webapp import PAGE_PATH
+from zuora_sync.webapp.access import READ_SYNC, require_rejected_records
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +136,11 @@ class BadRequest(Exception):
 
 
 def parse_instant(value: str | None, name: str, *, end_of_day: bool = False) -> dt.datetime | None:
-    """An ISO 8601 datetime (UTC without an offset) or a date (``end_of_day``: the next midnight, UTC)."""
+    """An ISO 8601 datetime (UTC without an offset) or a date (``end_of_day``: the next midnight, UTC).
+
+    A value Python can parse but not move to UTC, or past, such as ``until=9999-12-31`` (whose end
+    is in the year 10000), is a :class:`BadRequest` too, never an ``OverflowError``.
+    """
     if value in (None, ""):
         return None
     text = value.strip()
@@ -143,10 +151,13 @@ def parse_instant(value: str | None, name: str, *, end_of_day: bool = False) -> 
                 day += dt.timedelta(days=1)
             return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
         parsed = dt.datetime.fromisoformat(text)
+        return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise BadRequest(f"{name}: {value!r} is out of range (dates from {dt.date.min} to "
+                         f"{dt.date.max - dt.timedelta(days=1)})") from None
     except ValueError:
         raise BadRequest(f"{name}: {value!r} is not an ISO 8601 date or datetime (e.g. 2025-01-31 or "
                          "2025-01-31T08:00:00Z)") from None
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
 
 
 def history_filter(types: list[str] | None, status: str | None) -> tuple[list[str] | None, list[str] | None]:
@@ -394,9 +405,9 @@ def _zone(name: str | None) -> ZoneInfo:
     if not name:
         return ZoneInfo("UTC")
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadRequest(f"tz: {name!r} is not an IANA time zone (e.g. Europe/Paris, UTC)") from None
+        return check_time_zone("tz", name)  # the settings' rule: a directory of the zone database is no zone
+    except SettingsError:
+        raise BadRequest(f"tz: {name[:80]!r} is not an IANA time zone (e.g. Europe/Paris, UTC)") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,7 +444,8 @@ def create_page_router(intake: Any, login_required: list[Any], *,
     """
     allowance = allowance or AllowanceCache()
     router = APIRouter()
-    data = APIRouter(dependencies=login_required, tags=["sync page"])
+    assets = APIRouter(dependencies=login_required)
+    data = APIRouter(dependencies=[*login_required, *READ_SYNC], tags=["sync page"])
 
     def store_or_503() -> Any:
         try:
@@ -463,7 +475,7 @@ def create_page_router(intake: Any, login_required: list[Any], *,
         response.headers["Referrer-Policy"] = "same-origin"
         return response
 
-    @data.get("/ui/assets/{name}", summary="The page's script, style sheet and icon", include_in_schema=False)
+    @assets.get("/ui/assets/{name}", summary="The page's script, style sheet and icon", include_in_schema=False)
     def page_asset(name: str, request: Request) -> Response:
         if name not in ASSETS:
             return JSONResponse({"detail": "no such file"}, status_code=404)
@@ -509,14 +521,23 @@ def create_page_router(intake: Any, login_required: list[Any], *,
             return JSONResponse({"detail": f"no sync session {session_id}"}, status_code=404)
         return _no_store(JSONResponse(_jsonable(session_view(session, dt.datetime.now(dt.UTC), details=True))))
 
-    @data.get("/sessions/{session_id}/rejected", summary="A page of a session's rejected records")
-    def rejected(session_id: SessionId, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-                 offset: Offset = 0) -> JSONResponse:
+    def session_with_rejected_records(session_id: int, request: Request, user: Any) -> dict[str, Any] | None:
+        """The session, once the user may see its rejected records (403 otherwise); None: no such session."""
         store = store_or_503()
         try:
-            store.get_session(session_id)
+            session = store.get_session(session_id)
         except KeyError:
+            return None
+        require_rejected_records(request, user, session["dag_id"])
+        return session
+
+    @data.get("/sessions/{session_id}/rejected", summary="A page of a session's rejected records",
+              responses={403: {"description": "The user may not read the session DAG's task logs or run it"}})
+    def rejected(session_id: SessionId, request: Request, user: GetUserDep,
+                 limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50, offset: Offset = 0) -> JSONResponse:
+        if session_with_rejected_records(session_id, request, user) is None:
             return JSONResponse({"detail": f"no sync session {session_id}"}, status_code=404)
+        store = store_or_503()
         rows, total = store.rejected_page(session_id, limit=limit, offset=offset)
         salesforce = _salesforce_objects()
         return _no_store(JSONResponse(_jsonable({
@@ -524,13 +545,13 @@ def create_page_router(intake: Any, login_required: list[Any], *,
             "rows": [rejected_view(r, salesforce) for r in rows]})))
 
     @data.get("/sessions/{session_id}/rejected.csv", summary="A session's rejected records as CSV (download)",
-              response_class=StreamingResponse, responses={200: {"content": {"text/csv": {}}}})
-    def rejected_download(session_id: SessionId) -> Response:
-        store = store_or_503()
-        try:
-            store.get_session(session_id)
-        except KeyError:
+              response_class=StreamingResponse,
+              responses={200: {"content": {"text/csv": {}}},
+                         403: {"description": "The user may not read the session DAG's task logs or run it"}})
+    def rejected_download(session_id: SessionId, request: Request, user: GetUserDep) -> Response:
+        if session_with_rejected_records(session_id, request, user) is None:
             return JSONResponse({"detail": f"no sync session {session_id}"}, status_code=404)
+        store = store_or_503()
         filename = f"zuora-sync-session-{session_id}-rejected.csv"
         return StreamingResponse(
             rejected_csv(store.rejected_for_session(session_id), session_id, _salesforce_objects()),
@@ -573,6 +594,7 @@ def create_page_router(intake: Any, login_required: list[Any], *,
         return _no_store(JSONResponse({"timezone": zone.key, "days": per_day, "reserve": reserve,
                                        **allowance.get()}))
 
+    router.include_router(assets)
     router.include_router(data)
     return router
 

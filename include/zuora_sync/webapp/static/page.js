@@ -139,7 +139,9 @@
     if (text) {
       try { body = JSON.parse(text); } catch (e) { body = { detail: text.slice(0, 300) }; }
     }
-    if (response.status === 401 || response.status === 403) {
+    // 401, or Airflow's 403 for a token it cannot read: the login is gone. Any other 403 is a
+    // permission this user lacks (the caller says which); the page stays usable.
+    if (response.status === 401 || (response.status === 403 && body && body.detail === "Invalid JWT token")) {
       showLoggedOut();
     }
     if (!response.ok) throw new ApiError(response.status, body);
@@ -521,7 +523,18 @@
   async function loadRejected(reset) {
     const id = state.detailId;
     if (reset) state.rejectedOffset = 0;
-    const answer = await api(`sessions/${id}/rejected${query({ limit: REJECTED_PAGE, offset: state.rejectedOffset })}`);
+    let answer;
+    try {
+      answer = await api(`sessions/${id}/rejected${query({ limit: REJECTED_PAGE, offset: state.rejectedOffset })}`);
+    } catch (error) {
+      if (error.status !== 403 || state.detailId !== id) throw error;
+      // Customer data: the Airflow role must allow reading this DAG's task logs and running it.
+      $("rejected-download").hidden = true;
+      $("rejected-more").hidden = true;
+      $("rejected-summary").textContent = "Your Airflow role may not see rejected records (customer data): "
+        + "it needs to read this DAG's task logs and to run it.";
+      return;
+    }
     if (state.detailId !== id) return;
     const body = document.querySelector("#rejected tbody");
     if (reset) body.replaceChildren();
@@ -773,8 +786,12 @@
       state.settings = answer.settings || answer.defaults;
       populateSettings(state.settings);
       renderSettingsSource(answer);
-      const locked = answer.source === "environment";
+      $("s-max-minutes").max = String(answer.allowed.max_minutes_between_syncs.maximum);
+      const locked = answer.source === "environment" || answer.can_edit === false;
       for (const id of [...Object.values(FIELDS), "settings-save", "settings-revert"]) $(id).disabled = locked;
+      if (answer.can_edit === false) {
+        $("settings-source").textContent += " Read-only: changing them needs edit access to the Airflow Variable zuora_sync_settings.";
+      }
     } catch (error) {
       message.textContent = `The settings could not be read: ${error.message}`;
     }
@@ -814,9 +831,9 @@
     }
     values.max_events_before_sync = events;
     const minutesText = $("s-max-minutes").value.trim();
-    const minimum = allowed.max_minutes_between_syncs.minimum;
-    if (!/^\d+$/.test(minutesText) || Number(minutesText) < minimum) {
-      errors.max_minutes_between_syncs = `must be a whole number of at least ${minimum}, got ${minutesText === "" ? "nothing" : minutesText}`;
+    const { minimum, maximum } = allowed.max_minutes_between_syncs;
+    if (!/^\d+$/.test(minutesText) || Number(minutesText) < minimum || Number(minutesText) > maximum) {
+      errors.max_minutes_between_syncs = `must be a whole number of at least ${minimum} and at most ${maximum}, got ${minutesText === "" ? "nothing" : minutesText}`;
     }
     values.max_minutes_between_syncs = Number(minutesText);
     values.event_source = $("s-event-source").value;
@@ -826,7 +843,7 @@
       errors.email_notifications = `choose one of ${allowed.email_notifications.join(", ")}`;
     }
     values.email_recipients = recipientsList($("s-recipients").value);
-    const bad = values.email_recipients.filter((r) => !r.includes("@") || /\s/.test(r));
+    const bad = values.email_recipients.filter((r) => !r.includes("@") || /[\u0000-\u001f\u007f]/.test(r));
     if (bad.length) errors.email_recipients = `a list of email addresses, separated by commas; not an address: ${bad.join(", ")}`;
     return { values, errors };
   }
