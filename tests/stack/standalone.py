@@ -129,7 +129,7 @@ class Standalone:
                 ok, output = result.status_code == 200, result.text
             if ok:
                 return
-            assert "database is locked" in output, output[-3000:]
+            assert "database is locked" in output.lower(), output[-3000:]
             answer = self.airflow.call("GET", "/api/v2/backfills", params={"dag_id": dag_id, "limit": 50})
             for orphan in answer.json()["backfills"]:
                 if orphan["completed_at"] is None:
