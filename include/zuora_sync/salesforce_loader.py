@@ -236,7 +236,9 @@ class SalesforceBulkLoader:
     :param api_reserve: daily API requests to leave untouched; a job does not start when fewer
         remain (:class:`ApiBudgetExhausted`). ``0`` disables the check (``REQUEST_LIMIT_EXCEEDED``
         still stops the loader).
-    :param poll_interval: the first wait between job-status polls, seconds.
+    :param poll_interval: the first wait between job-status polls, seconds. Default the
+        connection's extra ``poll_interval``, else 0.2 (an org that finishes small jobs in
+        milliseconds, such as the sandbox, may ask for less).
     :param max_poll_interval: the wait grows by half each poll up to this many seconds.
     :param job_timeout: seconds a job may take from close to completion before it is aborted.
     :param max_retries: tries after the first for a transient failure of one call, and restarts
@@ -252,17 +254,17 @@ class SalesforceBulkLoader:
         salesforce_conn_id: str = "salesforce_default",
         *,
         api_reserve: int = 0,
-        poll_interval: float = 0.2,
+        poll_interval: float | None = None,
         max_poll_interval: float = 5.0,
         job_timeout: float = 24 * 3600,
         max_retries: int = 4,
         request_timeout: float | tuple[float, float] = (30.0, 600.0),
     ):
-        if poll_interval <= 0 or max_poll_interval < poll_interval:
+        if poll_interval is not None and (poll_interval <= 0 or max_poll_interval < poll_interval):
             raise ValueError("poll_interval must be > 0 and at most max_poll_interval")
         self.salesforce_conn_id = salesforce_conn_id
         self.api_reserve = int(api_reserve or 0)
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = None if poll_interval is None else float(poll_interval)
         self.max_poll_interval = float(max_poll_interval)
         self.job_timeout = float(job_timeout)
         self.max_retries = int(max_retries)
@@ -570,7 +572,7 @@ class SalesforceBulkLoader:
     def _wait(self, job_id: str, *, is_query: bool) -> dict:
         """Poll the job until it is complete; the wait grows from ``poll_interval`` by half."""
         deadline = time.monotonic() + self.job_timeout
-        delay = self.poll_interval
+        delay = self.poll_interval or 0.2
         while True:
             time.sleep(delay)
             info = self._get_job(job_id, is_query=is_query)
@@ -794,7 +796,12 @@ class SalesforceBulkLoader:
         for attempt in range(self.max_retries + 1):
             hook = SalesforceHook(salesforce_conn_id=self.salesforce_conn_id, session=self._session())
             try:
-                return hook.get_conn()
+                connection = hook.get_conn()
+                if self.poll_interval is None:
+                    extra = hook.get_connection(self.salesforce_conn_id).extra_dejson
+                    wanted = float(extra.get("poll_interval") or 0.2)
+                    self.poll_interval = min(max(wanted, 0.01), self.max_poll_interval)
+                return connection
             except requests.RequestException as exc:
                 if isinstance(exc, requests.exceptions.SSLError) or attempt >= self.max_retries:
                     raise

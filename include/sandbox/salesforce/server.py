@@ -33,6 +33,8 @@ def connection_env(org: Org, host: str, port: int, bundle: Path) -> dict[str, st
             # simple-salesforce logs in at https://{domain}.salesforce.com/services/...; the sandbox
             # answers https://host:port/login.salesforce.com/services/... as a login URL.
             "domain": f"{address}/login",
+            # The sandbox finishes a small Bulk job in milliseconds: poll it sooner than an org.
+            "poll_interval": 0.05,
         },
     }
     return {
