@@ -1,47 +1,26 @@
-"""The sync's door to Salesforce for bulk writes: Bulk API 2.0 jobs, driven carefully.
+"""The sync's Bulk API 2.0 jobs: what a job is, driven carefully, on :class:`SalesforceBulkHook`.
 
-:class:`SalesforceBulkLoader` logs in through the Airflow provider's ``SalesforceHook`` (so the
-``salesforce_default`` connection is the provider's, unchanged) and talks Bulk API 2.0 through
-``simple-salesforce``'s own client (``sf.bulk2.<Object>._client``). It does not use the client's
-``upsert()``/``query()`` loops, because those
+The hook (:mod:`zuora_sync.hooks.salesforce_bulk`) owns the connection, counting, re-login and
+retries of single requests. The loader owns the jobs, with these rules (SPEC §4, §8, §10, §11):
 
-* sleep a fixed 5 seconds before the first poll (a small job here takes a fraction of that),
-* never re-login: ``INVALID_SESSION_ID`` from a Bulk call is fatal to them,
-* never retry a dropped connection or a ``503``,
-* hold the whole CSV in memory as a string (and re-write it through ``csv``), and
-* answer a failed job with a generic ``SalesforceOperationError``, and then try to abort it.
-
-So the loader runs each job step by step (create → upload → close → poll → failed results), with
-these rules (SPEC §4, §8, §10, §11):
-
-* **Counting.** Every HTTP request to Salesforce's API made through the loader (REST, Bulk 2.0;
-  logins excluded, as Salesforce does not count them) increments :attr:`api_requests`. The count
-  is taken in a transport adapter mounted on the ``requests.Session`` that the simple-salesforce
-  client uses, so nothing can bypass it. The same adapter reads ``Sforce-Limit-Info:
-  api-usage=used/max`` from every response, which lets the loader check the API reserve before a
-  job without spending a request on ``/limits``.
-* **Re-login.** A ``401 INVALID_SESSION_ID`` means the request was refused before it did
-  anything, so the loader logs in again (a fresh ``SalesforceHook(...).get_conn()``) and repeats
-  that request. The one exception is the upload: a job whose upload failed, for any reason, is
-  aborted and the job restarts from creation (see below).
-* **Budget.** ``403 REQUEST_LIMIT_EXCEEDED``, or remaining daily requests below ``api_reserve``
-  before a job starts, raise :class:`ApiBudgetExhausted`: the session stops cleanly and resumes
-  next time instead of burning retries.
-* **Transient failures.** ``429``/``5xx`` answers and dropped connections are retried a few times
-  with exponential backoff (honouring ``Retry-After``) on every call that is safe to repeat: job
-  creation (at worst an empty job is left open, which Salesforce never processes), job and result
-  GETs, REST reads, abort. Closing a job (``PATCH UploadComplete``) is not blindly repeated: after a failure the
-  loader reads the job's state and only closes it again if it is still ``Open``.
+* **Budget.** Before a job starts, fewer remaining daily requests than ``api_reserve`` raise
+  :class:`ApiBudgetExhausted` (so does ``REQUEST_LIMIT_EXCEEDED`` at any time): the session stops
+  cleanly and resumes next time instead of burning retries.
 * **Upload.** The ``PUT`` of the CSV is never repeated on the same job. A connection that drops
   during or after the upload leaves it unknown whether Salesforce stored the data, and Bulk 2.0
   allows one upload per job; but data in a job that is never closed is never processed. So the
   loader aborts that job and starts a new one with the same file: nothing is applied twice, for
   any operation.
+* **Close.** Closing a job (``PATCH UploadComplete``) is not blindly repeated: after a failure the
+  loader reads the job's state and only closes it again if it is still ``Open``.
 * **Failures.** A job that ends ``Failed`` or ``Aborted`` raises :class:`BulkJobFailed` with
   Salesforce's ``errorMessage``. Rejected rows never raise: they come back as
   :class:`RejectedRow` in the :class:`JobOutcome`, parsed from ``failedResults``, which are only
   downloaded when the job reports failed rows. ``successfulResults`` are never downloaded (the
   external ids already say which record is which; SPEC §10 API economy).
+
+simple-salesforce's own ``bulk2`` loops are not used: they sleep 5 seconds before the first poll,
+never re-login, never retry a dropped connection, and hold the whole CSV in memory.
 
 One log line per job says object, operation, job id, rows processed and failed, seconds and API
 requests. Credentials and session ids are never logged.
@@ -50,24 +29,26 @@ requests. Credentials and session ids are never logged.
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import os
-import random
-import re
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from typing import IO, Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
-if TYPE_CHECKING:  # pragma: no cover
-    from simple_salesforce import Salesforce
+from zuora_sync.hooks.salesforce_bulk import (
+    ApiBudgetExhausted,
+    QueryPage,
+    SalesforceBulkHook,
+    describe_error,
+    is_transient,
+)
+from zuora_sync.retry import SALESFORCE as SALESFORCE_RETRY
 
 __all__ = [
     "MAX_JOB_BYTES",
@@ -95,36 +76,7 @@ DEFAULT_QUERY_PAGE_SIZE = 50_000
 #: How many query jobs :meth:`SalesforceBulkLoader.ids_for_external_ids` keeps running at once.
 _QUERY_JOBS_IN_FLIGHT = 4
 
-#: Statuses worth another try: Salesforce busy, a proxy in the way, a brief outage.
-_TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-_LIMIT_INFO = re.compile(r"(?:^|[^-])api-usage=(\d+)/(\d+)")
-_API_PATHS = ("/services/data/", "/services/async/", "/services/apexrest/")
 _UTF8_BOM = b"\xef\xbb\xbf"
-
-T = TypeVar("T")
-
-
-class ApiBudgetExhausted(Exception):
-    """Salesforce's daily API allowance is used up, or below the configured reserve.
-
-    Raised for ``REQUEST_LIMIT_EXCEEDED`` (HTTP 403) and when the remaining daily requests fall
-    below ``api_reserve`` before a job starts. It is not a failure of the data: a session stops
-    cleanly, keeps its watermarks, and the next session resumes (SPEC §4).
-
-    :param message: what happened, in words.
-    :param remaining: remaining daily API requests, when known.
-    :param maximum: the daily allowance, when known.
-    :param reserve: the reserve the loader was asked to keep.
-    """
-
-    def __init__(self, message: str, *, remaining: int | None = None, maximum: int | None = None,
-                 reserve: int | None = None):
-        super().__init__(message)
-        self.remaining = remaining
-        self.maximum = maximum
-        self.reserve = reserve
-
 
 class BulkJobFailed(Exception):
     """A Bulk API 2.0 job as a whole ended ``Failed`` or ``Aborted`` (or never finished).
@@ -199,38 +151,10 @@ class _JobRestart(Exception):
         self.cause = cause
 
 
-class _LoaderAdapter(HTTPAdapter):
-    """Counts API requests, reads ``Sforce-Limit-Info`` and puts a timeout on every request.
-
-    Mounted on the ``requests.Session`` that simple-salesforce uses, so REST, Bulk 2.0 and the
-    login all pass through it; only API paths are counted (Salesforce does not count logins).
-    Retries are the loader's business, never urllib3's (``max_retries=0``), so that a request is
-    never repeated behind the loader's back, an upload least of all.
-    """
-
-    def __init__(self, loader: SalesforceBulkLoader, timeout: float | tuple[float, float]):
-        super().__init__(max_retries=0)
-        self._loader = loader
-        self._timeout = timeout
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self._timeout
-        counted = urlsplit(request.url or "").path.startswith(_API_PATHS)
-        if counted:
-            # Counted when sent: a request whose answer was lost may still have counted at Salesforce.
-            self._loader._count_request()
-        response = super().send(request, **kwargs)
-        self._loader._note_response(response)
-        return response
-
-
 class SalesforceBulkLoader:
-    """Bulk API 2.0 writes and reads for the sync, on the provider's ``SalesforceHook``.
+    """Bulk API 2.0 writes and reads for the sync, on :class:`SalesforceBulkHook`.
 
-    Nothing touches the network until the first call; the login happens then, and again whenever
-    Salesforce says the session is no longer valid. Not thread-safe for concurrent jobs (one
-    loader per task), except for :attr:`api_requests`, which is.
+    Nothing touches the network until the first call. One loader per task.
 
     :param salesforce_conn_id: the Airflow connection (the provider's ``salesforce`` type).
     :param api_reserve: daily API requests to leave untouched; a job does not start when fewer
@@ -268,18 +192,25 @@ class SalesforceBulkLoader:
         self.max_poll_interval = float(max_poll_interval)
         self.job_timeout = float(job_timeout)
         self.max_retries = int(max_retries)
-        self.request_timeout = request_timeout
-        #: Every HTTP request to Salesforce's API made through this loader (logins excluded).
-        self.api_requests = 0
-        #: Logins after the first one (``INVALID_SESSION_ID`` recoveries).
-        self.relogins = 0
-        #: ``(used, max)`` from the last ``Sforce-Limit-Info`` header seen, if any.
-        self.api_usage: tuple[int, int] | None = None
-        self._lock = threading.Lock()
-        self._http: requests.Session | None = None
-        self._sf: Salesforce | None = None
-        self._retry_after: float | None = None
+        #: The hook every request goes through (connection, counting, re-login, retries).
+        self.hook = SalesforceBulkHook(salesforce_conn_id, retry=SALESFORCE_RETRY.with_(retries=self.max_retries),
+                                       request_timeout=request_timeout)
         self._key_prefixes: dict[str, str | None] = {}
+
+    @property
+    def api_requests(self) -> int:
+        """Every HTTP request to Salesforce's API made through this loader (logins excluded)."""
+        return self.hook.api_requests
+
+    @property
+    def relogins(self) -> int:
+        """Logins after the first one (``INVALID_SESSION_ID`` recoveries)."""
+        return self.hook.relogins
+
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        """``(used, max)`` from the last ``Sforce-Limit-Info`` header seen, if any."""
+        return self.hook.api_usage
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -289,10 +220,9 @@ class SalesforceBulkLoader:
         :returns: ``(remaining, max)`` of ``DailyApiRequests``.
         :raises ApiBudgetExhausted: fewer than ``api_reserve`` remain, or the allowance is gone.
         """
-        limits = self._call("read limits", lambda sf: sf.limits())
-        daily = limits["DailyApiRequests"]
+        daily = self.hook.limits()["DailyApiRequests"]
         remaining, maximum = int(daily["Remaining"]), int(daily["Max"])
-        self.api_usage = (maximum - remaining, maximum)
+        self.hook.api_usage = (maximum - remaining, maximum)
         self._enforce_reserve(remaining, maximum)
         return remaining, maximum
 
@@ -376,18 +306,18 @@ class SalesforceBulkLoader:
         :returns: the number of rows written.
         """
         operation = "queryAll" if include_deleted else "query"
-        self._connection()
+        self._connect()
         self._ensure_reserve()
         started, before = time.monotonic(), self.api_requests
-        job_id = self._create_query_job(soql, operation)
+        job_id = self.hook.create_query_job(soql, operation)
         self._wait(job_id, is_query=True)
         rows = 0
         with tempfile.TemporaryDirectory(prefix="zuora-sync-query-") as directory, \
                 _open(path, "wb") as out:
-            for page in self._result_pages(job_id, page_size, Path(directory)):
+            for index, page in enumerate(self._result_pages(job_id, page_size, Path(directory))):
                 rows += page.count
                 with open(page.file, "rb") as handle:
-                    if page.index > 0:
+                    if index > 0:
                         handle.readline()  # the header, written once already
                     _append(handle, out)
                 os.unlink(page.file)
@@ -426,7 +356,7 @@ class SalesforceBulkLoader:
             while position < len(queries) or pending:
                 # Keep a few jobs running so that the later ones are done when their turn comes.
                 while position < len(queries) and len(pending) < _QUERY_JOBS_IN_FLIGHT:
-                    pending.append(self._create_query_job(queries[position], "query"))
+                    pending.append(self.hook.create_query_job(queries[position], "query"))
                     position += 1
                 job_id = pending.pop(0)
                 self._wait(job_id, is_query=True)
@@ -447,20 +377,18 @@ class SalesforceBulkLoader:
 
     def count(self, soql_where: str) -> int:
         """``SELECT COUNT() FROM ...`` through REST: the number of matching records, one API request."""
-        result = self._call("count", lambda sf: sf.query(f"SELECT COUNT() {soql_where}"))
-        return int(result["totalSize"])
+        return self.hook.count(soql_where)
 
     def describe_global(self) -> dict:
         """The org's global ``describe`` (every sObject's name, label, whether it is queryable)."""
-        return dict(self._call("describe global", lambda sf: sf.describe()))
+        return self.hook.describe_global()
 
     def describe(self, sobject: str) -> dict:
         """The REST ``describe`` of ``sobject`` (fields, their types, external ids, writability).
 
         Used by the mapping preflight; one API request.
         """
-        result = self._call(f"describe {sobject}", lambda sf: getattr(sf, sobject).describe())
-        return dict(result)
+        return self.hook.describe_sobject(sobject)
 
     # -- the ingest job ------------------------------------------------------------------------
 
@@ -478,16 +406,12 @@ class SalesforceBulkLoader:
             log.info("Bulk API 2.0 %s of %s: %s has no rows, no job created",
                      operation, sobject, _display(path))
             return JobOutcome("", operation, sobject, 0, 0, [])
-        self._connection()  # log in first, so the job's seconds are the job's
+        self._connect()  # log in first, so the job's seconds are the job's
         self._ensure_reserve()
         started, before = time.monotonic(), self.api_requests
         restarts = 0
         while True:
-            created = self._call(
-                f"create {operation} job on {sobject}",
-                lambda sf: _bulk2(sf, sobject).create_job(operation, external_id_field=external_id_field),
-            )
-            job_id = created["id"]
+            job_id = self.hook.create_ingest_job(operation, sobject, external_id_field)
             try:
                 self._upload(sobject, job_id, path)
                 break
@@ -497,8 +421,8 @@ class SalesforceBulkLoader:
                     raise restart.cause from None
                 log.warning("Upload to Bulk API 2.0 job %s (%s of %s) failed (%s); the job was "
                             "abandoned and a new one starts", job_id, operation, sobject,
-                            _describe_error(restart.cause))
-                self._sleep_backoff(restarts)
+                            describe_error(restart.cause))
+                self.hook.sleep_before_retry(restarts)
                 restarts += 1
         self._close(sobject, job_id)
         info = self._wait(job_id, is_query=False)
@@ -524,29 +448,21 @@ class SalesforceBulkLoader:
         session.
         """
         from simple_salesforce.exceptions import SalesforceError
-        from simple_salesforce.util import call_salesforce
 
-        sf = self._connection()
-        client = _bulk2(sf, sobject)
-        url = client._construct_request_url(job_id, False) + "/batches"
-        headers = client._get_headers(client.CSV_CONTENT_TYPE, client.JSON_CONTENT_TYPE)
         try:
             with _open(path, "rb") as body:
                 if body.read(len(_UTF8_BOM)) != _UTF8_BOM:
                     body.seek(0)
-                response = call_salesforce(url=url, method="PUT", session=self._session(),
-                                           headers=headers, data=body)
-            if response.status_code >= 300:  # pragma: no cover - call_salesforce raises first
-                raise BulkJobFailed(job_id, "Open", f"upload answered HTTP {response.status_code}")
+                self.hook.upload(job_id, body)
         except SalesforceError as exc:
-            self._raise_if_budget(exc)
+            self.hook.raise_if_budget(exc)
             if exc.status == 401:
-                self._relogin("upload job data")
+                self.hook.relogin("upload job data")
                 raise _JobRestart(exc) from None
-            if exc.status in _TRANSIENT_STATUSES:
+            if is_transient(exc):
                 raise _JobRestart(exc) from None
             self._abandon(sobject, job_id)
-            raise BulkJobFailed(job_id, "Open", f"upload refused: {_describe_error(exc)}") from None
+            raise BulkJobFailed(job_id, "Open", f"upload refused: {describe_error(exc)}") from None
         except requests.RequestException as exc:
             if isinstance(exc, requests.exceptions.SSLError):
                 raise
@@ -556,26 +472,25 @@ class SalesforceBulkLoader:
         """``PATCH state=UploadComplete``; after a transient failure, re-close only if still Open."""
         for attempt in range(self.max_retries + 1):
             try:
-                self._call(f"close job {job_id}", lambda sf: _bulk2(sf, sobject).close_job(job_id),
-                           retry_transient=False)
+                self.hook.close_job(job_id)
                 return
             except Exception as exc:  # classified below
-                if not _is_transient(exc) or attempt >= self.max_retries:
+                if not is_transient(exc) or attempt >= self.max_retries:
                     raise
                 log.warning("Closing Bulk API 2.0 job %s failed (%s); checking its state",
-                            job_id, _describe_error(exc))
-                self._sleep_backoff(attempt)
-                state = self._get_job(job_id, is_query=False)["state"]
+                            job_id, describe_error(exc))
+                self.hook.sleep_before_retry(attempt)
+                state = self.hook.get_job(job_id)["state"]
                 if state != "Open":
                     return  # the earlier PATCH did land
 
     def _wait(self, job_id: str, *, is_query: bool) -> dict:
         """Poll the job until it is complete; the wait grows from ``poll_interval`` by half."""
         deadline = time.monotonic() + self.job_timeout
-        delay = self.poll_interval or 0.2
+        delay = self._first_poll()
         while True:
             time.sleep(delay)
-            info = self._get_job(job_id, is_query=is_query)
+            info = self.hook.get_job(job_id, is_query=is_query)
             state = info.get("state")
             if state == "JobComplete":
                 return info
@@ -583,39 +498,39 @@ class SalesforceBulkLoader:
                 raise BulkJobFailed(job_id, state, info.get("errorMessage") or f"the job was {state.lower()}")
             if time.monotonic() >= deadline:
                 try:
-                    self._call(f"abort job {job_id}",
-                               lambda sf: _bulk2(sf, "Account").abort_job(job_id, is_query))
+                    self.hook.abort_job(job_id, is_query=is_query)
                 except ApiBudgetExhausted:
                     raise
                 except Exception as exc:  # noqa: BLE001 - best effort: the job ends on its own
-                    log.warning("Could not abort Bulk API 2.0 job %s (%s)", job_id, _describe_error(exc))
+                    log.warning("Could not abort Bulk API 2.0 job %s (%s)", job_id, describe_error(exc))
                 raise BulkJobFailed(job_id, str(state),
                                     f"not finished within {self.job_timeout:.0f} s; aborted")
             delay = min(delay * 1.5, self.max_poll_interval)
 
-    def _get_job(self, job_id: str, *, is_query: bool) -> dict:
-        return self._call(f"read job {job_id}",
-                          lambda sf: _bulk2(sf, "Account").get_job(job_id, is_query))
+    def _first_poll(self) -> float:
+        """The first wait before a job-status poll: as asked, else the connection's hint, else 0.2 s."""
+        if self.poll_interval is None:
+            hint = self.hook.poll_interval_hint
+            self.poll_interval = min(max(hint if hint is not None else 0.2, 0.01), self.max_poll_interval)
+        return self.poll_interval
 
     def _abandon(self, sobject: str, job_id: str) -> None:
         """Abort a job whose upload is in doubt; if even that fails, the job stays Open, and
         Salesforce never processes an open job (it expires after 24 hours)."""
         try:
-            self._call(f"abort job {job_id}", lambda sf: _bulk2(sf, sobject).abort_job(job_id, False))
+            self.hook.abort_job(job_id)
         except ApiBudgetExhausted:
             raise
         except Exception as exc:  # noqa: BLE001 - best effort, explained above
             log.warning("Could not abort Bulk API 2.0 job %s (%s); it stays Open and is never "
-                        "processed", job_id, _describe_error(exc))
+                        "processed", job_id, describe_error(exc))
 
     def _failed_rows(self, sobject: str, job_id: str, external_id_column: str | None) -> list[RejectedRow]:
         """Download ``failedResults`` to a temporary file and parse it into :class:`RejectedRow`."""
         handle, name = tempfile.mkstemp(prefix="zuora-sync-failed-", suffix=".csv")
         os.close(handle)
         try:
-            self._call(f"failed results of job {job_id}",
-                       lambda sf: _bulk2(sf, sobject).download_ingest_results(
-                           name, job_id, "failedResults", chunk_size=1 << 20))
+            self.hook.download_failed_results(job_id, name)
             rows: list[RejectedRow] = []
             with open(name, newline="", encoding="utf-8") as results:
                 reader = csv.DictReader(results)
@@ -653,26 +568,15 @@ class SalesforceBulkLoader:
 
     # -- query jobs ----------------------------------------------------------------------------
 
-    def _create_query_job(self, soql: str, operation: str) -> str:
-        created = self._call("create query job",
-                             lambda sf: _bulk2(sf, "Account").create_job(operation, query=soql))
-        return created["id"]
-
-    def _result_pages(self, job_id: str, page_size: int, directory: Path) -> Iterator[_Page]:
+    def _result_pages(self, job_id: str, page_size: int, directory: Path) -> Iterator[QueryPage]:
         """Each results page of a query job, streamed to a file in ``directory``."""
         locator = ""
-        index = 0
-        while True:
-            result = self._call(
-                f"results of query job {job_id}",
-                lambda sf, current=locator: _bulk2(sf, "Account").download_job_data(
-                    str(directory), job_id, current, page_size, chunk_size=1 << 20),
-            )
-            yield _Page(index, result["file"], int(result["number_of_records"]))
-            locator = result.get("locator") or ""
-            if not locator or locator == "null":
+        for number in itertools.count():
+            page = self.hook.download_query_page(job_id, locator, page_size, directory / f"page-{number:05d}.csv")
+            yield page
+            locator = page.locator
+            if not locator:
                 return
-            index += 1
 
     @staticmethod
     def _in_list_queries(sobject: str, field_name: str, values: list[str]) -> Iterator[str]:
@@ -751,126 +655,12 @@ class SalesforceBulkLoader:
                 remaining=remaining, maximum=maximum, reserve=self.api_reserve,
             )
 
-    def _raise_if_budget(self, exc: BaseException) -> None:
-        if getattr(exc, "status", None) == 403 and _error_code(exc) == "REQUEST_LIMIT_EXCEEDED":
-            used_max = self.api_usage
-            raise ApiBudgetExhausted(
-                "Salesforce refused the request with REQUEST_LIMIT_EXCEEDED: the org's daily API "
-                "allowance is used up; stopping cleanly, the next session resumes",
-                remaining=0, maximum=used_max[1] if used_max else None, reserve=self.api_reserve,
-            ) from None
-
-    # -- HTTP plumbing -------------------------------------------------------------------------
-
-    def _session(self) -> requests.Session:
-        if self._http is None:
-            session = requests.Session()
-            adapter = _LoaderAdapter(self, self.request_timeout)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            self._http = session
-        return self._http
-
-    def _count_request(self) -> None:
-        with self._lock:
-            self.api_requests += 1
-
-    def _note_response(self, response: requests.Response) -> None:
-        info = response.headers.get("Sforce-Limit-Info")
-        if info:
-            match = _LIMIT_INFO.search(info)
-            if match:
-                self.api_usage = (int(match.group(1)), int(match.group(2)))
-        if response.status_code in _TRANSIENT_STATUSES:
-            self._retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-
-    def _connection(self) -> Salesforce:
-        if self._sf is None:
-            self._sf = self._login()
-        return self._sf
-
-    def _login(self) -> Salesforce:
-        """Log in through the provider's hook, on the loader's counting session."""
-        from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
-
-        for attempt in range(self.max_retries + 1):
-            hook = SalesforceHook(salesforce_conn_id=self.salesforce_conn_id, session=self._session())
-            try:
-                connection = hook.get_conn()
-                if self.poll_interval is None:
-                    extra = hook.get_connection(self.salesforce_conn_id).extra_dejson
-                    wanted = float(extra.get("poll_interval") or 0.2)
-                    self.poll_interval = min(max(wanted, 0.01), self.max_poll_interval)
-                return connection
-            except requests.RequestException as exc:
-                if isinstance(exc, requests.exceptions.SSLError) or attempt >= self.max_retries:
-                    raise
-                log.warning("Salesforce login failed (%s); retrying", type(exc).__name__)
-                self._sleep_backoff(attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _relogin(self, what: str) -> None:
-        log.info("Salesforce answered INVALID_SESSION_ID to %s; logging in again", what)
-        self._sf = None
-        self._sf = self._login()
-        self.relogins += 1
-
-    def _call(self, what: str, fn: Callable[[Salesforce], T], *, retry_transient: bool = True) -> T:
-        """Run one request (``fn`` given the current client) under the loader's rules.
-
-        ``401`` → log in again and repeat (twice at most: a fresh session refused again is not an
-        expiry); ``403 REQUEST_LIMIT_EXCEEDED`` → :class:`ApiBudgetExhausted`; transient failures
-        → backoff and repeat, when ``retry_transient`` (only for calls that are safe to repeat).
-        """
-        from simple_salesforce.exceptions import SalesforceError
-
-        relogins = 0
-        attempt = 0
-        while True:
-            sf = self._connection()
-            try:
-                return fn(sf)
-            except SalesforceError as exc:
-                self._raise_if_budget(exc)
-                if exc.status == 401 and relogins < 2:
-                    relogins += 1
-                    self._relogin(what)
-                    continue
-                if not (retry_transient and _is_transient(exc) and attempt < self.max_retries):
-                    raise
-            except requests.RequestException as exc:
-                if not (retry_transient and _is_transient(exc) and attempt < self.max_retries):
-                    raise
-            log.warning("Salesforce call '%s' failed transiently; retry %d of %d",
-                        what, attempt + 1, self.max_retries)
-            self._sleep_backoff(attempt)
-            attempt += 1
-
-    def _sleep_backoff(self, attempt: int) -> None:
-        """Exponential backoff with jitter (0.5 s, 1 s, 2 s …, at most 8 s), or ``Retry-After``."""
-        hint, self._retry_after = self._retry_after, None
-        delay = min(8.0, 0.5 * 2 ** attempt) * (0.75 + random.random() / 2)
-        if hint is not None:
-            delay = max(delay, min(hint, 60.0))
-        time.sleep(delay)
+    def _connect(self) -> None:
+        """Log in now (if not yet), so that a job's seconds and requests are the job's."""
+        self.hook.get_conn()
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-@dataclass
-class _Page:
-    index: int
-    file: str
-    count: int
-
-
-def _bulk2(sf: Salesforce, sobject: str) -> Any:
-    """simple-salesforce's Bulk 2.0 client for ``sobject``, built with ``sf``'s current session.
-
-    The object name only matters to ingest job creation; query and job calls ignore it.
-    """
-    return getattr(sf.bulk2, sobject)._client
 
 
 def parse_sf_error(text: str) -> tuple[str, str]:
@@ -899,44 +689,6 @@ def parse_sf_error(text: str) -> tuple[str, str]:
             message = f"{message} (fields: {fields})"
         return code.strip(), message
     return code.strip(), rest.strip()
-
-
-def _error_code(exc: BaseException) -> str | None:
-    content = getattr(exc, "content", None)
-    if isinstance(content, list) and content and isinstance(content[0], dict):
-        return content[0].get("errorCode")
-    if isinstance(content, dict):
-        return content.get("errorCode")
-    return None
-
-
-def _describe_error(exc: BaseException) -> str:
-    """A short description of an error for logs: status and code, never headers or bodies."""
-    status = getattr(exc, "status", None)
-    if status is not None:
-        code = _error_code(exc)
-        content = getattr(exc, "content", None)
-        first = content[0] if isinstance(content, list) and content else content
-        message = first.get("message") if isinstance(first, dict) else None
-        return f"HTTP {status} {code or ''} {message or ''}".strip()
-    return type(exc).__name__
-
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, requests.exceptions.SSLError):
-        return False
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
-        return True
-    return getattr(exc, "status", None) in _TRANSIENT_STATUSES
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def _soql_literal(value: str) -> str:

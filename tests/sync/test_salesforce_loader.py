@@ -118,7 +118,7 @@ def test_upsert_creates_then_updates_with_few_requests(loader, sf, unique, accou
     lines = [r.getMessage() for r in logs.records if created.job_id in r.getMessage()]
     assert len(lines) == 1
     assert "upsert" in lines[0] and CA in lines[0] and "1000 processed, 0 failed" in lines[0]
-    assert loader._sf.session_id not in logs.text
+    assert loader.hook.get_conn().session_id not in logs.text
 
 
 def test_request_count_matches_salesforces_own(loader, connection, unique, account_ids, tmp_path):

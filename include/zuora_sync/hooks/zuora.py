@@ -22,11 +22,8 @@ credential, so only its path is ever logged.
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import json
 import logging
-import random
 import re
 import threading
 import time
@@ -40,6 +37,9 @@ import requests
 import urllib3
 from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
+
+from zuora_sync.retry import ZUORA as ZUORA_RETRY
+from zuora_sync.retry import RetryAfterTooLong, RetryPolicy, parse_retry_after
 
 __all__ = ["DataQueryFailed", "ZuoraApiError", "ZuoraHook"]
 
@@ -155,9 +155,8 @@ class ZuoraHook(BaseHook):
 
     * **401**: the token expired or was revoked; fetch a new one and retry, once per call.
     * **429 and 5xx**: wait the ``Retry-After`` seconds (or ``RateLimit-Reset`` on a 429) when the
-      answer gives them, else ``backoff_base * 2**attempt`` capped at ``backoff_max``, with jitter;
-      at most ``max_retries`` retries. A ``Retry-After`` above ``max_retry_after`` (an hourly or
-      daily limit) raises at once: blocking a worker that long helps nobody, the task retries later.
+      answer gives them, else the retry policy's backoff (:mod:`zuora_sync.retry`); a
+      ``Retry-After`` longer than the policy waits out (an hourly or daily limit) raises at once.
     * **Connection errors and timeouts**: retried like a 5xx. (The sync only reads from Zuora, so a
       repeated request is harmless; submitting the same Data Query twice creates a spare job.)
     * **Other 4xx** raise :class:`ZuoraApiError` with Zuora's code and message. So does a 200
@@ -169,14 +168,18 @@ class ZuoraHook(BaseHook):
         tenants), ``timeout`` (seconds) and ``poll_interval`` (seconds, see below).
     :param timeout: seconds to wait for a connection or a read; default the connection's extra
         ``timeout``, else 60.
-    :param max_retries: retries of a request after a 429, 5xx or connection error.
-    :param backoff_base: seconds before the first retry when Zuora gives no ``Retry-After``.
-    :param backoff_max: longest computed backoff between retries, in seconds.
+    :param retry: the :class:`~zuora_sync.retry.RetryPolicy`; default :data:`zuora_sync.retry.ZUORA`.
+    :param max_retries: retries of a request after a 429, 5xx or connection error (overrides
+        ``retry.retries``).
+    :param backoff_base: seconds before the first retry when Zuora gives no ``Retry-After``
+        (overrides ``retry.base``).
+    :param backoff_max: longest computed backoff between retries, in seconds (``retry.cap``).
     :param poll_interval: seconds before the first poll of a Data Query job; the interval doubles.
         Default the connection's extra ``poll_interval``, else 0.5 (a tenant that answers in
         milliseconds, such as the sandbox, may want less).
     :param max_poll_interval: longest wait between two polls, in seconds.
-    :param max_retry_after: longest ``Retry-After`` the hook waits out, in seconds.
+    :param max_retry_after: longest ``Retry-After`` the hook waits out, in seconds
+        (``retry.longest_retry_after``).
     """
 
     conn_name_attr = "zuora_conn_id"
@@ -189,22 +192,21 @@ class ZuoraHook(BaseHook):
         zuora_conn_id: str = default_conn_name,
         *,
         timeout: float | None = None,
-        max_retries: int = 6,
-        backoff_base: float = 1.0,
-        backoff_max: float = 60.0,
+        retry: RetryPolicy = ZUORA_RETRY,
+        max_retries: int | None = None,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
         poll_interval: float | None = None,
         max_poll_interval: float = 10.0,
-        max_retry_after: float = 900.0,
+        max_retry_after: float | None = None,
     ) -> None:
         super().__init__()
         self.zuora_conn_id = zuora_conn_id
         self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
+        self.retry = retry.with_(retries=max_retries, base=backoff_base, cap=backoff_max,
+                                 longest_retry_after=max_retry_after)
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
-        self.max_retry_after = max_retry_after
         #: Every HTTP request this hook sent (token, API calls, retries, polls, downloads).
         self.api_requests = 0
         self._session: requests.Session | None = None
@@ -397,12 +399,12 @@ class ZuoraHook(BaseHook):
                 response = session.request(method, url, headers=headers, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 what = type(exc).__name__
-                if attempt >= self.max_retries:
+                if not self.retry.allows(attempt):
                     raise ZuoraApiError(f"no answer after {attempt + 1} attempts ({what})",
                                         method=method, path=label) from None
-                delay = self._backoff(attempt)
+                delay = self.retry.wait(attempt)
                 self.log.warning("Zuora did not answer %s %s (%s); retry %d/%d in %.1f s",
-                                 method, label, what, attempt + 1, self.max_retries, delay)
+                                 method, label, what, attempt + 1, self.retry.retries, delay)
                 time.sleep(delay)
                 attempt += 1
                 continue
@@ -415,19 +417,17 @@ class ZuoraHook(BaseHook):
                 reauthenticated = True
                 continue
             if status == 429 or status >= 500:
-                wait = self._retry_after(response)
                 error = self._error_from(response, method, label)
-                if attempt >= self.max_retries:
+                if not self.retry.allows(attempt):
                     raise ZuoraApiError(f"{error.message} (gave up after {attempt + 1} attempts)", status=status,
                                         code=error.code, body=error.body, method=method, path=label)
-                if wait is not None and wait > self.max_retry_after:
-                    raise ZuoraApiError(f"{error.message} (Retry-After {wait:.0f} s is longer than the "
-                                        f"{self.max_retry_after:.0f} s this hook waits)", status=status,
-                                        code=error.code, body=error.body, method=method, path=label)
-                delay = wait + random.uniform(0, min(1.0, self.backoff_base)) if wait is not None \
-                    else self._backoff(attempt)
+                try:
+                    delay = self.retry.wait(attempt, self._retry_after(response))
+                except RetryAfterTooLong as too_long:
+                    raise ZuoraApiError(f"{error.message} ({too_long})", status=status,
+                                        code=error.code, body=error.body, method=method, path=label) from None
                 self.log.warning("Zuora answered %d to %s %s (%s); retry %d/%d in %.1f s", status, method, label,
-                                 error.code or "no code", attempt + 1, self.max_retries, delay)
+                                 error.code or "no code", attempt + 1, self.retry.retries, delay)
                 response.close()
                 time.sleep(delay)
                 attempt += 1
@@ -436,31 +436,13 @@ class ZuoraHook(BaseHook):
                 raise self._error_from(response, method, label)
             return response
 
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with "equal jitter": half fixed, half random."""
-        cap = min(self.backoff_max, self.backoff_base * (2 ** attempt))
-        return cap / 2 + random.uniform(0, cap / 2)
-
     @staticmethod
     def _retry_after(response: requests.Response) -> float | None:
-        """Seconds Zuora asks us to wait: ``Retry-After`` (seconds or HTTP date), else ``RateLimit-Reset`` on 429."""
+        """Seconds Zuora asks us to wait: ``Retry-After``, else ``RateLimit-Reset`` on a 429."""
         value = response.headers.get("Retry-After")
         if value is None and response.status_code == 429:
             value = response.headers.get("RateLimit-Reset")
-        if value is None:
-            return None
-        value = value.strip()
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        return max((when - dt.datetime.now(dt.UTC)).total_seconds(), 0.0)
+        return parse_retry_after(value)
 
     def _redact(self, text: str) -> str:
         """``text`` with the client secret, the token and any URL signature blanked out."""
