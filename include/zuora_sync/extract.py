@@ -1,9 +1,9 @@
 """Extract one mapped object from Zuora into staged, Salesforce-ready files.
 
 For one object and one selection (a window of changes, everything, or chosen accounts) this
-builds the Data Query statement from the mapping, streams its rows, decides per row whether it
-belongs in Salesforce (the mapping's ``keep`` rule, and Zuora's ``deleted`` column), converts the
-values and writes:
+runs the Data Query statements :mod:`zuora_sync.queries` builds from the mapping, streams their
+rows, decides per row whether it belongs in Salesforce (the mapping's ``keep`` rule, and Zuora's
+``deleted`` column), converts the values and writes:
 
 ``upsert-NNNN.csv``   Bulk API 2.0 upsert files, each under 100 MB (relationship columns included)
 ``links-NNNN.csv``    second-pass columns (e.g. the customer hierarchy) for the kept rows
@@ -24,137 +24,21 @@ import datetime as dt
 import io
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
 from zuora_sync.mapping import Column, ObjectMapping
+from zuora_sync.queries import PAGE_ROWS, Selection, build_query, selection_parts
 from zuora_sync.private_files import make_private_dir, open_private
 from zuora_sync.transform import NULL, ValueConversionError, converter
 
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 90 * 1024 * 1024  # Bulk API 2.0 takes 100 MB a job; leave room for its base64 estimate
-PAGE_ROWS = 400_000                # rows per Data Query job (Zuora caps Live query output)
-MAX_IN_LIST = 1_000                # ids per IN list in one statement
-MODES = ("window", "full", "accounts")
-
-
 class RowSource(Protocol):
     """What extraction needs from Zuora: the rows of a Data Query statement, streamed."""
 
     def data_query(self, sql: str) -> Iterator[dict[str, Any]]: ...
-
-
-@dataclass
-class Selection:
-    """Which rows of an object to extract.
-
-    A window selection also reads rows outside the window that must be tried again: the object's
-    own rows Salesforce rejected before (``retry_keys``), and rows whose related record (a
-    ``changes_with`` alias) is being retried or was just fixed (``related_keys``), so that their
-    lookup to it is written once it is in Salesforce. All of them, in pages of ``MAX_IN_LIST``.
-    """
-
-    mode: str                                   # window | full | accounts
-    window_start: dt.datetime | None = None     # aware; window mode
-    window_end: dt.datetime | None = None
-    retry_keys: list[str] = field(default_factory=list)   # rejected last time: extract again (window mode)
-    account_keys: list[str] = field(default_factory=list)  # account ids or numbers (accounts mode)
-    related_keys: dict[str, list[str]] = field(default_factory=dict)  # alias -> ids (window mode)
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
-        if self.mode == "window" and (self.window_start is None or self.window_end is None):
-            raise ValueError("a window selection needs window_start and window_end")
-        if self.mode == "accounts" and not self.account_keys:
-            raise ValueError("an accounts selection needs at least one account id or number")
-
-
-def sql_string(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def sql_timestamp(moment: dt.datetime) -> str:
-    """A Trino timestamp literal with an explicit zone, so the tenant's time zone cannot shift it."""
-    utc = moment.astimezone(dt.timezone.utc)
-    return f"TIMESTAMP '{utc:%Y-%m-%d %H:%M:%S}.{utc.microsecond // 1000:03d} UTC'"
-
-
-def _in_list(column: str, values: list[str]) -> str:
-    return f"{column} IN ({', '.join(sql_string(v) for v in values)})"
-
-
-def _chunks(values: list[Any], size: int | None = None) -> Iterator[list[Any]]:
-    size = size or MAX_IN_LIST
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
-@dataclass(frozen=True)
-class Part:
-    """One statement's share of a selection: a condition, and whether its rows may repeat another part's."""
-
-    condition: str | None
-    may_repeat: bool = False
-
-
-def selection_parts(obj: ObjectMapping, selection: Selection) -> list[Part]:
-    """The conditions whose rows make up ``selection``, each read as its own (key-paged) statements.
-
-    A window's retries exclude the rows the window reads anyway; the parts that may still meet a
-    row twice (retries, account lists) say so.
-    """
-    base = obj.table
-    if selection.mode == "full":
-        return [Part(None)]
-    if selection.mode == "accounts":
-        if obj.account is None:
-            raise ValueError(f"object {obj.name} has no 'account' alias, so it cannot be synced by account")
-        return [Part(f"({_in_list(obj.account + '.id', chunk)} OR {_in_list(obj.account + '.accountnumber', chunk)})",
-                     may_repeat=True) for chunk in _chunks(selection.account_keys)]
-    start, end = sql_timestamp(selection.window_start), sql_timestamp(selection.window_end)
-    window = "(" + " OR ".join(f"({alias}.updateddate >= {start} AND {alias}.updateddate < {end})"
-                               for alias in [base, *obj.changes_with]) + ")"
-    parts = [Part(window)]
-    outside = f"NOT COALESCE({window}, false)"  # a LEFT JOIN's missing row makes the window NULL
-    # Every (alias, id) to retry, MAX_IN_LIST of them per statement: usually all in one.
-    pairs = [(base, key) for key in sorted(set(selection.retry_keys))]
-    for alias, keys in selection.related_keys.items():
-        if alias not in obj.joins:
-            raise ValueError(f"object {obj.name} has no alias {alias}")
-        pairs += [(alias, key) for key in sorted(set(keys))]
-    for chunk in _chunks(pairs):
-        by_alias: dict[str, list[str]] = {}
-        for alias, key in chunk:
-            by_alias.setdefault(alias, []).append(key)
-        wanted = " OR ".join(_in_list(f"{alias}.id", keys) for alias, keys in by_alias.items())
-        parts.append(Part(f"({wanted}) AND {outside}", may_repeat=True))
-    return parts
-
-
-def build_query(obj: ObjectMapping, part: Part | Selection, *, after_key: str | None = None,
-                limit: int = PAGE_ROWS) -> str:
-    """The Data Query statement for one page of ``part`` (keys greater than ``after_key``).
-
-    Given a :class:`Selection`, the statement of its first part.
-    """
-    if isinstance(part, Selection):
-        part = selection_parts(obj, part)[0]
-    base = obj.table
-    keep = f"CASE WHEN {obj.keep} THEN true ELSE false END" if obj.keep else "true"
-    select = [f"{base}.id AS zs_id", f"{base}.deleted AS zs_deleted", f"{keep} AS zs_keep"]
-    select += [f"{c.expression} AS c{i}" for i, c in enumerate(obj.columns + obj.second_pass)]
-    sql = f"SELECT {', '.join(select)} FROM {base}"
-    for clause in obj.joins.values():
-        sql += f" {clause}"
-    conditions = [part.condition] if part.condition else []
-    if after_key is not None:
-        conditions.append(f"{base}.id > {sql_string(after_key)}")
-    if conditions:
-        sql += " WHERE " + " AND ".join(conditions)
-    return sql + f" ORDER BY {base}.id LIMIT {limit}"
 
 
 class _PartWriter:
@@ -311,4 +195,4 @@ def local_path(path: Any) -> Path:
     raise ValueError("copy remote staged files to a local temporary file first")
 
 
-__all__ = ["Selection", "build_query", "extract_object", "read_keys", "sql_timestamp", "NULL"]
+__all__ = ["Selection", "extract_object", "read_keys", "NULL"]

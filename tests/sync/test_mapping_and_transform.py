@@ -11,8 +11,8 @@ import pytest
 
 from sandbox.zuora.dataquery_sql import compile_query
 from sandbox.zuora.schema import load_schema
-from zuora_sync.extract import Selection, build_query, selection_parts
 from zuora_sync.mapping import MappingError, build_mapping, default_document, load_mapping, merge
+from zuora_sync.queries import Selection, build_query, changed_records_query, monitored_tables, selection_parts
 from zuora_sync.transform import NULL, ValueConversionError, converter
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
@@ -98,6 +98,17 @@ def test_a_window_retries_every_rejected_row_in_pages_outside_the_window():
     assert retried == keys  # every one, once
     assert all("NOT COALESCE(" in p.condition for p in parts[1:])
     assert "owner.id IN ('o1', 'o2')" in parts[3].condition  # the last page: 500 own keys and the 2 owners
+
+
+def test_polling_counts_changes_of_every_table_an_object_resyncs_with():
+    # Each object's own table and the tables of its changes_with aliases, as mapping.yaml joins
+    # them: a catalog product renamed re-syncs the charges that show its name (ProductName).
+    assert monitored_tables("accounts") == ["account", "contact", "subscription", "rateplan", "rateplancharge",
+                                            "productrateplan", "product", "invoice", "payment", "invoicepayment"]
+    assert monitored_tables("catalog") == ["product", "productrateplan", "productrateplancharge"]
+    sql = changed_records_query(monitored_tables("catalog"), dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC))
+    compile_query(sql, load_schema())  # valid Data Query SQL
+    assert "TIMESTAMP '2026-01-02 03:04:05.000 UTC'" in sql  # floored to Zuora's whole seconds
 
 
 def test_values_convert_exactly():

@@ -22,7 +22,7 @@ def stack(tmp_path_factory):
 
 
 def test_every_rejected_record_is_retried_in_pages(stack, monkeypatch, capfd):
-    import zuora_sync.extract
+    import zuora_sync.queries
     from zuora_sync.mapping import load_mapping
     from zuora_sync.state import StateStore
 
@@ -39,7 +39,7 @@ def test_every_rejected_record_is_retried_in_pages(stack, monkeypatch, capfd):
     page = 2
     assert len(refused) > 3 * page, "the tenant should have many per-user charges"
     # Pages as small as this make several statements of a handful of rows (1,000 ids each in real life).
-    monkeypatch.setattr(zuora_sync.extract, "MAX_IN_LIST", page)
+    monkeypatch.setattr(zuora_sync.queries, "MAX_IN_LIST", page)
     capfd.readouterr()
 
     assert run_dag("zuora_incremental_sync") == "success"  # nothing changed in Zuora: only the retries

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import importlib
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -48,43 +47,14 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
+from zuora_sync.queries import changed_records_query, monitored_tables
 from zuora_sync.realtime_status import BACKOFF_MINUTES, NextSync, next_sync
 
 CLASSPATH = "zuora_sync.triggers.realtime.RealTimeSyncTrigger"
 EVENT_SOURCES = ("callouts", "polling")
-_JOIN = re.compile(r"\bjoin\s+(\w+)\s+(?:as\s+)?(\w+)", re.IGNORECASE)
 
 
 # -- the polling event source ---------------------------------------------------------------------
-
-
-def monitored_tables(scope: str = "accounts") -> list[str]:
-    """The Data Query tables whose changes count in polling mode: the scope's objects' tables and
-    the tables of the aliases each object re-syncs with (``changes_with``, e.g. bill-to contacts)."""
-    from zuora_sync.mapping import load_mapping
-
-    tables: list[str] = []
-    for obj in load_mapping().scope_objects(scope):
-        joined = {alias.lower(): table.lower() for table, alias in _JOIN.findall(" ".join(obj.joins.values()))}
-        for table in [obj.table, *(joined.get(alias.lower()) for alias in obj.changes_with)]:
-            if table and table not in tables:
-                tables.append(table)
-    return tables
-
-
-def changed_records_query(tables: list[str], since: dt.datetime) -> str:
-    """One Data Query statement counting, per table, the rows updated at or after ``since``.
-
-    ``since`` is floored to the second (Zuora's ``UpdatedDate`` has whole seconds, so a change in
-    the watermark's own second is counted rather than missed). Naming ``deleted`` in the select
-    list makes Data Query return deleted rows too: a deletion is a change.
-    """
-    from zuora_sync.extract import sql_timestamp
-
-    stamp = sql_timestamp(since.replace(microsecond=0))
-    parts = [f"SELECT '{t}' AS zs_table, {t}.deleted AS zs_deleted FROM {t} WHERE {t}.updateddate >= {stamp}"
-             for t in tables]
-    return f"SELECT zs_table, count(*) AS changed FROM ({' UNION ALL '.join(parts)}) changes GROUP BY zs_table"
 
 
 def count_changed_records(zuora: Any, tables: list[str], since: dt.datetime) -> dict[str, int]:
