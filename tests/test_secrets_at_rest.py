@@ -102,7 +102,7 @@ def _extract(zuora: ZuoraSandbox, directory, monkeypatch) -> dict:
 
     monkeypatch.setenv("AIRFLOW_CONN_ZUORA_DEFAULT", zuora.env["AIRFLOW_CONN_ZUORA_DEFAULT"])
     return extract_object(ZuoraHook(), load_mapping().get("CustomerAccount"), Selection("full"), directory,
-                          field_types={}, tz=dt.UTC)
+                          field_types={}, tz=dt.UTC).to_dict()
 
 
 def test_staged_extracts_are_private_on_local_disk(zuora, tmp_path, monkeypatch):

@@ -3,15 +3,8 @@
 For one object and one selection (a window of changes, everything, or chosen accounts) this
 runs the Data Query statements :mod:`zuora_sync.queries` builds from the mapping, streams their
 rows, decides per row whether it belongs in Salesforce (the mapping's ``keep`` rule, and Zuora's
-``deleted`` column), converts the values and writes:
-
-``upsert-NNNN.csv``   Bulk API 2.0 upsert files, each under 100 MB (relationship columns included)
-``links-NNNN.csv``    second-pass columns (e.g. the customer hierarchy) for the kept rows
-``delete-keys.txt``   external ids of rows to remove from Salesforce (objects with ``on_delete: flag``
-                      get upsert rows with the flag set instead)
-``keep-keys.txt``     every kept external id, for a full sync's reconciliation
-``rejected.jsonl``    rows whose values cannot be converted, with the reason (nothing is dropped silently)
-``manifest.json``     counts and file names
+``deleted`` column), converts the values and writes the object's staged files and their
+:class:`~zuora_sync.staging.Manifest` (:mod:`zuora_sync.staging`).
 
 Rows are never all in memory; large selections are read in key-ordered pages so each Data Query
 job stays within Zuora's output limits.
@@ -19,113 +12,80 @@ job stays within Zuora's output limits.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 import logging
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any, Iterable, Iterator, Protocol
 
 from zuora_sync.mapping import Column, ObjectMapping
 from zuora_sync.queries import PAGE_ROWS, Selection, build_query, selection_parts
-from zuora_sync.private_files import make_private_dir, open_private
+from zuora_sync.staging import (
+    DELETE_KEYS,
+    KEEP_KEYS,
+    MAX_FILE_BYTES,
+    REJECTED,
+    Counts,
+    Manifest,
+    RejectedConversion,
+    StagedObject,
+)
 from zuora_sync.transform import NULL, ValueConversionError, converter
 
 log = logging.getLogger(__name__)
 
-MAX_FILE_BYTES = 90 * 1024 * 1024  # Bulk API 2.0 takes 100 MB a job; leave room for its base64 estimate
+
 class RowSource(Protocol):
     """What extraction needs from Zuora: the rows of a Data Query statement, streamed."""
 
     def data_query(self, sql: str) -> Iterator[dict[str, Any]]: ...
 
 
-class _PartWriter:
-    """CSV parts under a size limit, each with the header, in a staging directory."""
-
-    def __init__(self, directory: Any, prefix: str, header: list[str], max_bytes: int):
-        self.directory, self.prefix, self.header, self.max_bytes = directory, prefix, header, max_bytes
-        self.files: list[str] = []
-        self.rows = 0
-        self._handle = None
-        self._size = 0
-        self._buffer = io.StringIO()
-        self._writer = csv.writer(self._buffer, lineterminator="\n")
-
-    def _encode(self, cells: list[str]) -> str:
-        self._buffer.seek(0)
-        self._buffer.truncate()
-        self._writer.writerow(cells)
-        return self._buffer.getvalue()
-
-    def write(self, cells: list[str]) -> None:
-        line = self._encode(cells)
-        size = len(line.encode("utf-8"))
-        if self._handle is None or self._size + size > self.max_bytes:
-            self._open()
-        self._handle.write(line)
-        self._size += size
-        self.rows += 1
-
-    def _open(self) -> None:
-        self.close()
-        name = f"{self.prefix}-{len(self.files):04d}.csv"
-        self._handle = open_private(self.directory / name, "w", encoding="utf-8", newline="")
-        header = self._encode(self.header)
-        self._handle.write(header)
-        self._size = len(header.encode("utf-8"))
-        self.files.append(name)
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-
 def extract_object(
     source: RowSource, obj: ObjectMapping, selection: Selection, directory: Any, *,
     field_types: dict[str, str], tz: dt.tzinfo, max_bytes: int = MAX_FILE_BYTES, page_rows: int = PAGE_ROWS,
-) -> dict[str, Any]:
+) -> Manifest:
     """Stage ``obj``'s rows for ``selection`` in ``directory`` (a Path or ObjectStoragePath).
 
-    The files hold customer data: on local disk they are created ``0600`` in directories created
-    ``0700`` (:mod:`zuora_sync.private_files`).
+    :returns: the manifest, also written beside the files.
     """
-    make_private_dir(directory)
+    staged = StagedObject(directory)
+    staged.create()
     columns: list[Column] = obj.columns
     flagging = obj.on_delete == "flag"
     header = [c.salesforce for c in columns] + ([obj.flag] if flagging else [])
     convert = [converter(field_types.get(c.salesforce, "string"), tz) for c in columns]
     convert_second = [converter("string", tz) for _ in obj.second_pass]
     key_index = columns.index(obj.key_column)
-    upserts = _PartWriter(directory, "upsert", header, max_bytes)
-    links = _PartWriter(directory, "links", [obj.key] + [c.salesforce for c in obj.second_pass], max_bytes)
-    counts = {"extracted": 0, "upserts": 0, "deletes": 0, "rejected": 0}
-    with open_private(directory / "delete-keys.txt", "w", encoding="utf-8") as deletes, \
-            open_private(directory / "keep-keys.txt", "w", encoding="utf-8") as keeps, \
-            open_private(directory / "rejected.jsonl", "w", encoding="utf-8") as rejected:
+    upserts = staged.csv_parts("upsert", header, max_bytes)
+    links = staged.csv_parts("links", [obj.key] + [c.salesforce for c in obj.second_pass], max_bytes)
+    counts = Counts()
+    with staged.open_for_writing(DELETE_KEYS) as deletes, staged.open_for_writing(KEEP_KEYS) as keeps, \
+            staged.open_for_writing(REJECTED) as rejected:
         for row in _pages(source, obj, selection, page_rows):
-            counts["extracted"] += 1
+            counts.extracted += 1
             values = [row.get(f"c{i}") for i in range(len(columns) + len(obj.second_pass))]
             key = str(row["zs_id"])
             belongs = _truthy(row.get("zs_keep")) and not _truthy(row.get("zs_deleted"))
             if not belongs and not flagging:
                 deletes.write(key + "\n")
-                counts["deletes"] += 1
+                counts.deletes += 1
                 continue
             try:
                 cells = [fn(value) for fn, value in zip(convert, values[: len(columns)])]
             except ValueConversionError as exc:
-                rejected.write(json.dumps({"external_id": key, "error_code": "VALUE_CONVERSION",
-                                           "message": str(exc), "row": _plain(values)}) + "\n")
-                counts["rejected"] += 1
+                rejected.write(json.dumps(asdict(RejectedConversion(key, "VALUE_CONVERSION", str(exc),
+                                                                    _plain(values)))) + "\n")
+                counts.rejected += 1
                 continue
             if flagging:
                 cells.append("false" if belongs else "true")
-                counts["upserts" if belongs else "deletes"] += 1
+                if belongs:
+                    counts.upserts += 1
+                else:
+                    counts.deletes += 1
             else:
-                counts["upserts"] += 1
+                counts.upserts += 1
             upserts.write(cells)
             if belongs:
                 keeps.write(key + "\n")
@@ -133,15 +93,12 @@ def extract_object(
                     links.write([cells[key_index]] + [fn(v) for fn, v in zip(convert_second, values[len(columns):])])
     upserts.close()
     links.close()
-    manifest = {
-        "object": obj.name, "salesforce": obj.salesforce, "key": obj.key, "mode": selection.mode,
-        "counts": counts, "upsert_files": upserts.files, "link_files": links.files,
-        "on_delete": obj.on_delete, "flag": obj.flag,
-    }
-    with open_private(directory / "manifest.json", "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(manifest, indent=1))
+    manifest = Manifest(object=obj.name, salesforce=obj.salesforce, key=obj.key, mode=selection.mode,
+                        directory=str(directory), counts=counts, upsert_files=upserts.files,
+                        link_files=links.files, on_delete=obj.on_delete, flag=obj.flag)
+    staged.write_manifest(manifest)
     log.info("Extracted %s (%s): %d rows from Zuora, %d to upsert, %d to remove, %d rejected",
-             obj.name, selection.mode, counts["extracted"], counts["upserts"], counts["deletes"], counts["rejected"])
+             obj.name, selection.mode, counts.extracted, counts.upserts, counts.deletes, counts.rejected)
     return manifest
 
 
@@ -176,23 +133,4 @@ def _plain(values: Iterable[Any]) -> list[Any]:
     return [v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for v in values]
 
 
-def read_keys(path: Any) -> Iterator[str]:
-    """The external ids in a staged ``*-keys.txt`` file."""
-    with path.open("r", encoding="utf-8") as handle:
-        for line in handle:
-            key = line.strip()
-            if key:
-                yield key
-
-
-def local_path(path: Any) -> Path:
-    """A local file for ``path``: itself when it is on this machine's disk."""
-    if isinstance(path, Path):
-        return path
-    protocol = getattr(path, "protocol", "file")
-    if protocol in ("file", "local", ""):
-        return Path(getattr(path, "path", str(path)))
-    raise ValueError("copy remote staged files to a local temporary file first")
-
-
-__all__ = ["Selection", "extract_object", "read_keys", "NULL"]
+__all__ = ["Selection", "extract_object", "NULL"]

@@ -10,20 +10,16 @@ Salesforce. Both stop cleanly, without failing the run, when the Salesforce API 
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import json
-import shutil
 import sqlite3
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
-from zuora_sync.extract import read_keys
 from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.lookups import Lookup, upsert_keeping_records
 from zuora_sync.mapping import load_mapping
@@ -31,21 +27,9 @@ from zuora_sync.operators.session import session_plan
 from zuora_sync.operators.zuora_extract import PREFLIGHT_TASK
 from zuora_sync.session import advanced_watermark, parse_instant
 from zuora_sync.settings import load_settings
+from zuora_sync.staging import Manifest, StagedObject, local_copy
 
 _ID_CHUNK = 50_000
-
-
-@contextlib.contextmanager
-def local_copy(path: ObjectStoragePath) -> Iterator[Path]:
-    """A local file with ``path``'s content: the file itself on local storage, else a temporary copy."""
-    if path.protocol in ("file", "local", ""):
-        yield Path(path.path)
-        return
-    with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
-        target = Path(tmp) / path.name
-        with path.open("rb") as source, open(target, "wb") as sink:
-            shutil.copyfileobj(source, sink, 1 << 20)
-        yield target
 
 
 class _ObjectTask(BaseOperator):
@@ -68,11 +52,12 @@ class _ObjectTask(BaseOperator):
         plan = session_plan(context)
         if self.object_name not in plan.objects:
             raise AirflowSkipException(f"{self.object_name} is not part of this session")
-        manifest = context["ti"].xcom_pull(task_ids=f"extract_{self.object_name}")
+        manifest = Manifest.from_dict(context["ti"].xcom_pull(task_ids=f"extract_{self.object_name}"))
         settings = load_settings()
         loader = SalesforceBulkLoader(self.salesforce_conn_id, api_reserve=settings.salesforce_api_reserve)
         store = StateStore.from_airflow(self.state_conn_id)
-        return plan, load_mapping().get(self.object_name), manifest, ObjectStoragePath(manifest["directory"]), loader, store
+        staged = StagedObject(ObjectStoragePath(manifest.directory))
+        return plan, load_mapping().get(self.object_name), manifest, staged, loader, store
 
 
 def _without_keys(source: Path, keys: set[str], target: Path) -> Path:
@@ -94,30 +79,29 @@ class SalesforceUpsertOperator(_ObjectTask):
     def execute(self, context: Any) -> dict[str, Any]:
         from zuora_sync.salesforce_loader import ApiBudgetExhausted
 
-        plan, obj, manifest, directory, loader, store = self._setup(context)
+        plan, obj, manifest, staged, loader, store = self._setup(context)
         failed_keys: set[str] = set()
-        with (directory / "rejected.jsonl").open("r", encoding="utf-8") as handle:
-            conversion = [json.loads(line) for line in handle if line.strip()]
+        conversion = staged.rejected_conversions()
         if conversion and not plan.dry_run:
             store.add_rejected(plan.session_id, obj.name, [
-                (r["external_id"], r["error_code"], r["message"], r["row"]) for r in conversion])
-        failed_keys.update(r["external_id"] for r in conversion)
+                (r.external_id, r.error_code, r.message, r.row) for r in conversion])
+        failed_keys.update(r.external_id for r in conversion)
         if plan.dry_run:
-            self.log.info("Dry run: %d %s rows would be upserted into %s", manifest["counts"]["upserts"], obj.name,
+            self.log.info("Dry run: %d %s rows would be upserted into %s", manifest.counts.upserts, obj.name,
                           obj.salesforce)
-            return {"dry_run": True, "would_upsert": manifest["counts"]["upserts"]}
+            return {"dry_run": True, "would_upsert": manifest.counts.upserts}
         preflight = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}
         lookups = [Lookup.from_dict(v) for v in (preflight.get("lookups") or {}).get(obj.name, [])]
         upserted = failed = 0
         emptied: Counter = Counter()
         try:
-            for name in manifest["upsert_files"] + manifest["link_files"]:
-                with local_copy(directory / name) as path, tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
-                    if name in manifest["link_files"] and failed_keys:
+            for name in manifest.upsert_files + manifest.link_files:
+                with local_copy(staged.path(name)) as path, tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
+                    if name in manifest.link_files and failed_keys:
                         # Second-pass links only for records the first pass wrote.
                         path = _without_keys(path, failed_keys, Path(tmp) / name)
                     outcome = upsert_keeping_records(loader, obj.salesforce, obj.key, path, lookups, Path(tmp))
-                if name in manifest["upsert_files"]:
+                if name in manifest.upsert_files:
                     upserted += outcome.succeeded
                 failed += len(outcome.rejected)
                 emptied += outcome.emptied
@@ -133,7 +117,7 @@ class SalesforceUpsertOperator(_ObjectTask):
         store.record_counts(plan.session_id, obj.name, upserted=upserted, failed=failed + len(conversion))
         still_open = set(store.open_rejected_ids(plan.scope, obj.name))
         if still_open:
-            fixed = [k for k in read_keys(directory / "keep-keys.txt") if k in still_open and k not in failed_keys]
+            fixed = [k for k in staged.keep_keys() if k in still_open and k not in failed_keys]
             if fixed:
                 store.resolve_rejected(obj.name, fixed, plan.session_id)
                 self.log.info("%d record(s) rejected before are now in Salesforce", len(fixed))
@@ -154,16 +138,16 @@ class SalesforceDeleteOperator(_ObjectTask):
     def execute(self, context: Any) -> dict[str, Any]:
         from zuora_sync.salesforce_loader import ApiBudgetExhausted
 
-        plan, obj, manifest, directory, loader, store = self._setup(context)
+        plan, obj, manifest, staged, loader, store = self._setup(context)
         upserts = context["ti"].xcom_pull(task_ids=f"load_{self.object_name}") or {}
         if upserts.get("stopped"):
             return {"stopped": True, "reason": upserts.get("reason")}
         try:
             with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
                 if plan.mode == "full":
-                    doomed_keys, doomed_ids = self._reconcile(obj, directory, loader, Path(tmp))
+                    doomed_keys, doomed_ids = self._reconcile(obj, staged, loader, Path(tmp))
                 else:
-                    doomed_keys = list(read_keys(directory / "delete-keys.txt")) if obj.on_delete == "delete" else []
+                    doomed_keys = list(staged.delete_keys()) if obj.on_delete == "delete" else []
                     doomed_ids = self._ids_for(loader, obj, doomed_keys)
                 removed, failed = self._remove(plan, obj, loader, store, doomed_ids, Path(tmp))
         except ApiBudgetExhausted as exc:
@@ -202,7 +186,7 @@ class SalesforceDeleteOperator(_ObjectTask):
         return found
 
     @staticmethod
-    def _reconcile(obj: Any, directory: ObjectStoragePath, loader: Any, tmp: Path) -> tuple[list[str], dict[str, str]]:
+    def _reconcile(obj: Any, staged: StagedObject, loader: Any, tmp: Path) -> tuple[list[str], dict[str, str]]:
         """Every Salesforce record of the object whose key is not among the kept Zuora rows (on disk, not in memory)."""
         exported = tmp / "salesforce.csv"
         where = f" WHERE {obj.flag} = false" if obj.on_delete == "flag" else ""
@@ -210,7 +194,7 @@ class SalesforceDeleteOperator(_ObjectTask):
         db = sqlite3.connect(tmp / "reconcile.db")
         db.execute("CREATE TABLE keep (key TEXT PRIMARY KEY) WITHOUT ROWID")
         db.execute("CREATE TABLE sf (id TEXT, key TEXT)")
-        db.executemany("INSERT OR IGNORE INTO keep VALUES (?)", ((k,) for k in read_keys(directory / "keep-keys.txt")))
+        db.executemany("INSERT OR IGNORE INTO keep VALUES (?)", ((k,) for k in staged.keep_keys()))
         with open(exported, newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
             next(reader, None)

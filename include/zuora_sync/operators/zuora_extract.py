@@ -76,5 +76,5 @@ class ZuoraExtractOperator(BaseOperator):
             manifest = extract_object(hook, obj, selection, directory, field_types=field_types, tz=settings.tz)
         finally:
             store.add_api_calls(plan.session_id, zuora=hook.api_requests)
-        store.record_counts(plan.session_id, obj.name, extracted=manifest["counts"]["extracted"])
-        return {"directory": str(directory), **manifest}
+        store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted)
+        return manifest.to_dict()

@@ -1,0 +1,211 @@
+"""The staged files between an object's extract and its load, and the manifest that lists them.
+
+An extract task writes, per object, into ``<staging_url>/<session>/<Object>/`` (an
+``ObjectStoragePath``: local disk by default, any storage Airflow's ObjectStoragePath reaches when
+``staging_url`` says so, so whichever worker runs the load can read them):
+
+``upsert-NNNN.csv``   Bulk API 2.0 upsert files, each under :data:`MAX_FILE_BYTES`
+``links-NNNN.csv``    second-pass columns (e.g. the customer hierarchy) for the kept rows
+``delete-keys.txt``   external ids of rows to remove from Salesforce
+``keep-keys.txt``     every kept external id, for a full sync's reconciliation
+``rejected.jsonl``    rows whose values could not be converted, with the reason
+``manifest.json``     :class:`Manifest`: what is there, and the counts
+
+The load task reads only what the :class:`Manifest` names. Files hold customer data: on local disk
+they are created ``0600`` in directories created ``0700`` (:mod:`zuora_sync.private_files`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zuora_sync.private_files import make_private_dir, open_private
+
+__all__ = [
+    "MAX_FILE_BYTES", "Counts", "CsvParts", "Manifest", "RejectedConversion", "StagedObject", "local_copy",
+]
+
+#: Bulk API 2.0 takes 100 MB a job; leave room for its base64 estimate.
+MAX_FILE_BYTES = 90 * 1024 * 1024
+
+MANIFEST = "manifest.json"
+DELETE_KEYS = "delete-keys.txt"
+KEEP_KEYS = "keep-keys.txt"
+REJECTED = "rejected.jsonl"
+
+
+@dataclass
+class Counts:
+    """Rows an extract read and what it made of them."""
+
+    extracted: int = 0
+    upserts: int = 0
+    deletes: int = 0
+    rejected: int = 0
+
+
+@dataclass
+class Manifest:
+    """What one object's extract staged, as the load reads it (and as it travels through XCom).
+
+    :ivar directory: where the files are (an ``ObjectStoragePath`` URL or a local path).
+    :ivar mode: the selection's mode (``window``, ``full``, ``accounts``).
+    """
+
+    object: str
+    salesforce: str
+    key: str
+    mode: str
+    directory: str
+    counts: Counts = field(default_factory=Counts)
+    upsert_files: list[str] = field(default_factory=list)
+    link_files: list[str] = field(default_factory=list)
+    on_delete: str = "delete"
+    flag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (XCom, ``manifest.json``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """The manifest from :meth:`to_dict`'s data; unknown keys (a newer writer's) are ignored."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["counts"] = Counts(**(data.get("counts") or {}))
+        return cls(**known)
+
+
+@dataclass
+class RejectedConversion:
+    """A row whose values could not be converted for Salesforce (never sent, never dropped silently)."""
+
+    external_id: str
+    error_code: str
+    message: str
+    row: list[Any]
+
+
+class StagedObject:
+    """One object's staging directory: the writer's and the reader's view of the same files.
+
+    :param directory: a ``Path`` or an ``ObjectStoragePath``.
+    """
+
+    def __init__(self, directory: Any):
+        self.directory = directory
+
+    def path(self, name: str) -> Any:
+        """The staged file ``name``."""
+        return self.directory / name
+
+    # -- writing (the extract) -------------------------------------------------------------------
+
+    def create(self) -> None:
+        """Make the directory (``0700`` on local disk)."""
+        make_private_dir(self.directory)
+
+    def open_for_writing(self, name: str) -> Any:
+        """A new text file in the directory (``0600`` on local disk)."""
+        return open_private(self.directory / name, "w", encoding="utf-8")
+
+    def csv_parts(self, prefix: str, header: list[str], max_bytes: int = MAX_FILE_BYTES) -> CsvParts:
+        """A writer of ``<prefix>-NNNN.csv`` files under ``max_bytes`` each."""
+        return CsvParts(self.directory, prefix, header, max_bytes)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        with self.open_for_writing(MANIFEST) as handle:
+            handle.write(json.dumps(manifest.to_dict(), indent=1))
+
+    # -- reading (the load) ------------------------------------------------------------------------
+
+    def manifest(self) -> Manifest:
+        with self.path(MANIFEST).open("r", encoding="utf-8") as handle:
+            return Manifest.from_dict(json.load(handle))
+
+    def keep_keys(self) -> Iterator[str]:
+        """Every kept external id."""
+        return read_keys(self.path(KEEP_KEYS))
+
+    def delete_keys(self) -> Iterator[str]:
+        """The external ids to remove."""
+        return read_keys(self.path(DELETE_KEYS))
+
+    def rejected_conversions(self) -> list[RejectedConversion]:
+        with self.path(REJECTED).open("r", encoding="utf-8") as handle:
+            return [RejectedConversion(**json.loads(line)) for line in handle if line.strip()]
+
+
+class CsvParts:
+    """CSV parts under a size limit, each with the header, in a staging directory."""
+
+    def __init__(self, directory: Any, prefix: str, header: list[str], max_bytes: int):
+        self.directory, self.prefix, self.header, self.max_bytes = directory, prefix, header, max_bytes
+        self.files: list[str] = []
+        self.rows = 0
+        self._handle: Any = None
+        self._size = 0
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\n")
+
+    def _encode(self, cells: list[str]) -> str:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerow(cells)
+        return self._buffer.getvalue()
+
+    def write(self, cells: list[str]) -> None:
+        line = self._encode(cells)
+        size = len(line.encode("utf-8"))
+        if self._handle is None or self._size + size > self.max_bytes:
+            self._open()
+        self._handle.write(line)
+        self._size += size
+        self.rows += 1
+
+    def _open(self) -> None:
+        self.close()
+        name = f"{self.prefix}-{len(self.files):04d}.csv"
+        self._handle = open_private(self.directory / name, "w", encoding="utf-8", newline="")
+        header = self._encode(self.header)
+        self._handle.write(header)
+        self._size = len(header.encode("utf-8"))
+        self.files.append(name)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def read_keys(path: Any) -> Iterator[str]:
+    """The external ids in a staged ``*-keys.txt`` file."""
+    with path.open("r", encoding="utf-8") as handle:
+        for line in handle:
+            key = line.strip()
+            if key:
+                yield key
+
+
+@contextlib.contextmanager
+def local_copy(path: Any) -> Iterator[Path]:
+    """A local file with ``path``'s content: the file itself on local storage, else a temporary copy."""
+    if isinstance(path, Path):
+        yield path
+        return
+    if getattr(path, "protocol", "file") in ("file", "local", ""):
+        yield Path(path.path)
+        return
+    with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
+        target = Path(tmp) / path.name
+        with path.open("rb") as source, open(target, "wb") as sink:
+            shutil.copyfileobj(source, sink, 1 << 20)
+        yield target

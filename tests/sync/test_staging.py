@@ -1,0 +1,51 @@
+"""The staging module: the manifest's round trip, CSV parts under a size limit, keys and conversions."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from zuora_sync.staging import Counts, CsvParts, Manifest, RejectedConversion, StagedObject
+
+
+def test_the_manifest_round_trips_through_xcom_and_its_file(tmp_path):
+    staged = StagedObject(tmp_path / "Subscription")
+    staged.create()
+    manifest = Manifest(object="Subscription", salesforce="Zuora__Subscription__c", key="Zuora__External_Id__c",
+                        mode="window", directory=str(staged.directory), counts=Counts(5, 3, 1, 1),
+                        upsert_files=["upsert-0000.csv"], link_files=[], on_delete="delete")
+    staged.write_manifest(manifest)
+    assert staged.manifest() == manifest
+    assert Manifest.from_dict(json.loads(json.dumps(manifest.to_dict()))) == manifest
+    # A newer writer's extra keys do not break an older reader.
+    assert Manifest.from_dict({**manifest.to_dict(), "added_later": 1}) == manifest
+
+
+def test_csv_parts_stay_under_the_size_limit_and_each_has_the_header(tmp_path):
+    parts = CsvParts(tmp_path, "upsert", ["Name", "Zuora__External_Id__c"], max_bytes=100)
+    rows = [[f"name, {i}", f"id-{i:03d}"] for i in range(20)]
+    for row in rows:
+        parts.write(row)
+    parts.close()
+    assert len(parts.files) > 1 and parts.rows == 20
+    read = []
+    for name in parts.files:
+        assert (tmp_path / name).stat().st_size <= 100
+        with open(tmp_path / name, newline="", encoding="utf-8") as handle:
+            content = list(csv.reader(handle))
+        assert content[0] == ["Name", "Zuora__External_Id__c"]
+        read += content[1:]
+    assert read == rows
+
+
+def test_keys_and_rejected_conversions_read_back(tmp_path):
+    staged = StagedObject(tmp_path)
+    with staged.open_for_writing("keep-keys.txt") as handle:
+        handle.write("a\n\nb\n")
+    with staged.open_for_writing("delete-keys.txt") as handle:
+        handle.write("")
+    with staged.open_for_writing("rejected.jsonl") as handle:
+        handle.write(json.dumps({"external_id": "c", "error_code": "VALUE_CONVERSION", "message": "bad date",
+                                 "row": ["x", 1]}) + "\n")
+    assert list(staged.keep_keys()) == ["a", "b"] and list(staged.delete_keys()) == []
+    assert staged.rejected_conversions() == [RejectedConversion("c", "VALUE_CONVERSION", "bad date", ["x", 1])]
