@@ -1,7 +1,7 @@
 """Airflow DAG: full sync of Accounts & Related Objects: everything in Zuora, then reconciliation."""
 
 from zuora_sync.dag_factory import build_sync_dag, dry_run_param, objects_param
-from zuora_sync.session import FULL
+from zuora_sync.planning import FULL
 
 dag = build_sync_dag(
     "zuora_full_sync",

@@ -3,7 +3,7 @@
 from airflow.sdk import CronDataIntervalTimetable
 
 from zuora_sync.dag_factory import build_sync_dag, dry_run_param, objects_param, window_params
-from zuora_sync.session import INCREMENTAL
+from zuora_sync.planning import INCREMENTAL
 
 dag = build_sync_dag(
     "zuora_incremental_sync",

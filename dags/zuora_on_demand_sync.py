@@ -3,7 +3,7 @@
 from airflow.sdk import Param
 
 from zuora_sync.dag_factory import build_sync_dag, dry_run_param
-from zuora_sync.session import ON_DEMAND
+from zuora_sync.planning import ON_DEMAND
 
 dag = build_sync_dag(
     "zuora_on_demand_sync",

@@ -3,7 +3,7 @@
 from airflow.sdk import CronDataIntervalTimetable
 
 from zuora_sync.dag_factory import build_sync_dag, dry_run_param
-from zuora_sync.session import CATALOG
+from zuora_sync.planning import CATALOG
 
 dag = build_sync_dag(
     "zuora_product_catalog_sync",

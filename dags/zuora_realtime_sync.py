@@ -2,7 +2,7 @@
 change events have arrived, or the maximum time between syncs has passed."""
 
 from zuora_sync.dag_factory import build_sync_dag
-from zuora_sync.session import REAL_TIME
+from zuora_sync.planning import REAL_TIME
 
 dag = build_sync_dag(
     "zuora_realtime_sync",

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from zuora_sync.session import object_windows, parse_instant, staging_dir
+from zuora_sync.planning import object_windows, parse_instant, staging_dir
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -61,7 +61,7 @@ def test_form_instants_and_staging_paths():
 
 
 def test_a_window_that_starts_at_or_before_the_watermark_moves_it_to_its_end():
-    from zuora_sync.session import advanced_watermark
+    from zuora_sync.reconcile import advanced_watermark
 
     mark = dt.datetime(2025, 6, 1, 8, tzinfo=UTC)
     window = (mark - LOOKBACK, dt.datetime(2025, 6, 1, 10, tzinfo=UTC))
@@ -73,7 +73,7 @@ def test_a_window_that_starts_at_or_before_the_watermark_moves_it_to_its_end():
 
 def test_a_backfill_window_after_a_lagging_watermark_leaves_it_alone():
     """An earlier session failed at 02:00; a backfill re-syncs 08:00–10:00: 02:00–08:00 is still unsynced."""
-    from zuora_sync.session import advanced_watermark
+    from zuora_sync.reconcile import advanced_watermark
 
     lagging = dt.datetime(2025, 6, 1, 2, tzinfo=UTC)
     window = (dt.datetime(2025, 6, 1, 8, tzinfo=UTC) - LOOKBACK, dt.datetime(2025, 6, 1, 10, tzinfo=UTC))
@@ -81,7 +81,7 @@ def test_a_backfill_window_after_a_lagging_watermark_leaves_it_alone():
 
 
 def test_a_window_in_the_past_never_moves_the_watermark_back():
-    from zuora_sync.session import advanced_watermark
+    from zuora_sync.reconcile import advanced_watermark
 
     mark = NOW - dt.timedelta(minutes=1)
     window = (dt.datetime(2025, 5, 1, 0, tzinfo=UTC) - LOOKBACK, dt.datetime(2025, 5, 1, 2, tzinfo=UTC))
@@ -92,10 +92,81 @@ def test_a_window_in_the_past_never_moves_the_watermark_back():
 def test_a_scheduled_interval_that_later_sessions_synced_has_nothing_to_do():
     """Unpausing zuora_incremental_sync (e.g. for a backfill) in Real-time mode starts its latest interval,
     which the real-time sessions synced already."""
-    from zuora_sync.session import interval_synced
+    from zuora_sync.planning import interval_synced
 
     end = dt.datetime(2025, 6, 1, 10, tzinfo=UTC)
     assert interval_synced({"A": end, "B": end + dt.timedelta(minutes=37)}, ["A", "B"], end)
     assert not interval_synced({"A": end, "B": end - dt.timedelta(seconds=1)}, ["A", "B"], end)
     assert not interval_synced({"A": end}, ["A", "B"], end)  # B was never synced
     assert not interval_synced({}, [], end)
+
+
+# -- what a session really is --------------------------------------------------------------------
+
+ACCOUNTS = ["CustomerAccount", "Subscription", "Invoice"]
+
+
+def test_the_first_sync_of_a_scope_is_full_whatever_started_it():
+    from zuora_sync.planning import FULL, INCREMENTAL, REAL_TIME, decide
+
+    for requested in (INCREMENTAL, REAL_TIME, "On-demand", FULL):
+        decision = decide(requested, "accounts", ACCOUNTS, ["Invoice"], has_full_sync=False)
+        assert (decision.session_type, decision.mode, decision.objects) == (FULL, "full", ACCOUNTS)
+        assert (decision.why is None) == (requested == FULL)
+
+
+def test_after_a_full_sync_each_type_keeps_its_mode_and_chosen_objects():
+    from zuora_sync.planning import decide
+
+    modes = {"Full": "full", "Incremental": "window", "Real-time": "window", "On-demand": "accounts"}
+    for requested, mode in modes.items():
+        decision = decide(requested, "accounts", ACCOUNTS, ["Invoice"], has_full_sync=True)
+        assert (decision.session_type, decision.mode, decision.objects, decision.why) == \
+            (requested, mode, ["Invoice"], None)
+    catalog = decide("Product Catalog", "catalog", ["Product"], ["Product"], has_full_sync=False)
+    assert (catalog.session_type, catalog.mode) == ("Product Catalog", "full")
+    with pytest.raises(ValueError, match="unknown session type"):
+        decide("Weekly", "accounts", ACCOUNTS, ACCOUNTS, has_full_sync=True)
+
+
+def test_a_real_time_session_after_a_mode_change_is_a_full_sync_of_everything():
+    from zuora_sync.planning import decide
+
+    decision = decide("Real-time", "accounts", ACCOUNTS, ["Invoice"], has_full_sync=True,
+                      mode_change="the sync mode became Real-time")
+    assert (decision.session_type, decision.mode, decision.objects) == ("Full", "full", ACCOUNTS)
+    assert "the sync mode became Real-time" in decision.why
+
+
+def test_chosen_objects_come_in_load_order_and_unknown_ones_are_refused():
+    from zuora_sync.planning import select_objects
+
+    assert select_objects(ACCOUNTS, ["Invoice", "CustomerAccount"]) == ["CustomerAccount", "Invoice"]
+    assert select_objects(ACCOUNTS, []) == select_objects(ACCOUNTS, None) == ACCOUNTS
+    with pytest.raises(ValueError, match=r"unknown objects \['Quote'\]"):
+        select_objects(ACCOUNTS, ["Quote"])
+
+
+def test_how_a_run_was_started_chooses_its_window():
+    from zuora_sync.planning import session_windows
+
+    mark = dt.datetime(2025, 6, 1, 11, tzinfo=UTC)
+    interval = (dt.datetime(2025, 6, 1, 8, tzinfo=UTC), dt.datetime(2025, 6, 1, 10, tzinfo=UTC))
+
+    def start_end(run_type, session_type="Incremental"):
+        got = session_windows(["A"], {"A": mark}, run_type=run_type, session_type=session_type, interval=interval,
+                              now=NOW, lookback=LOOKBACK)["A"]
+        return tuple(dt.datetime.fromisoformat(v) for v in got)
+
+    assert start_end("DagRunType.SCHEDULED") == (interval[0] - LOOKBACK, interval[1])
+    assert start_end("backfill") == (interval[0] - LOOKBACK, interval[1])
+    assert start_end("manual") == (mark - LOOKBACK, NOW)  # "sync now"
+    assert start_end("scheduled", "Real-time") == (mark - LOOKBACK, NOW)  # its interval predates the wait
+
+
+def test_reconciliation_removes_only_owned_records_zuora_no_longer_keeps(tmp_path):
+    from zuora_sync.reconcile import orphans
+
+    exported = tmp_path / "salesforce.csv"
+    exported.write_text("Id,Zuora__External_Id__c\n001A,k1\n001B,k2\n001C,\n001D,k4\n", encoding="utf-8")
+    assert orphans(exported, iter(["k1", "k4", "k9"]), tmp_path) == {"001B": "k2"}  # 001C is not the sync's

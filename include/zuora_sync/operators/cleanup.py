@@ -28,7 +28,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from zuora_sync.lock_lease import LockLease, renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.notifications import notify_session_end
-from zuora_sync.session import holder_name
+from zuora_sync.planning import holder_name
 from zuora_sync.settings import load_settings
 
 SCOPES = {"accounts_and_related_objects": "accounts", "product_catalog": "catalog"}

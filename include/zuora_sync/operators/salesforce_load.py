@@ -11,7 +11,6 @@ Salesforce. Both stop cleanly, without failing the run, when the Salesforce API 
 from __future__ import annotations
 
 import csv
-import sqlite3
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -25,7 +24,8 @@ from zuora_sync.lookups import Lookup, upsert_keeping_records
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
 from zuora_sync.operators.zuora_extract import PREFLIGHT_TASK
-from zuora_sync.session import advanced_watermark, parse_instant
+from zuora_sync.planning import parse_instant
+from zuora_sync.reconcile import advanced_watermark, orphans
 from zuora_sync.settings import load_settings
 from zuora_sync.staging import Manifest, StagedObject, local_copy
 
@@ -191,18 +191,7 @@ class SalesforceDeleteOperator(_ObjectTask):
         exported = tmp / "salesforce.csv"
         where = f" WHERE {obj.flag} = false" if obj.on_delete == "flag" else ""
         loader.query_to_csv(f"SELECT Id, {obj.key} FROM {obj.salesforce}{where}", exported)
-        db = sqlite3.connect(tmp / "reconcile.db")
-        db.execute("CREATE TABLE keep (key TEXT PRIMARY KEY) WITHOUT ROWID")
-        db.execute("CREATE TABLE sf (id TEXT, key TEXT)")
-        db.executemany("INSERT OR IGNORE INTO keep VALUES (?)", ((k,) for k in staged.keep_keys()))
-        with open(exported, newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            next(reader, None)
-            db.executemany("INSERT INTO sf VALUES (?, ?)", ((row[0], row[1]) for row in reader if row))
-        # Only records the sync owns (they carry the external id) are ever removed.
-        doomed = dict(db.execute("SELECT id, key FROM sf WHERE key IS NOT NULL AND key <> '' "
-                                 "AND key NOT IN (SELECT key FROM keep)"))
-        db.close()
+        doomed = orphans(exported, staged.keep_keys(), tmp)
         return list(doomed.values()), doomed
 
     def _remove(self, plan: Any, obj: Any, loader: Any, store: Any, doomed: dict[str, str], tmp: Path) -> tuple[int, int]:

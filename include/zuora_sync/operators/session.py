@@ -4,7 +4,7 @@
 it), decides what the session really is (the first sync of a scope is always full; so is a
 real-time session after a change of the sync mode, :mod:`zuora_sync.sync_mode`), records it in
 sync history and hands its plan to the other tasks. A scheduled run whose interval later sessions
-already synced records nothing and skips (:func:`zuora_sync.session.interval_synced`).
+already synced records nothing and skips (:func:`zuora_sync.planning.interval_synced`).
 ``MappingPreflightOperator`` checks the mapping against Salesforce ``describe`` before anything
 is written. ``EndSyncSessionOperator`` runs whatever happened upstream: it records the
 session's status, releases the lock and, for a real-time session that finished, consumes the
@@ -30,17 +30,16 @@ from airflow.sdk import BaseOperator
 
 from zuora_sync.lock_lease import LockLease, renews_session_lock
 from zuora_sync.mapping import load_mapping
-from zuora_sync.session import (
-    CATALOG,
-    FULL,
+from zuora_sync.planning import (
     INCREMENTAL,
-    ON_DEMAND,
     REAL_TIME,
     SessionPlan,
+    decide,
     holder_name,
     interval_synced,
-    object_windows,
     parse_instant,
+    select_objects,
+    session_windows,
     staging_dir,
 )
 from zuora_sync.notifications import notify_session_end
@@ -165,15 +164,13 @@ class BeginSyncSessionOperator(BaseOperator):
 
     def _selected_objects(self) -> list[str]:
         """The objects this session syncs, in load order (the form's choice, or all of the scope)."""
-        scope_objects = load_mapping().scopes[self.scope]
-        wanted = list(self.objects or []) or scope_objects
-        unknown = [o for o in wanted if o not in scope_objects]
-        if unknown:
-            raise AirflowException(f"unknown objects {unknown}; the {self.scope} objects are {scope_objects}")
-        return [o for o in scope_objects if o in wanted]
+        try:
+            return select_objects(load_mapping().scopes[self.scope], self.objects)
+        except ValueError as exc:
+            raise AirflowException(f"{self.scope}: {exc}") from None
 
     def _interval_already_synced(self, context: Any, store: Any) -> str | None:
-        """Why a scheduled incremental run has nothing to do, or None (:func:`~zuora_sync.session.interval_synced`).
+        """Why a scheduled incremental run has nothing to do, or None (:func:`~zuora_sync.planning.interval_synced`).
 
         Airflow starts the latest interval when ``zuora_incremental_sync`` is unpaused (catchup is off),
         e.g. for a backfill in Real-time mode; real-time sessions synced past it already. Recorded,
@@ -216,46 +213,29 @@ class BeginSyncSessionOperator(BaseOperator):
             offset += 100
 
     def _plan(self, context: Any, store: Any, settings: Any, holder: str, began_at: dt.datetime) -> SessionPlan:
-        scope_objects = load_mapping().scopes[self.scope]
-        objects = self._selected_objects()
-        session_type = self.session_type
+        """Gather the facts :mod:`zuora_sync.planning` decides on, and record the session it plans."""
         dag_run = context["dag_run"]
-        if self.session_type == CATALOG:
-            mode = "full"
-        elif store.last_full_sync(self.scope) is None:
-            if session_type != FULL:
-                self.log.info("No full sync of %s has finished yet (first sync, or after a cleanup): this "
-                              "session is a full sync", self.scope)
-            session_type, mode, objects = FULL, "full", scope_objects
-        elif session_type == REAL_TIME and (why := self._mode_change(context, store, settings, began_at)):
-            # SPEC §5 (Zuora 360's Turbo Sync): the sync mode just became Real-time.
-            self.log.info("This real-time session of %s is a full sync: %s", self.scope, why)
-            session_type, mode, objects = FULL, "full", scope_objects
-        elif session_type == FULL:
-            mode = "full"
-        elif session_type == ON_DEMAND:
-            mode = "accounts"
-        elif session_type in (INCREMENTAL, REAL_TIME):
-            mode = "window"
-        else:
-            raise AirflowException(f"unknown session type {session_type}")
+        has_full_sync = store.last_full_sync(self.scope) is not None
+        mode_change = self._mode_change(context, store, settings, began_at) \
+            if self.session_type == REAL_TIME and has_full_sync else None
+        try:
+            decision = decide(self.session_type, self.scope, load_mapping().scopes[self.scope],
+                              self._selected_objects(), has_full_sync=has_full_sync, mode_change=mode_change)
+        except ValueError as exc:
+            raise AirflowException(str(exc)) from None
+        if decision.why:
+            self.log.info("%s", decision.why[0].upper() + decision.why[1:])
+        session_type, mode, objects = decision.session_type, decision.mode, decision.objects
         accounts = [str(a).strip() for a in (self.accounts or []) if str(a).strip()]
         if mode == "accounts" and not accounts:
             raise AirflowException("an on-demand sync needs at least one account number or id")
         now = _now()
         windows = {}
         if mode == "window":
-            run_type = str(getattr(dag_run, "run_type", "")).lower()
-            start, end = context.get("data_interval_start"), context.get("data_interval_end")
-            # Scheduled and backfill runs read their interval; a manual run means "sync now". A
-            # real-time run's interval ends when the run was created, before its sensor waited:
-            # it reads from the watermark to now.
-            scheduled = run_type.endswith(("scheduled", "backfill")) and session_type != REAL_TIME
-            interval = (start, end) if scheduled and start is not None and end is not None and start < end else None
-            windows = object_windows(
-                objects, store.watermarks(self.scope), now=now, interval=interval,
-                backfill=run_type.endswith("backfill"),
-                lookback=dt.timedelta(minutes=settings.lookback_minutes),
+            windows = session_windows(
+                objects, store.watermarks(self.scope), run_type=str(getattr(dag_run, "run_type", "")),
+                session_type=session_type, interval=(context.get("data_interval_start"), context.get("data_interval_end")),
+                now=now, lookback=dt.timedelta(minutes=settings.lookback_minutes),
                 requested=(parse_instant(self.window_start), parse_instant(self.window_end)),
             )
         session_id = store.start_session(
@@ -273,15 +253,8 @@ class BeginSyncSessionOperator(BaseOperator):
 
 
 class MappingPreflightOperator(BaseOperator):
-    """Check the mapping against Salesforce ``describe``; return what the other tasks need to know of it.
-
-    Every mapped field must exist and be writable, every relationship column must name a
-    relationship whose target field is an external id (or id lookup), and the upsert key must be
-    an external id. All problems are reported at once, before anything is written.
-
-    Returns ``{"types": {object: {column: Salesforce type}}, "lookups": {object: [lookup, ...]}}``:
-    the types convert values (extract), the lookups (:class:`~zuora_sync.lookups.Lookup`: target
-    object, and whether Salesforce requires it) decide which missing targets cost a row (load).
+    """Check the mapping against Salesforce ``describe`` (:mod:`zuora_sync.preflight`); return what
+    the other tasks need to know of the org: ``{"types": {...}, "lookups": {...}}``.
     """
 
     ui_color = "#fff4e0"
@@ -292,76 +265,21 @@ class MappingPreflightOperator(BaseOperator):
 
     @renews_session_lock()
     def execute(self, context: Any) -> dict[str, dict[str, Any]]:
-        from zuora_sync.lookups import Lookup
+        from zuora_sync.preflight import check_mapping
         from zuora_sync.salesforce_loader import SalesforceBulkLoader
         from zuora_sync.state import StateStore
 
         plan = session_plan(context)
-        mapping = load_mapping()
         loader = SalesforceBulkLoader(self.salesforce_conn_id)
-        types: dict[str, dict[str, str]] = {}
-        lookups: dict[str, list[dict[str, Any]]] = {}
-        problems: list[str] = []
-        described: dict[str, dict[str, Any]] = {}
-
-        def describe(name: str) -> dict[str, Any] | None:
-            if name not in described:
-                try:
-                    described[name] = {f["name"].lower(): f for f in loader.describe(name)["fields"]}
-                except Exception as exc:  # the object itself is missing or not accessible
-                    problems.append(f"{name}: cannot describe it in Salesforce ({exc})")
-                    described[name] = None
-            return described[name]
-
-        for name in plan.objects:
-            obj = mapping.get(name)
-            fields = describe(obj.salesforce)
-            if fields is None:
-                continue
-            where = f"{mapping.source}: object {name} → {obj.salesforce}"
-            column_types = {}
-            object_lookups = []
-            key = fields.get(obj.key.lower())
-            if key is None or not (key.get("externalId") or key.get("idLookup")):
-                problems.append(f"{where}, field {obj.key}: the upsert key must be an external id field")
-            by_relationship = {(f.get("relationshipName") or "").lower(): f for f in fields.values()
-                               if f.get("relationshipName")}
-            for column in obj.columns + obj.second_pass:
-                lookup = by_relationship if column.is_relationship else fields
-                info = lookup.get(column.field.lower())
-                if info is None:
-                    what = "relationship" if column.is_relationship else "field"
-                    problems.append(f"{where}, field {column.salesforce}: no such {what} in Salesforce")
-                    continue
-                if not (info.get("createable") and info.get("updateable")) and column.salesforce != obj.key:
-                    problems.append(f"{where}, field {info['name']}: not writable (createable and updateable)")
-                if column.is_relationship:
-                    target_field = column.salesforce.split(".")[1]
-                    target = describe((info.get("referenceTo") or ["?"])[0])
-                    target_info = (target or {}).get(target_field.lower())
-                    if target is not None and (target_info is None or not (target_info.get("externalId") or target_info.get("idLookup"))):
-                        problems.append(f"{where}, field {column.salesforce}: {target_field} is not an external id "
-                                        f"of {(info.get('referenceTo') or ['?'])[0]}")
-                    column_types[column.salesforce] = "string"
-                    # A parent link is required by the mapping, a master-detail one by Salesforce too.
-                    object_lookups.append(Lookup(column.salesforce, (info.get("referenceTo") or ["?"])[0],
-                                                 required=not (column.optional and info.get("nillable", True))).as_dict())
-                else:
-                    column_types[column.salesforce] = info.get("type", "string")
-            if obj.flag:
-                flag = fields.get(obj.flag.lower())
-                if flag is None or flag.get("type") != "boolean":
-                    problems.append(f"{where}, field {obj.flag}: the delete flag must be a checkbox field")
-            types[name] = column_types
-            lookups[name] = object_lookups
+        result = check_mapping(load_mapping(), plan.objects, loader.describe)
         store = StateStore.from_airflow()
         store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
-        if problems:
+        if result.problems:
             # Kept with the session too, so its history says why it failed (not only this task's log).
-            store.add_details(plan.session_id, preflight_problems=problems)
-            raise AirflowException("The mapping does not fit this Salesforce org:\n  " + "\n  ".join(problems))
+            store.add_details(plan.session_id, preflight_problems=result.problems)
+            raise AirflowException("The mapping does not fit this Salesforce org:\n  " + "\n  ".join(result.problems))
         self.log.info("Mapping checked against Salesforce for %s", ", ".join(plan.objects))
-        return {"types": types, "lookups": lookups}
+        return result.as_xcom()
 
 
 class EndSyncSessionOperator(BaseOperator):

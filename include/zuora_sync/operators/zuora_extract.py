@@ -14,7 +14,7 @@ from airflow.sdk import BaseOperator, ObjectStoragePath
 from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
-from zuora_sync.session import parse_instant
+from zuora_sync.planning import parse_instant
 from zuora_sync.settings import load_settings
 
 PREFLIGHT_TASK = "preflight"

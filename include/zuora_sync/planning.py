@@ -1,15 +1,18 @@
 """Planning a sync session: its type, its objects and, per object, the window of changes to read.
 
-The rules (SPEC §4) in one place:
+Pure functions of what the begin task read (the request, sync history, watermarks, the clock);
+the task itself (:class:`~zuora_sync.operators.session.BeginSyncSessionOperator`) only gathers
+those facts and records the plan. The rules (SPEC §4, ``docs/operations.md``) in one place:
 
 - the first sync ever of a scope, and the first after a cleanup, is a full sync, whatever started it;
+- a real-time session after a change of the sync mode is a full sync (:mod:`zuora_sync.sync_mode`);
+- a Product Catalog session reads everything; an on-demand one the chosen accounts;
 - a backfill run re-syncs exactly its data interval (plus the look-back overlap);
 - a scheduled run reads from the older of its interval start and the object's watermark, so a
   failed or stopped earlier session leaves no gap;
 - a manual run without an interval reads from the object's watermark to now;
 - a manual run may name its own window in the form;
-- a window moves the object's watermark only when it joins it (starts at or before it), and never
-  back: a backfill after a gap must not mark the gap as synced;
+- a window moves the object's watermark only when it joins it (:func:`zuora_sync.reconcile.advanced_watermark`);
 - a scheduled run whose interval later sessions already synced (every watermark is past its end)
   has nothing to do: the run Airflow starts when ``zuora_incremental_sync`` is unpaused for a
   backfill in Real-time mode is such a run, and recording it would read as Scheduled mode.
@@ -23,6 +26,74 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FULL, INCREMENTAL, ON_DEMAND, CATALOG, REAL_TIME = "Full", "Incremental", "On-demand", "Product Catalog", "Real-time"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a session really is, once sync history has had its say.
+
+    :ivar why: why the type differs from the one asked for (logged), or ``None``.
+    """
+
+    session_type: str
+    mode: str                                   # full | window | accounts
+    objects: list[str]
+    why: str | None = None
+
+
+def decide(requested: str, scope: str, scope_objects: list[str], selected: list[str], *,
+           has_full_sync: bool, mode_change: str | None = None) -> Decision:
+    """The session's type, mode and objects.
+
+    :param requested: the DAG's session type.
+    :param scope_objects: every object of the scope, in load order.
+    :param selected: the objects the form chose (in load order), or all of them.
+    :param has_full_sync: whether a full sync of the scope has finished (since the last cleanup).
+    :param mode_change: why a real-time session follows a change of the sync mode, or ``None``.
+    :raises ValueError: an unknown session type.
+    """
+    if requested == CATALOG:
+        return Decision(CATALOG, "full", selected)
+    if not has_full_sync:
+        why = None if requested == FULL else \
+            f"no full sync of {scope} has finished yet (first sync, or after a cleanup): this session is a full sync"
+        return Decision(FULL, "full", scope_objects, why)
+    if requested == REAL_TIME and mode_change:
+        return Decision(FULL, "full", scope_objects, f"this real-time session of {scope} is a full sync: {mode_change}")
+    modes = {FULL: "full", ON_DEMAND: "accounts", INCREMENTAL: "window", REAL_TIME: "window"}
+    if requested not in modes:
+        raise ValueError(f"unknown session type {requested}")
+    return Decision(requested, modes[requested], selected)
+
+
+def select_objects(scope_objects: list[str], wanted: list[str] | None) -> list[str]:
+    """The objects a session syncs, in load order: the form's choice, or all of the scope.
+
+    :raises ValueError: the form named an object the scope does not have.
+    """
+    wanted = list(wanted or []) or scope_objects
+    unknown = [o for o in wanted if o not in scope_objects]
+    if unknown:
+        raise ValueError(f"unknown objects {unknown}; the objects of this scope are {scope_objects}")
+    return [o for o in scope_objects if o in wanted]
+
+
+def session_windows(objects: list[str], watermarks: dict[str, dt.datetime], *, run_type: str, session_type: str,
+                    interval: tuple[dt.datetime | None, dt.datetime | None], now: dt.datetime,
+                    lookback: dt.timedelta,
+                    requested: tuple[dt.datetime | None, dt.datetime | None] = (None, None)) -> dict[str, list[str]]:
+    """The windows of a window-mode session, from how its run was started.
+
+    Scheduled and backfill runs read their data interval; a manual run means "sync now". A
+    real-time run's interval ends when the run was created, before its sensor waited: it reads
+    from the watermark to now.
+    """
+    run_type = run_type.lower()
+    start, end = interval
+    scheduled = run_type.endswith(("scheduled", "backfill")) and session_type != REAL_TIME
+    chosen = (start, end) if scheduled and start is not None and end is not None and start < end else None
+    return object_windows(objects, watermarks, now=now, interval=chosen, backfill=run_type.endswith("backfill"),
+                          lookback=lookback, requested=requested)
 
 
 @dataclass
@@ -101,30 +172,6 @@ def object_windows(
             raise ValueError(f"the window for {obj} is empty or reversed: {start.isoformat()} .. {end.isoformat()}")
         windows[obj] = [(start - lookback).isoformat(), end.isoformat()]
     return windows
-
-
-def advanced_watermark(current: dt.datetime | None, window: tuple[dt.datetime, dt.datetime], *,
-                       started: dt.datetime) -> dt.datetime | None:
-    """Where an object's watermark goes once a window of its changes is safely in Salesforce, or
-    ``None`` to leave it where it is.
-
-    The watermark says "every change before this is in Salesforce". A window ``[start, end]``
-    extends that only when it starts at or before the watermark; otherwise (a backfill, or a form
-    window, after an earlier session failed) the changes between the watermark and the window's
-    start are still unsynced, and moving the watermark past them would lose them. It moves to the
-    window's end, never beyond the session's start (later changes may not be visible to this
-    session yet), and never back.
-
-    :param current: the object's watermark now (``None``: none yet, so nothing says the history
-        before the window is synced).
-    :param window: the window the session read (look-back included).
-    :param started: when the session began.
-    """
-    start, end = window
-    if current is None or start > current:
-        return None
-    moved = min(end, started)
-    return moved if moved > current else None
 
 
 def interval_synced(watermarks: dict[str, dt.datetime], objects: list[str], interval_end: dt.datetime) -> bool:
