@@ -4,6 +4,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param
 
+from zuora_sync import task_ids
 from zuora_sync.dag_factory import DEFAULT_ARGS, TAGS
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.cleanup import (
@@ -63,10 +64,10 @@ untick dry run) to delete.
     for scope in ("accounts", "catalog"):
         previous = begin
         for obj in reversed(mapping.scope_objects(scope)):  # children before parents
-            task = CleanupDeleteOperator(task_id=f"delete_{obj.name}", object_name=obj.name)
+            task = CleanupDeleteOperator(task_id=task_ids.delete(obj.name), object_name=obj.name)
             previous >> task
             previous = task
             deletes.append(task)
-    end = EndCleanupOperator(task_id="end_cleanup", delete_task_ids=[t.task_id for t in deletes], retries=0)
+    end = EndCleanupOperator(task_id=task_ids.END_CLEANUP, delete_task_ids=[t.task_id for t in deletes], retries=0)
     deletes >> end
     begin >> end

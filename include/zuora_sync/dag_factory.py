@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param
 
+from zuora_sync import task_ids
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.salesforce_load import SalesforceDeleteOperator, SalesforceUpsertOperator
 from zuora_sync.operators.session import (
@@ -95,9 +96,9 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
             RealTimeSyncSensor(task_id=WAIT_TASK, scope=scope) >> begin
         loads, deletes = {}, {}
         for obj in objects:
-            extract = ZuoraExtractOperator(task_id=f"extract_{obj.name}", object_name=obj.name)
-            loads[obj.name] = SalesforceUpsertOperator(task_id=f"load_{obj.name}", object_name=obj.name)
-            deletes[obj.name] = SalesforceDeleteOperator(task_id=f"delete_{obj.name}", object_name=obj.name)
+            extract = ZuoraExtractOperator(task_id=task_ids.extract(obj.name), object_name=obj.name)
+            loads[obj.name] = SalesforceUpsertOperator(task_id=task_ids.load(obj.name), object_name=obj.name)
+            deletes[obj.name] = SalesforceDeleteOperator(task_id=task_ids.delete(obj.name), object_name=obj.name)
             preflight >> extract >> loads[obj.name]
         for obj in objects:
             for parent in obj.depends_on:
@@ -105,7 +106,7 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
                 deletes[obj.name] >> deletes[parent]  # children's deletes first
             for load in loads.values():
                 load >> deletes[obj.name]
-        end = EndSyncSessionOperator(task_id="end_session", sync_task_ids=[f"delete_{o.name}" for o in objects],
+        end = EndSyncSessionOperator(task_id=task_ids.END_SESSION, sync_task_ids=[task_ids.delete(o.name) for o in objects],
                                      retries=0)
         list(deletes.values()) >> end
         begin >> end

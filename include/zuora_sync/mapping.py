@@ -25,8 +25,10 @@ import yaml
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from zuora_sync.vocabulary import Scope
+
 MAPPING_ENV = "ZUORA_SYNC_MAPPING"
-SCOPES = ("accounts", "catalog")
+SCOPES = tuple(scope.value for scope in Scope)
 _OBJECT_KEYS = {
     "from", "joins", "changes_with", "account", "depends_on", "salesforce", "key", "keep", "fields", "links",
     "lookups", "second_pass", "on_delete", "flag",

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from enum import StrEnum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FULL, INCREMENTAL, ON_DEMAND, CATALOG, REAL_TIME = "Full", "Incremental", "On-demand", "Product Catalog", "Real-time"
+from zuora_sync.vocabulary import SessionType
+
+FULL, INCREMENTAL, ON_DEMAND, CATALOG, REAL_TIME = (SessionType.FULL, SessionType.INCREMENTAL, SessionType.ON_DEMAND,
+                                                    SessionType.CATALOG, SessionType.REAL_TIME)
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,8 @@ class SessionPlan:
     accounts: list[str] = field(default_factory=list)
 
     def as_xcom(self) -> dict[str, Any]:
-        return asdict(self)
+        # Plain strings: XCom readers need no enum (a StrEnum member equals its value anyway).
+        return {k: str(v) if isinstance(v, StrEnum) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_xcom(cls, value: dict[str, Any]) -> "SessionPlan":

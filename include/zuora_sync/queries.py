@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zuora_sync.mapping import ObjectMapping
+from zuora_sync.vocabulary import Mode
 
 PAGE_ROWS = 400_000                # rows per Data Query job (Zuora caps Live query output)
 MAX_IN_LIST = 1_000                # ids per IN list in one statement
-MODES = ("window", "full", "accounts")
+MODES = tuple(mode.value for mode in Mode)
 
 
 @dataclass

@@ -19,12 +19,14 @@ from email.headerregistry import HeaderRegistry
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from zuora_sync.vocabulary import EventSource
+
 VARIABLE = "zuora_sync_settings"
 #: Zuora 360's choices for "Maximum Data Change Events Before Sync" (the seed document).
 MAX_EVENTS_CHOICES = (1, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500)
 #: Zuora 360's email notification options: None, Errors Only, All (Excluding / Including Zero Records).
 EMAIL_CHOICES = ("none", "errors_only", "all_excluding_zero_records", "all_including_zero_records")
-EVENT_SOURCES = ("callouts", "polling")
+EVENT_SOURCES = tuple(source.value for source in EventSource)
 #: ``lock_lease_seconds``' bounds: it is renewed every third of it (so at least every second), and a
 #: crashed session's lock blocks every sync until it expires (so a week at most).
 LOCK_LEASE_RANGE = (3, 7 * 24 * 3600)

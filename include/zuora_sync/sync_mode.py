@@ -34,8 +34,10 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-ON_DEMAND, FULL, REAL_TIME = "On-demand", "Full", "Real-time"
-GOOD_ENDINGS = ("Finished", "Finished with Errors")
+from zuora_sync.vocabulary import SessionStatus, SessionType
+
+ON_DEMAND, FULL, REAL_TIME = SessionType.ON_DEMAND, SessionType.FULL, SessionType.REAL_TIME
+GOOD_ENDINGS = (SessionStatus.FINISHED, SessionStatus.FINISHED_WITH_ERRORS)
 
 
 def is_backfill(session: Mapping[str, Any]) -> bool:

@@ -170,3 +170,28 @@ def test_reconciliation_removes_only_owned_records_zuora_no_longer_keeps(tmp_pat
     exported = tmp_path / "salesforce.csv"
     exported.write_text("Id,Zuora__External_Id__c\n001A,k1\n001B,k2\n001C,\n001D,k4\n", encoding="utf-8")
     assert orphans(exported, iter(["k1", "k4", "k9"]), tmp_path) == {"001B": "k2"}  # 001C is not the sync's
+
+
+def test_task_ids_are_built_and_read_in_one_place():
+    from zuora_sync import task_ids
+
+    for build in (task_ids.extract, task_ids.load, task_ids.delete):
+        assert task_ids.object_of(build("PaymentInvoice")) == "PaymentInvoice"
+    with pytest.raises(ValueError, match="not an extract, load or delete task"):
+        task_ids.object_of(task_ids.END_SESSION)
+
+
+def test_the_vocabulary_keeps_the_stored_values():
+    import json
+
+    from zuora_sync.planning import SessionPlan
+    from zuora_sync.vocabulary import Mode, SessionStatus, SessionType
+
+    assert [t.value for t in SessionType] == ["Full", "Incremental", "Real-time", "On-demand", "Product Catalog",
+                                              "Sync Clean-up"]
+    assert SessionStatus.FINISHED_WITH_ERRORS == "Finished with Errors"
+    plan = SessionPlan(session_id=1, session_type=SessionType.REAL_TIME, scope="accounts", mode=Mode.WINDOW,
+                       objects=["A"], holder="d/r", staging="file:///s", started="2025-01-01T00:00:00+00:00")
+    value = plan.as_xcom()
+    assert json.loads(json.dumps(value)) == value and type(value["session_type"]) is str
+    assert SessionPlan.from_xcom(value) == plan

@@ -30,10 +30,12 @@ from zuora_sync.mapping import load_mapping
 from zuora_sync.notifications import notify_session_end
 from zuora_sync.planning import holder_name
 from zuora_sync.settings import load_settings
+from zuora_sync import task_ids
+from zuora_sync.vocabulary import SessionType
 
 SCOPES = {"accounts_and_related_objects": "accounts", "product_catalog": "catalog"}
-BEGIN_TASK = "begin_cleanup"
-CLEANUP = "Sync Clean-up"
+BEGIN_TASK = task_ids.BEGIN_CLEANUP
+CLEANUP = SessionType.CLEANUP
 
 
 def _truthy(value: Any) -> bool:
@@ -217,7 +219,7 @@ class EndCleanupOperator(BaseOperator):
             # The cleanup was refused or could not start: the run must show it, not look successful.
             raise AirflowFailException(f"The cleanup did not start; the {BEGIN_TASK} task's log says why")
         missing = [t for t in self.delete_task_ids
-                   if t.split("_", 1)[1] in plan["objects"] and not ti.xcom_pull(task_ids=t)]
+                   if task_ids.object_of(t) in plan["objects"] and not ti.xcom_pull(task_ids=t)]
         error = f"tasks did not finish: {', '.join(missing)}" if missing else None
         status = store.finish_session(plan["session_id"], error=error)
         store.release_lock(plan["holder"])

@@ -12,9 +12,10 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from zuora_sync import task_ids
 from zuora_sync.triggers.realtime import RealTimeSyncTrigger, start_reason
 
-WAIT_TASK = "wait_for_changes"
+WAIT_TASK = task_ids.WAIT_FOR_CHANGES
 
 
 class RealTimeSyncSensor(BaseOperator):

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
+from zuora_sync import task_ids
 from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.lookups import Lookup, upsert_keeping_records
 from zuora_sync.mapping import load_mapping
@@ -52,7 +53,7 @@ class _ObjectTask(BaseOperator):
         plan = session_plan(context)
         if self.object_name not in plan.objects:
             raise AirflowSkipException(f"{self.object_name} is not part of this session")
-        manifest = Manifest.from_dict(context["ti"].xcom_pull(task_ids=f"extract_{self.object_name}"))
+        manifest = Manifest.from_dict(context["ti"].xcom_pull(task_ids=task_ids.extract(self.object_name)))
         settings = load_settings()
         loader = SalesforceBulkLoader(self.salesforce_conn_id, api_reserve=settings.salesforce_api_reserve)
         store = StateStore.from_airflow(self.state_conn_id)
@@ -139,7 +140,7 @@ class SalesforceDeleteOperator(_ObjectTask):
         from zuora_sync.salesforce_loader import ApiBudgetExhausted
 
         plan, obj, manifest, staged, loader, store = self._setup(context)
-        upserts = context["ti"].xcom_pull(task_ids=f"load_{self.object_name}") or {}
+        upserts = context["ti"].xcom_pull(task_ids=task_ids.load(self.object_name)) or {}
         if upserts.get("stopped"):
             return {"stopped": True, "reason": upserts.get("reason")}
         try:

@@ -28,6 +28,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseOperator
 
+from zuora_sync import task_ids
 from zuora_sync.lock_lease import LockLease, renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.planning import (
@@ -45,7 +46,7 @@ from zuora_sync.planning import (
 from zuora_sync.notifications import notify_session_end
 from zuora_sync.settings import load_settings
 
-SESSION_TASK = "begin_session"
+SESSION_TASK = task_ids.BEGIN_SESSION
 #: XCom key of the begin task when the Salesforce API budget stopped the session before writing.
 STOPPED_KEY = "stopped_session"
 #: XCom key of the begin task: the newest change event id when a real-time session began.
@@ -322,7 +323,7 @@ class EndSyncSessionOperator(BaseOperator):
         plan = SessionPlan.from_xcom(plan_value)
         missing, stopped = [], []
         for task_id in self.sync_task_ids:
-            obj = task_id.split("_", 1)[1] if "_" in task_id else task_id
+            obj = task_ids.object_of(task_id)
             if obj not in plan.objects:
                 continue
             result = ti.xcom_pull(task_ids=task_id)

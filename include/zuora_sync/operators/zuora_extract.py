@@ -11,13 +11,14 @@ from typing import Any, Sequence
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
+from zuora_sync import task_ids
 from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
 from zuora_sync.planning import parse_instant
 from zuora_sync.settings import load_settings
 
-PREFLIGHT_TASK = "preflight"
+PREFLIGHT_TASK = task_ids.PREFLIGHT
 
 
 class ZuoraExtractOperator(BaseOperator):

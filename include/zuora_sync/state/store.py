@@ -57,16 +57,17 @@ from zuora_sync.state.models import (
     Watermark,
     as_utc,
 )
+from zuora_sync.vocabulary import SessionStatus, SessionType
 
 log = logging.getLogger(__name__)
 
 UTC = dt.UTC
 
-SESSION_STATUSES = ("Running", "Finished", "Finished with Errors", "Failure", "Stopped")
+SESSION_STATUSES = tuple(status.value for status in SessionStatus)
 RUNNING, FINISHED, FINISHED_WITH_ERRORS, FAILURE, STOPPED = SESSION_STATUSES
-SESSION_TYPES = ("Full", "Incremental", "Real-time", "On-demand", "Product Catalog", "Sync Clean-up")
+SESSION_TYPES = tuple(kind.value for kind in SessionType)
 #: Session types that read everything of their scope (a catalog sync is always full).
-FULL_SESSION_TYPES = ("Full", "Product Catalog")
+FULL_SESSION_TYPES = (SessionType.FULL, SessionType.CATALOG)
 #: A holder of this scope excludes every other scope, and is excluded by any of them.
 CLEANUP_SCOPE = "cleanup"
 COUNT_FIELDS = ("extracted", "upserted", "deleted", "failed")

@@ -49,9 +49,10 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from zuora_sync.queries import changed_records_query, monitored_tables
 from zuora_sync.realtime_status import BACKOFF_MINUTES, NextSync, next_sync
+from zuora_sync.vocabulary import EventSource
 
 CLASSPATH = "zuora_sync.triggers.realtime.RealTimeSyncTrigger"
-EVENT_SOURCES = ("callouts", "polling")
+EVENT_SOURCES = tuple(source.value for source in EventSource)
 
 
 # -- the polling event source ---------------------------------------------------------------------

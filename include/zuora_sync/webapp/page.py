@@ -56,12 +56,12 @@ from zuora_sync.events import event_object
 from zuora_sync.settings import SettingsError, check_time_zone
 from zuora_sync.webapp import PAGE_PATH
 from zuora_sync.webapp.access import READ_SYNC, require_rejected_records
+from zuora_sync.vocabulary import SessionType
 
 log = logging.getLogger(__name__)
 
 #: Zuora 360 shows a cleanup session's status as "Sync Clean-up"; the history filter offers it too.
-CLEANUP_STATUS = "Sync Clean-up"
-CLEANUP_TYPE = "Sync Clean-up"
+CLEANUP_STATUS = CLEANUP_TYPE = SessionType.CLEANUP
 MAX_PAGE = 500
 #: Bounds of ids and offsets: the database's 64-bit integers (a larger number is a 400, not an overflow).
 MAX_ID = 2**63 - 1
