@@ -1,6 +1,7 @@
 """The object mapping: which Zuora rows become which Salesforce records, as validated data.
 
-``mapping.yaml`` beside this module is the default (SPEC §3). A user file named by the
+``mapping.yaml`` beside this module is the default (``docs/operations.md``, "What is synced, and
+the rules"). A user file named by the
 ``ZUORA_SYNC_MAPPING`` environment variable is merged over it: objects, fields, links and lookups are added
 or replaced, and a field set to ``null`` is dropped, so custom fields need no Python. The mapping
 is checked when the DAGs are parsed: every problem names the file, the object and the field. The

@@ -2,7 +2,7 @@
 
 Pure functions of what the begin task read (the request, sync history, watermarks, the clock);
 the task itself (:class:`~zuora_sync.operators.session.BeginSyncSessionOperator`) only gathers
-those facts and records the plan. The rules (SPEC §4, ``docs/operations.md``) in one place:
+those facts and records the plan. The rules (``docs/operations.md``) in one place:
 
 - the first sync ever of a scope, and the first after a cleanup, is a full sync, whatever started it;
 - a real-time session after a change of the sync mode is a full sync (:mod:`zuora_sync.sync_mode`);

@@ -1,4 +1,5 @@
-"""Files that hold customer data or secrets, kept readable by their owner only (SPEC §8, §11).
+"""Files that hold customer data or secrets, kept readable by their owner only
+(``docs/operations.md``, "Connections").
 
 The state store's SQLite file (sessions, rejected records with their rows, events) and the staged
 extracts (customer accounts, contacts, invoices as CSV) are created mode ``0600``, in directories

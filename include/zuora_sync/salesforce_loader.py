@@ -1,7 +1,7 @@
 """The sync's Bulk API 2.0 jobs: what a job is, driven carefully, on :class:`SalesforceBulkHook`.
 
 The hook (:mod:`zuora_sync.hooks.salesforce_bulk`) owns the connection, counting, re-login and
-retries of single requests. The loader owns the jobs, with these rules (SPEC §4, §8, §10, §11):
+retries of single requests. The loader owns the jobs, with these rules (``docs/operations.md``):
 
 * **Budget.** Before a job starts, fewer remaining daily requests than ``api_reserve`` raise
   :class:`ApiBudgetExhausted` (so does ``REQUEST_LIMIT_EXCEEDED`` at any time): the session stops
@@ -17,7 +17,7 @@ retries of single requests. The loader owns the jobs, with these rules (SPEC §4
   Salesforce's ``errorMessage``. Rejected rows never raise: they come back as
   :class:`RejectedRow` in the :class:`JobOutcome`, parsed from ``failedResults``, which are only
   downloaded when the job reports failed rows. ``successfulResults`` are never downloaded (the
-  external ids already say which record is which; SPEC §10 API economy).
+  external ids already say which record is which; every request counts against the org's allowance).
 
 simple-salesforce's own ``bulk2`` loops are not used: they sleep 5 seconds before the first poll,
 never re-login, never retry a dropped connection, and hold the whole CSV in memory.

@@ -1,6 +1,6 @@
 """Callout notifications: every change event in ``_events`` is POSTed to the tenant's callout URL.
 
-Real-time sync is driven by Zuora callouts (SPEC §5), so the sandbox sends one for every data change,
+Real-time sync is driven by Zuora callouts (``docs/operations.md``, "Real-time sync"), so the sandbox sends one for every data change,
 the way a Zuora tenant with data-change custom events and a callout notification on each would
 (reference §2.5). A background thread per tenant delivers them; nothing else here keeps state but
 the ``_events`` table (attempts, next_attempt, delivery, last_status), so a restart resumes.

@@ -1,6 +1,6 @@
 """Zuora Data Query: SQL jobs over the tenant, run in the background, results served by signed URL.
 
-The sync extracts with Data Query (SPEC §8), so the sandbox speaks its wire protocol as Zuora's API
+The sync extracts with Data Query (``docs/architecture.md``), so the sandbox speaks its wire protocol as Zuora's API
 reference and ``zuora-sdk``'s ``DataQueriesApi`` define it:
 
 - ``POST /query/jobs`` (``Content-Type: application/json`` or 415) answers ``{"data": job}`` with

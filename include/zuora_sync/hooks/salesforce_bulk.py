@@ -66,7 +66,8 @@ class ApiBudgetExhausted(Exception):
 
     Raised for ``REQUEST_LIMIT_EXCEEDED`` (HTTP 403) and when the remaining daily requests fall
     below the loader's ``api_reserve`` before a job starts. It is not a failure of the data: a
-    session stops cleanly, keeps its watermarks, and the next session resumes (SPEC §4).
+    session stops cleanly, keeps its watermarks, and the next session resumes
+    (``docs/operations.md``, "API budget").
 
     :param message: what happened, in words.
     :param remaining: remaining daily API requests, when known.

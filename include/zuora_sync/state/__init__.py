@@ -1,4 +1,4 @@
-"""The sync's own state store (SPEC §6): watermarks, sync history, rejected records, scope locks
+"""The sync's own state store (``docs/architecture.md``): watermarks, sync history, rejected records, scope locks
 and received change events, in a database reached through the Airflow connection
 ``zuora_sync_state`` (SQLite under ``$AIRFLOW_HOME/zuora_sync/state.db`` without it).
 

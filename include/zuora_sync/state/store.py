@@ -1,6 +1,6 @@
 """The sync's state store: watermarks, sync history, rejected records, scope locks, change events.
 
-Airflow tasks may not touch Airflow's metadata database (SPEC §6), so the sync keeps its state in
+Airflow tasks may not touch Airflow's metadata database (Airflow 3's task isolation), so the sync keeps its state in
 a database of its own, reached through the Airflow connection ``zuora_sync_state`` (any SQLAlchemy
 URL; PostgreSQL in production) or, when that connection does not exist, an SQLite file
 ``$AIRFLOW_HOME/zuora_sync/state.db``.
@@ -491,7 +491,7 @@ class StateStore:
                 salesforce_api_calls=s.salesforce_api_calls + int(salesforce)))
 
     def finish_session(self, session_id: int, *, error: str | None = None, stopped: bool = False) -> str:
-        """End a session and return its status (SPEC §4).
+        """End a session and return its status (``docs/operations.md``, "The task graph").
 
         ``stopped`` (the Salesforce API budget ran out; the next session resumes) → Stopped, with
         ``error`` kept as the reason; otherwise ``error`` → Failure; any rejected record of this

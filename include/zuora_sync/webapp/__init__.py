@@ -1,4 +1,4 @@
-"""The sync's web app, served by the Airflow API server under ``/zuora-sync`` (SPEC §5).
+"""The sync's web app, served by the Airflow API server under ``/zuora-sync`` (``docs/ui.md``).
 
 - ``POST /zuora-sync/events``: Zuora callouts (data-change events), authenticated by the
   ``zuora_sync_webhook`` connection (HMAC-SHA256 signature or Basic auth), stored once each in the

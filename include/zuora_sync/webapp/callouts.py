@@ -1,4 +1,5 @@
-"""Intake of Zuora callout notifications: ``POST /events`` (SPEC §5, §11).
+"""Intake of Zuora callout notifications: ``POST /events`` (``docs/operations.md``, "Real-time
+sync").
 
 A callout is accepted only when it proves it comes from Zuora, per the Airflow connection
 ``zuora_sync_webhook``:
@@ -36,7 +37,7 @@ new header values is the same notification, a duplicate, not a new event.
 An event is one :meth:`StateStore.add_event` call: one ``INSERT ... ON CONFLICT DO NOTHING``
 transaction, so a replayed notification stores nothing new and nothing is half-written.
 
-Speed (SPEC §10: at least 500 callouts/s on loopback): the connection is read at most once per
+Speed (at least 500 callouts/s on loopback, ``docs/benchmarks.md``): the connection is read at most once per
 :data:`CONNECTION_TTL_SECONDS` (so a rotated secret takes effect within that time, without a
 metadata-database query per callout), the state store is resolved once per process, and writes to
 an SQLite store go through one thread at a time (see :class:`Intake`).

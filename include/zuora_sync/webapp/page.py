@@ -1,4 +1,4 @@
-"""The Zuora Sync page inside the Airflow UI, and the data it shows (issue 7; SPEC §5, §6).
+"""The Zuora Sync page inside the Airflow UI, and the data it shows (``docs/ui.md``).
 
 The plugin registers the page as an Airflow UI *external view* (a top-level navigation entry,
 "Zuora Sync", at ``/plugin/zuora-sync``); the Airflow UI shows it in an iframe whose document is
