@@ -328,7 +328,8 @@ def test_env_file_connection_is_a_soap_login(sf_sandbox: SalesforceSandbox):
     assert connection["login"] == sf_sandbox.username
     assert connection["password"] == sf_sandbox.password
     # Airflow's hook only picks SOAP login when a security token is set.
-    assert connection["extra"] == {"security_token": sf_sandbox.security_token, "domain": sf_sandbox.domain}
+    assert connection["extra"] == {"security_token": sf_sandbox.security_token, "domain": sf_sandbox.domain,
+                                   "poll_interval": 0.05}
 
 
 def test_airflow_hook_logs_in(airflow_hook, sf_sandbox: SalesforceSandbox):
