@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.request_faults import drop_connection
-from sandbox.salesforce import admin, bulk1, bulk1_wire, bulk2, rest
+from sandbox.salesforce import admin, bulk1, bulk1_wire, bulk2, identity, rest
 from sandbox.salesforce.auth import (
     AuthError,
     OAuthError,
@@ -161,6 +161,7 @@ def create_app(org: Org) -> Any:
         Route("/health", health, methods=["GET"]),
         Route("/services/Soap/u/{version}", soap_login_endpoint, methods=["POST"]),
         Route("/services/oauth2/token", oauth_token_endpoint, methods=["POST"]),
+        *identity.routes(),
         *rest.routes(),
         *bulk2.routes(),
         *bulk1.routes(),
