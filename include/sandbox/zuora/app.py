@@ -21,11 +21,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.request_faults import drop_connection
-from sandbox.zuora import actions, admin, callouts, dataquery, zoql
+from sandbox.zuora import actions, admin, callouts, dataquery, resources, zoql
 from sandbox.zuora.auth import AuthFailed
 from sandbox.zuora.tenant import Tenant
 
-FEATURES = (dataquery, zoql, actions, callouts, admin)
+FEATURES = (dataquery, zoql, actions, resources, callouts, admin)
 _OPEN_PATHS = ("/health", "/oauth/token", "/__admin/", "/files/")
 
 
