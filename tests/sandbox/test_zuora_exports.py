@@ -9,7 +9,6 @@ import csv
 import datetime as dt
 import gzip
 import io
-import sqlite3
 import time
 import zipfile
 from zoneinfo import ZoneInfo
@@ -19,6 +18,7 @@ import requests
 import zuora_sdk
 from conftest import ZuoraSandbox, start_zuora_sandbox
 from openapi_shapes import assert_model_shape
+from tenant_rows import tenant_rows as stored
 from zuora_sdk.models import (
     CreateBatchQueryJobRequest,
     CreateBatchQueryRequest,
@@ -38,12 +38,6 @@ def sandbox(tmp_path_factory) -> ZuoraSandbox:
     started = start_zuora_sandbox(tmp_path_factory.mktemp("exports") / "tenant", accounts=ACCOUNTS, seed=SEED)
     yield started
     started.stop()
-
-
-def stored(sandbox: ZuoraSandbox, sql: str, *params) -> list[dict]:
-    with sqlite3.connect(f"file:{sandbox.data_dir / 'tenant.sqlite3'}?mode=ro", uri=True) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute(sql, params)]
 
 
 def table(text: str) -> list[dict[str, str]]:

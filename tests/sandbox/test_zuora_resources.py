@@ -5,7 +5,6 @@ API. Every answer is checked strictly against the zuora-sdk model of its OpenAPI
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 
 import pytest
@@ -13,6 +12,7 @@ import requests
 import zuora_sdk
 from conftest import ZuoraSandbox, start_zuora_sandbox
 from openapi_shapes import assert_model_shape
+from tenant_rows import tenant_rows as stored
 from zuora_sdk.exceptions import NotFoundException
 
 ACCOUNTS = 8
@@ -24,13 +24,6 @@ def sandbox(tmp_path_factory) -> ZuoraSandbox:
     started = start_zuora_sandbox(tmp_path_factory.mktemp("resources") / "tenant", accounts=ACCOUNTS, seed=SEED)
     yield started
     started.stop()
-
-
-def stored(sandbox: ZuoraSandbox, sql: str, *params) -> list[dict]:
-    """Rows read straight from the tenant's database file (read-only), for comparison."""
-    with sqlite3.connect(f"file:{sandbox.data_dir / 'tenant.sqlite3'}?mode=ro", uri=True) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute(sql, params)]
 
 
 def raw(sandbox: ZuoraSandbox, auth: dict, path: str, **params) -> requests.Response:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
 from typing import Any
 
@@ -39,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox.zuora.background import JobWorker
+from sandbox.zuora.background import BackgroundJobs
 from sandbox.zuora.files import service as files_service
 from sandbox.zuora.store import format_datetime, new_id
 from sandbox.zuora.timezone import tenant_time_zone
@@ -77,31 +76,15 @@ def _public_batch(batch: dict[str, Any], submitted: bool) -> dict[str, Any]:
     return info
 
 
-class Aqua:
+class Aqua(BackgroundJobs):
     """The tenant's AQuA jobs, their stateful projects and the thread that runs them."""
 
+    kind = JOB_KIND
+    unfinished = ("submitted", "executing")
+
     def __init__(self, tenant: Any):
-        self.tenant = tenant
-        self.store = tenant.store
+        super().__init__(tenant)
         self.files = files_service(tenant)
-        self._lock = threading.RLock()
-        self.worker = JobWorker("aqua-worker", self._run, self._fail)
-        self.jobs: dict[str, dict[str, Any]] = {
-            job_id: json.loads(info)
-            for job_id, info in self.store.conn().execute(
-                "SELECT id, info FROM _jobs WHERE kind = ? ORDER BY created", (JOB_KIND,))
-        }
-
-    def start(self) -> None:
-        self.worker.start([j["id"] for j in self.jobs.values() if j["status"] in ("submitted", "executing")])
-
-    def stop(self) -> None:
-        self.worker.stop()
-
-    def _save(self, job: dict[str, Any]) -> None:
-        with self.store.write() as conn:
-            conn.execute("INSERT OR REPLACE INTO _jobs(id, kind, created, info) VALUES (?, ?, ?, ?)",
-                         (job["id"], JOB_KIND, job["_created"], json.dumps(job)))
 
     # -- submitting ------------------------------------------------------------------------------
 

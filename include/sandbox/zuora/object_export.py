@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
 from typing import Any
 
@@ -30,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox.zuora.background import JobWorker
+from sandbox.zuora.background import BackgroundJobs
 from sandbox.zuora.files import service as files_service
 from sandbox.zuora.store import new_id
 from sandbox.zuora.timezone import tenant_time_zone
@@ -50,32 +49,20 @@ class ExportError(Exception):
         self.message = message
 
 
-class ObjectExports:
+class ObjectExports(BackgroundJobs):
     """The tenant's export objects and the thread that runs them."""
 
+    kind = JOB_KIND
+    id_key, status_key = "Id", "Status"
+    unfinished = ("Pending", "Processing")
+
     def __init__(self, tenant: Any):
-        self.tenant = tenant
-        self.store = tenant.store
+        super().__init__(tenant)
         self.files = files_service(tenant)
-        self._lock = threading.RLock()
-        self.worker = JobWorker("export-worker", self._run, self._fail)
-        self.exports: dict[str, dict[str, Any]] = {
-            export_id: json.loads(info)
-            for export_id, info in self.store.conn().execute(
-                "SELECT id, info FROM _jobs WHERE kind = ? ORDER BY created", (JOB_KIND,))
-        }
-
-    def start(self) -> None:
-        self.worker.start([e["Id"] for e in self.exports.values() if e["Status"] in ("Pending", "Processing")])
-
-    def stop(self) -> None:
-        self.worker.stop()
 
     def _save(self, export: dict[str, Any]) -> None:
         export["UpdatedDate"] = self.store.change_time()
-        with self.store.write() as conn:
-            conn.execute("INSERT OR REPLACE INTO _jobs(id, kind, created, info) VALUES (?, ?, ?, ?)",
-                         (export["Id"], JOB_KIND, export["_created"], json.dumps(export)))
+        super()._save(export)
 
     def create(self, body: Any) -> str:
         if not isinstance(body, dict):
@@ -100,13 +87,13 @@ class ObjectExports:
             "CreatedById": user, "CreatedDate": now, "UpdatedById": user, "UpdatedDate": now, "_created": time.time(),
         }
         with self._lock:
-            self.exports[export["Id"]] = export
+            self.jobs[export["Id"]] = export
             self._save(export)
         self.worker.submit(export["Id"])
         return export["Id"]
 
     def public(self, export_id: str) -> dict[str, Any] | None:
-        export = self.exports.get(export_id)
+        export = self.jobs.get(export_id)
         if export is None:
             return None
         tz = tenant_time_zone(self.store)
@@ -118,7 +105,7 @@ class ObjectExports:
         return info
 
     def _run(self, export_id: str) -> None:
-        export = self.exports.get(export_id)
+        export = self.jobs.get(export_id)
         if export is None or export["Status"] not in ("Pending", "Processing"):
             return
         with self._lock:
@@ -139,7 +126,7 @@ class ObjectExports:
             self._save(export)
 
     def _fail(self, export_id: str, message: str) -> None:
-        export = self.exports.get(export_id)
+        export = self.jobs.get(export_id)
         if export is not None:
             with self._lock:
                 export.update(Status="Failed", StatusReason=message)
