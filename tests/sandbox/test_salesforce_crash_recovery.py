@@ -1,4 +1,5 @@
-"""A sandbox killed in the middle of a Bulk job resumes it after a restart, applying every row once."""
+"""A sandbox killed in the middle of a Bulk 2.0 job, or with Bulk 1.0 batches queued and running, resumes
+them after a restart, applying every row once."""
 
 from __future__ import annotations
 
@@ -58,5 +59,47 @@ def test_killed_mid_job_resumes_without_losing_or_repeating_rows(tmp_path, monke
         successful = list(csv.DictReader(io.StringIO(client.get_ingest_results(job["id"], "successfulResults"))))
         assert len(successful) == ROWS
         assert len({row["sf__Id"] for row in successful}) == ROWS
+    finally:
+        restarted.stop()
+
+
+def test_killed_with_bulk_v1_batches_queued_and_running_processes_each_once(tmp_path, monkeypatch):
+    """Bulk API 1.0 batches commit with their records: after a kill, the running and the queued
+    batch both run at the next start, and each record is written once."""
+    data_dir = tmp_path / "org"
+    sandbox = start_salesforce_sandbox(data_dir)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox.ca_bundle)
+    sf = sandbox.login()
+    sandbox.admin("POST", "faults", {"kind": "bulk_delay", "seconds": 60})  # in memory: gone after the kill
+    base = f"https://{sf.sf_instance}/services/async/59.0/job"
+    headers = {"X-SFDC-Session": sf.session_id, "Content-Type": "application/json"}
+    job = requests.post(base, headers=headers, timeout=30,
+                        json={"operation": "insert", "object": "Account", "contentType": "JSON"}).json()
+    batches = [
+        requests.post(f"{base}/{job['id']}/batch", headers=headers, timeout=30,
+                      json=[{"Name": f"Crash {b}-{i}"} for i in range(50)]).json()["id"]
+        for b in range(2)
+    ]
+
+    def state(batch_id: str) -> str:
+        return requests.get(f"{base}/{job['id']}/batch/{batch_id}", headers=headers, timeout=30).json()["state"]
+
+    deadline = time.monotonic() + 30
+    while state(batches[0]) != "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert state(batches[1]) == "Queued"
+    os.kill(sandbox.process.pid, signal.SIGKILL)
+    sandbox.process.wait()
+
+    restarted = start_salesforce_sandbox(data_dir, port=sandbox.port)
+    try:
+        deadline = time.monotonic() + 60
+        while any(state(b) != "Completed" for b in batches):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert sf.query("SELECT COUNT() FROM Account WHERE Name LIKE 'Crash %'")["totalSize"] == 100
+        results = [requests.get(f"{base}/{job['id']}/batch/{b}/result", headers=headers, timeout=30).json() for b in batches]
+        assert [len(r) for r in results] == [50, 50] and all(x["success"] for r in results for x in r)
     finally:
         restarted.stop()

@@ -1,5 +1,6 @@
-"""The sandbox's REST API through unmodified simple-salesforce: describe, SOQL, sObject calls,
-upsert by external id, composite collections, limits, and every error shape clients parse."""
+"""The sandbox's REST API through unmodified simple-salesforce: describe, SOQL (and a query's column
+metadata, ``columns=true``), sObject calls, upsert by external id, composite collections (retrieve by
+POST too), limits, and every error shape clients parse."""
 
 from __future__ import annotations
 
@@ -352,6 +353,68 @@ def test_composite_limits_and_bad_input(sf):
     with pytest.raises(SalesforceMalformedRequest) as caught:
         sf.restful("composite/sobjects", method="DELETE", params={"ids": "nonsense"})
     assert caught.value.content[0]["errorCode"] == "MALFORMED_ID"
+
+
+def test_composite_retrieve_by_post_returns_records_in_order_with_nulls(sf, unique):
+    # "Get Records With a Request Body Using sObject Collections" (REST API guide): up to 2,000 ids
+    # of one type; an invalid, unknown or deleted id is null; an unknown field is a 400.
+    created = [make_customer(sf, f"{unique}-r{i}", Zuora__Status__c=f"S{i}") for i in range(3)]
+    assert created == [201, 201, 201]
+    records = {r["Zuora__External_Id__c"]: r["Id"] for r in sf.query_all(
+        f"SELECT Id, Zuora__External_Id__c FROM Zuora__CustomerAccount__c WHERE Zuora__External_Id__c LIKE '{unique}-r%'"
+    )["records"]}
+    ids = [records[f"{unique}-r{i}"] for i in range(3)]
+    sf.Zuora__CustomerAccount__c.delete(ids[2])
+    asked = [ids[1], "not-an-id", ids[0][:15], account(0), ids[2]]
+    got = sf.restful("composite/sobjects/Zuora__CustomerAccount__c", method="POST",
+                     json={"ids": asked, "fields": ["Id", "Name", "Zuora__Status__c"]})
+    assert len(got) == 5 and [got[1], got[3], got[4]] == [None, None, None]  # malformed, another type, deleted
+    assert got[0] == {"attributes": {"type": "Zuora__CustomerAccount__c",
+                                     "url": f"/services/data/v{sf.sf_version}/sobjects/Zuora__CustomerAccount__c/{ids[1]}"},
+                      "Id": ids[1], "Name": f"Customer {unique}-r1", "Zuora__Status__c": "S1"}
+    assert got[2]["Id"] == ids[0]  # a 15-character id finds its record
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sf.restful("composite/sobjects/Zuora__CustomerAccount__c", method="POST", json={"ids": ids, "fields": ["Nope__c"]})
+    assert caught.value.content[0]["errorCode"] == "INVALID_FIELD"
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sf.restful("composite/sobjects/Account", method="POST", json={"ids": [account(0)] * 2001, "fields": ["Id"]})
+    assert caught.value.content[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+
+
+def test_query_columns_true_describes_the_columns_without_running_the_query(sf):
+    soql = ("SELECT Id, Name, Zuora__Balance__c, Zuora__AutoPay__c, Zuora__Account__r.Name, "
+            "Zuora__Account__r.AccountNumber, Zuora__Parent__r.Zuora__Account__r.Name "
+            "FROM Zuora__CustomerAccount__c")
+    meta = sf.restful("query", params={"q": soql, "columns": "true"})
+    assert set(meta) == {"columnMetadata", "entityName", "groupBy", "idSelected", "keyPrefix"}
+    assert (meta["entityName"], meta["keyPrefix"], meta["groupBy"], meta["idSelected"]) == (
+        "Zuora__CustomerAccount__c", "a0A", False, True)
+    columns = meta["columnMetadata"]
+    assert [c["columnName"] for c in columns] == [
+        "Id", "Name", "Zuora__Balance__c", "Zuora__AutoPay__c", "Zuora__Account__r", "Zuora__Parent__r"]
+    keys = {"aggregate", "apexType", "booleanType", "columnName", "custom", "displayName", "foreignKeyName",
+            "insertable", "joinColumns", "numberType", "textType", "updatable"}
+    assert all(set(c) == keys for c in columns)
+    by_name = {c["columnName"]: c for c in columns}
+    assert (by_name["Id"]["apexType"], by_name["Id"]["insertable"]) == ("Id", False)
+    assert (by_name["Name"]["apexType"], by_name["Name"]["textType"], by_name["Name"]["updatable"]) == ("String", True, True)
+    assert (by_name["Zuora__Balance__c"]["apexType"], by_name["Zuora__Balance__c"]["numberType"],
+            by_name["Zuora__Balance__c"]["custom"]) == ("Decimal", True, True)
+    assert by_name["Zuora__AutoPay__c"]["booleanType"] is True
+    account = by_name["Zuora__Account__r"]
+    assert [(j["columnName"], j["displayName"]) for j in account["joinColumns"]] == [
+        ("Name", "Zuora__Account__r.Name"), ("AccountNumber", "Zuora__Account__r.AccountNumber")]
+    nested = by_name["Zuora__Parent__r"]["joinColumns"][0]
+    assert nested["columnName"] == "Zuora__Account__r"
+    assert nested["joinColumns"][0]["displayName"] == "Zuora__Parent__r.Zuora__Account__r.Name"
+
+    counted = sf.restful("query", params={"q": "SELECT COUNT(Id) total FROM Account", "columns": "true"})
+    assert counted["idSelected"] is False
+    assert [(c["columnName"], c["displayName"], c["aggregate"], c["apexType"]) for c in counted["columnMetadata"]] == [
+        ("total", "COUNT(Id)", True, "Integer")]
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sf.restful("query", params={"q": "SELECT Nope FROM Account", "columns": "true"})
+    assert caught.value.content[0]["errorCode"] == "INVALID_FIELD"
 
 
 # -- limits ------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.request_faults import drop_connection
-from sandbox.salesforce import admin, bulk1, bulk2, rest
+from sandbox.salesforce import admin, bulk1, bulk1_wire, bulk2, identity, rest
 from sandbox.salesforce.auth import (
     AuthError,
     OAuthError,
@@ -30,6 +30,7 @@ from sandbox.salesforce.auth import (
     soap_login,
     soap_login_response,
 )
+from sandbox.salesforce.bulk_worker import BulkWorker
 from sandbox.salesforce.org import Org
 from sandbox.salesforce.transport import json_response
 
@@ -94,7 +95,7 @@ class SandboxMiddleware:
                     drop_connection(send)
                     return
                 else:
-                    await _send_fault(send, fault, bulk_v1=path.startswith("/services/async/"))
+                    await _send_fault(send, fault, scope if path.startswith("/services/async/") else None)
                     return
         if not path.startswith("/services/data/"):
             await self.app(scope, receive, send)
@@ -112,19 +113,24 @@ class SandboxMiddleware:
         await self.app(scope, receive, send_with_limit_info)
 
 
-async def _send_fault(send: Any, fault, bulk_v1: bool) -> None:
-    if bulk_v1:
+async def _send_fault(send: Any, fault, bulk_v1_scope: dict | None) -> None:
+    """An injected error, in REST's shape or (``bulk_v1_scope``: the request) Bulk API 1.0's."""
+    if bulk_v1_scope is not None:
+        headers_in = {k.decode().lower(): v.decode() for k, v in bulk_v1_scope.get("headers", [])}
+        fmt = bulk1_wire.wire_format(headers_in.get("content-type", ""), headers_in.get("accept", ""), None)
         code = "InvalidSessionId" if fault.error_code == "INVALID_SESSION_ID" else fault.error_code
-        body: Any = {"exceptionCode": code, "exceptionMessage": fault.message}
+        body = bulk1_wire.error_document(code, fault.message, fmt).encode()
         status = 400 if fault.error_code == "INVALID_SESSION_ID" else fault.status
+        content_type = bulk1_wire.MEDIA_TYPES[fmt].encode() + b";charset=UTF-8"
     else:
-        body = [{"message": fault.message, "errorCode": fault.error_code}]
+        body = json.dumps([{"message": fault.message, "errorCode": fault.error_code}]).encode()
         status = fault.status
-    headers = [(b"content-type", b"application/json;charset=UTF-8")]
+        content_type = b"application/json;charset=UTF-8"
+    headers = [(b"content-type", content_type)]
     if fault.retry_after is not None:
         headers.append((b"retry-after", str(fault.retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -137,22 +143,25 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 
 
 def create_app(org: Org) -> Any:
-    """The ASGI app serving ``org``; Bulk workers start with the app and stop with it."""
-    bulk2_jobs = bulk2.Bulk2(org)
+    """The ASGI app serving ``org``; the Bulk worker starts with the app and stops with it."""
+    worker = BulkWorker()
+    bulk2_jobs = bulk2.Bulk2(org, worker)
+    bulk1_jobs = bulk1.Bulk1(org, worker)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        bulk2_jobs.start()
+        worker.start()
         try:
             yield
         finally:
-            bulk2_jobs.stop()
+            worker.stop()
             org.usage.flush()
 
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/services/Soap/u/{version}", soap_login_endpoint, methods=["POST"]),
         Route("/services/oauth2/token", oauth_token_endpoint, methods=["POST"]),
+        *identity.routes(),
         *rest.routes(),
         *bulk2.routes(),
         *bulk1.routes(),
@@ -165,5 +174,5 @@ def create_app(org: Org) -> Any:
     )
     app.state.org = org
     app.state.bulk2 = bulk2_jobs
-    app.state.bulk1 = bulk1.Bulk1(org)
+    app.state.bulk1 = bulk1_jobs
     return SandboxMiddleware(app, org)

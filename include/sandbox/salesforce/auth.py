@@ -23,6 +23,7 @@ from sandbox.salesforce.store import Store
 from sandbox.sfid import make_id
 
 SESSION_SECONDS_VALID = 7200
+ORG_NAME = "Zuora Sync Sandbox"  # the Organization record's Name, as logins report it
 _PARTNER_NS = "urn:partner.soap.sforce.com"
 
 
@@ -148,7 +149,7 @@ def soap_login_response(config: OrgConfig, session_id: str, base_url: str, versi
         "</orgDefaultCurrencyIsoCode><orgDisallowHtmlAttachments>false</orgDisallowHtmlAttachments>"
         "<orgHasPersonAccounts>false</orgHasPersonAccounts>"
         f"<organizationId>{config.org_id}</organizationId><organizationMultiCurrency>false"
-        "</organizationMultiCurrency><organizationName>Zuora Sync Sandbox</organizationName>"
+        f"</organizationMultiCurrency><organizationName>{ORG_NAME}</organizationName>"
         "<profileId>00e000000000000AAA</profileId><roleId xsi:nil=\"true\"/>"
         f"<sessionSecondsValid>{SESSION_SECONDS_VALID}</sessionSecondsValid>"
         f"<userDefaultCurrencyIsoCode xsi:nil=\"true\"/><userEmail>{escape(config.username)}</userEmail>"

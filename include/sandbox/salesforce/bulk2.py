@@ -1,7 +1,8 @@
 """Bulk API 2.0: ingest jobs (CSV in, per-row results out) and query jobs (SOQL to paged CSV).
 
-A job is processed by a background worker, never inside the request: ``UploadComplete`` queues it,
-the worker moves it to ``InProgress``, runs it through the DML engine ten thousand rows at a time
+A job is processed by the org's Bulk worker (:mod:`sandbox.salesforce.bulk_worker`, shared with
+Bulk API 1.0 batches), never inside the request: ``UploadComplete`` queues it, the worker moves it
+to ``InProgress``, runs it through the DML engine ten thousand rows at a time
 (Salesforce's internal batch size) and ends it ``JobComplete``, ``Failed`` or ``Aborted``. Each
 chunk's records, result rows and progress are committed together, so a sandbox killed mid-job
 resumes where it stopped instead of applying rows twice. Uploads and results are files in the
@@ -14,8 +15,6 @@ import base64
 import csv
 import io
 import json
-import logging
-import queue
 import shutil
 import struct
 import threading
@@ -28,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from sandbox.salesforce.bulk_worker import BulkWorker
 from sandbox.salesforce.dml import OPERATIONS, plan_columns
 from sandbox.salesforce.org import Org
 from sandbox.salesforce.query import QueryError, compile_query, iter_rows
@@ -35,8 +35,7 @@ from sandbox.salesforce.rest import rest_endpoint
 from sandbox.salesforce.transport import SfHttpError, json_response, read_json
 from sandbox.salesforce.values import now_stored
 
-log = logging.getLogger(__name__)
-
+WORK_KIND = "v2"
 CHUNK_ROWS = 10_000
 MAX_UPLOAD_BYTES = 150 * 1024 * 1024
 DELIMITERS = {"COMMA": ",", "BACKQUOTE": "`", "CARET": "^", "PIPE": "|", "SEMICOLON": ";", "TAB": "\t"}
@@ -48,48 +47,36 @@ _OFFSET = struct.Struct("<q")
 class Bulk2:
     """All Bulk API 2.0 jobs of the org and the worker that runs them."""
 
-    def __init__(self, org: Org):
+    def __init__(self, org: Org, worker: BulkWorker):
         self.org = org
         self._lock = threading.RLock()
         self.jobs: dict[str, dict[str, Any]] = {}
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._worker: threading.Thread | None = None
+        self.worker = worker
         for job_id, info in org.store.conn().execute(
             "SELECT id, info FROM _bulk_jobs WHERE api IN ('v2ingest', 'v2query') ORDER BY created"
         ):
             self.jobs[job_id] = json.loads(info)
+        worker.register(WORK_KIND, self._run, self._unfinished, self._fail)
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- work items ----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the worker and resume jobs a previous run left unfinished."""
-        self._worker = threading.Thread(target=self._work, name="bulk2-worker", daemon=True)
-        self._worker.start()
-        for job_id, job in list(self.jobs.items()):
-            if job["state"] in ("UploadComplete", "InProgress"):
-                self._queue.put(job_id)
+    def _unfinished(self) -> list[str]:
+        """Jobs a previous run left queued or in progress (resumed at the next chunk)."""
+        return [job_id for job_id, job in list(self.jobs.items()) if job["state"] in ("UploadComplete", "InProgress")]
 
-    def stop(self) -> None:
-        if self._worker is not None:
-            self._queue.put(None)
-            self._worker.join(timeout=10)
+    def _run(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job["state"] in TERMINAL:
+            return
+        if job["jobType"] == "V2Query":
+            self._run_query(job)
+        else:
+            self._run_ingest(job)
 
-    def _work(self) -> None:
-        while True:
-            job_id = self._queue.get()
-            if job_id is None:
-                return
-            job = self.jobs.get(job_id)
-            if job is None or job["state"] in TERMINAL:
-                continue
-            try:
-                if job["jobType"] == "V2Query":
-                    self._run_query(job)
-                else:
-                    self._run_ingest(job)
-            except Exception as exc:  # a bug must fail the job visibly, not kill the worker
-                log.exception("Bulk job %s failed", job_id)
-                self._finish(job, "Failed", f"UNKNOWN_EXCEPTION : {exc}")
+    def _fail(self, job_id: str, message: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            self._finish(job, "Failed", message)
 
     # -- job records -------------------------------------------------------------------------
 
@@ -222,7 +209,7 @@ class Bulk2:
             if state == "UploadComplete" and job["jobType"] == "V2Ingest" and current == "Open":
                 job["state"] = "UploadComplete"
                 self._save(job)
-                self._queue.put(job["id"])
+                self.worker.submit(WORK_KIND, job["id"])
             elif state == "Aborted" and current not in TERMINAL:
                 job["state"] = "Aborted"
                 self._save(job)
@@ -294,27 +281,12 @@ class Bulk2:
             reader = csv.reader(text, delimiter=delimiter, strict=False)
             header = next(reader)
             columns = plan_columns(self.org.schema, obj, header, "csv")
-            problem = self._header_problem(job, header, columns)
+            problem = header_problem(job["operation"], header, columns)
             if problem:
                 self._write_unprocessed(job, header, reader, terminator, delimiter)
                 self._finish(job, "Failed", problem)
                 return
             self._process_rows(job, obj, header, columns, reader, delimiter, terminator)
-
-    @staticmethod
-    def _header_problem(job: dict[str, Any], header: list[str], columns) -> str | None:
-        seen = set()
-        for name, column in zip(header, columns):
-            if name.lower() in seen:
-                return f"InvalidBatch : Duplicate field name: {name}"
-            seen.add(name.lower())
-            if column.error is not None:
-                if column.field is None:
-                    return f"InvalidBatch : Field name not found : {name}"
-                return f"InvalidBatch : {column.error.message}"
-        if job["operation"] in ("delete", "hardDelete") and [h.lower() for h in header] != ["id"]:
-            return f"InvalidBatch : The '{job['operation']}' batch must contain only 'Id' field"
-        return None
 
     def _result_writers(self, job, header, delimiter, terminator, resume: bool):
         directory = self.job_dir(job["id"])
@@ -433,7 +405,7 @@ class Bulk2:
         with self._lock:
             self.jobs[job["id"]] = job
         self._save(job)
-        self._queue.put(job["id"])
+        self.worker.submit(WORK_KIND, job["id"])
         return self.public(job, summary=True)
 
     def _run_query(self, job: dict[str, Any]) -> None:
@@ -493,6 +465,22 @@ class Bulk2:
         following = start + count
         next_locator = base64.b64encode(str(following).encode()).decode() if following < total else "null"
         return header, directory / "result.csv", begin, end, count, next_locator
+
+
+def header_problem(operation: str, header: list[str], columns) -> str | None:
+    """Why a CSV upload's header fails the whole job (Bulk 2.0) or batch (Bulk 1.0), or ``None``."""
+    seen = set()
+    for name, column in zip(header, columns):
+        if name.lower() in seen:
+            return f"InvalidBatch : Duplicate field name: {name}"
+        seen.add(name.lower())
+        if column.error is not None:
+            if column.field is None:
+                return f"InvalidBatch : Field name not found : {name}"
+            return f"InvalidBatch : {column.error.message}"
+    if operation in ("delete", "hardDelete") and [h.lower() for h in header] != ["id"]:
+        return f"InvalidBatch : The '{operation}' batch must contain only 'Id' field"
+    return None
 
 
 # -- HTTP ------------------------------------------------------------------------------------------

@@ -165,6 +165,20 @@ def json_rows(records: Iterable[dict[str, Any]]) -> tuple[list[str], list[list[A
     return names, [[record.get(name, NOT_SET) for name in names] for record in flat]
 
 
+def _refused_operation(obj: SObjectDef, operation: str) -> RowError | None:
+    """Why ``operation`` is not allowed on ``obj`` at all (a read-only object), or ``None``.
+
+    The code is the SOAP StatusCode for "the specified type is not valid for the operation".
+    """
+    verbs = {"insert": ("inserted", obj.createable), "update": ("updated", obj.updateable),
+             "upsert": ("upserted", obj.createable and obj.updateable),
+             "delete": ("deleted", obj.deletable), "hardDelete": ("deleted", obj.deletable)}
+    verb, allowed = verbs[operation]
+    if allowed:
+        return None
+    return RowError("INVALID_TYPE_FOR_OPERATION", f"entity type cannot be {verb}: {obj.label}")
+
+
 RecordCheck = Callable[[SObjectDef, str, dict[str, Any]], "RowError | None"]
 
 
@@ -189,6 +203,11 @@ class DmlEngine:
     ) -> list[RowResult]:
         """Run ``operation`` for ``rows`` (each aligned with ``columns``) and return one result per row."""
         results = [RowResult() for _ in rows]
+        refused = _refused_operation(obj, operation)
+        if refused is not None:
+            for result in results:
+                result.errors.append(refused)
+            return results
         values = self._read_rows(columns, rows, results, operation)
         with self.store.write() as conn:
             try:

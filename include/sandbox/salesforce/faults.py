@@ -4,7 +4,7 @@ Request faults (:mod:`sandbox.request_faults`) hit the next N matching requests;
 presets are ``invalid_session`` (401 ``INVALID_SESSION_ID``). Record rules reject chosen records
 inside DML with a chosen error code: ``lock_row`` gives ``UNABLE_TO_LOCK_ROW`` once,
 ``record_error`` acts like a validation rule for as long as it is installed. ``bulk_delay`` keeps
-Bulk jobs ``InProgress`` for a while, so tests can watch or abort them.
+Bulk 2.0 jobs and Bulk 1.0 batches ``InProgress`` for a while, so tests can watch or abort them.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import yaml
 
 from sandbox.crm_accounts import crm_account_id, crm_account_name, crm_account_number
 from sandbox.private import make_private_dir
-from sandbox.salesforce.auth import OrgConfig, Sessions
+from sandbox.salesforce.auth import ORG_NAME, OrgConfig, Sessions
 from sandbox.salesforce.dml import DmlEngine
 from sandbox.salesforce.faults import Faults
 from sandbox.salesforce.limits import ApiUsage
@@ -59,6 +59,7 @@ class Org:
         self.faults = Faults()
         self.engine = DmlEngine(self.store, self.faults.check_record)
         self._ensure_user()
+        self._ensure_organization()
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -99,6 +100,18 @@ class Org:
                  self.config.user_id, now, self.config.user_id, now),
             )
 
+    def _ensure_organization(self) -> None:
+        """The one Organization record: the org id every login and the identity URL hand out."""
+        now, user = now_stored(), self.config.user_id
+        with self.store.write() as conn:
+            conn.execute(
+                'INSERT INTO "Organization" (Id, IsDeleted, Name, OrganizationType, InstanceName, IsSandbox, '
+                "DefaultLocaleSidKey, LanguageLocaleKey, TimeZoneSidKey, CreatedDate, CreatedById, LastModifiedDate, "
+                "LastModifiedById, SystemModstamp) VALUES (?, 0, ?, 'Developer Edition', 'LOCAL', 1, 'en_US', 'en_US', "
+                "'GMT', ?, ?, ?, ?, ?) ON CONFLICT(Id) DO NOTHING",
+                (self.config.org_id, ORG_NAME, now, user, now, user, now),
+            )
+
     def seed_accounts(self, count: int, seed: int) -> int:
         """Create the standard Accounts a Zuora tenant of this size and seed uses as CRM Ids.
 
@@ -125,10 +138,10 @@ class Org:
         return created
 
     def reset(self) -> None:
-        """Remove every record, Bulk job and cursor; keep the schema, credentials and the user."""
+        """Remove every record, Bulk job and cursor; keep the schema, credentials, the user and the org."""
         with self.store.write() as conn:
             for name in self.schema.objects:
-                if name != "User":
+                if name not in ("User", "Organization"):
                     conn.execute(f"DELETE FROM {quote(name)}")
             for table in ("_bulk_jobs", "_bulk_batches", "_query_cursors", "_cursor_rows"):
                 conn.execute(f"DELETE FROM {table}")

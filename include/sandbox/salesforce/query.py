@@ -424,3 +424,64 @@ def iter_rows(conn, compiled: CompiledQuery, batch: int = 5000) -> Iterator[tupl
             return
         yield from rows
 
+
+# -- column metadata (``query?columns=true``) --------------------------------------------------------
+
+_APEX_TYPES = {"id": "Id", "reference": "Id", "boolean": "Boolean", "int": "Integer", "double": "Decimal",
+               "currency": "Decimal", "percent": "Decimal", "date": "Date", "datetime": "Datetime"}
+
+
+def _column(name: str, display: str, *, apex_type: str | None, custom: bool, insertable: bool = False,
+            updatable: bool = False, aggregate: bool = False, foreign_key: str | None = None) -> dict[str, Any]:
+    return {
+        "aggregate": aggregate, "apexType": apex_type, "booleanType": apex_type == "Boolean",
+        "columnName": name, "custom": custom, "displayName": display, "foreignKeyName": foreign_key,
+        "insertable": insertable, "joinColumns": [],
+        "numberType": apex_type in ("Integer", "Decimal"), "textType": apex_type == "String",
+        "updatable": updatable,
+    }
+
+
+def column_metadata(schema: Schema, compiled: CompiledQuery) -> dict[str, Any]:
+    """What ``GET query?q=...&columns=true`` answers: the query's columns, not its rows.
+
+    The shape is the one the Developer Console, the Salesforce CLI and Jetstream read
+    (``QueryColumnsSfdc``: ``columnMetadata``, ``entityName``, ``groupBy``, ``idSelected``,
+    ``keyPrefix``): one column per selected field in select order; fields reached through a
+    relationship nest under one column for that relationship (``joinColumns``, ``displayName`` the
+    full path); ``COUNT(field)`` is an aggregate column named ``expr0``... or its alias.
+    """
+    columns = iter(compiled.columns)
+    counts = iter(compiled.counts)
+    top: list[dict[str, Any]] = []
+    for item in compiled.query.select:
+        if isinstance(item, soql.Count):
+            if item.field is None:
+                continue  # COUNT() alone counts rows; it has no column
+            key, _sql = next(counts)
+            display = f"COUNT({'.'.join(item.field.parts)})"
+            top.append(_column(key, display, apex_type="Integer", custom=False, aggregate=True))
+            continue
+        column = next(columns)
+        siblings, obj, path = top, compiled.obj, ()
+        for rel in column.path[:-1]:
+            ref = obj.relationship(rel)
+            path += (rel,)
+            holder = next((c for c in siblings if c["columnName"] == rel and c["joinColumns"] is not None
+                           and c["apexType"] == ref.reference_to[0]), None)
+            if holder is None:
+                holder = _column(rel, ".".join(path), apex_type=ref.reference_to[0], custom=rel.endswith("__r"),
+                                 foreign_key=ref.name)
+                siblings.append(holder)
+            siblings, obj = holder["joinColumns"], schema.get(ref.reference_to[0])
+        f = column.field
+        apex_type = _APEX_TYPES.get(f.type, "String")
+        siblings.append(_column(f.name, ".".join(column.path), apex_type=apex_type, custom=f.custom,
+                                insertable=f.createable, updatable=f.updateable))
+    return {
+        "columnMetadata": top,
+        "entityName": compiled.obj.name,
+        "groupBy": False,
+        "idSelected": any(c.path == ("Id",) for c in compiled.columns),
+        "keyPrefix": compiled.obj.key_prefix,
+    }

@@ -1,5 +1,7 @@
 """The REST API under ``/services/data``: versions, limits, describe, sObject rows, upsert by
-external id, SOQL query/queryAll/queryMore and composite sObject collections.
+external id, SOQL query/queryAll/queryMore (and a query's column metadata, ``columns=true``) and
+composite sObject collections (create, update, upsert, delete, retrieve by GET or by POST with
+``{"ids", "fields"}``).
 
 Handlers read the body on the event loop and do database work in the thread pool. Every write goes
 through the shared :class:`~sandbox.salesforce.dml.DmlEngine`, so REST and Bulk agree on rules.
@@ -19,7 +21,7 @@ from starlette.routing import Route
 
 from sandbox.salesforce.dml import RowError, RowResult, json_rows, plan_columns
 from sandbox.salesforce.org import API_VERSIONS, Org
-from sandbox.salesforce.query import CompiledQuery, QueryError, compile_query
+from sandbox.salesforce.query import CompiledQuery, QueryError, column_metadata, compile_query
 from sandbox.salesforce.schema import SObjectDef
 from sandbox.salesforce.store import quote
 from sandbox.salesforce.transport import (
@@ -36,6 +38,7 @@ from sandbox.sfid import normalize_id
 
 QUERY_BATCH_DEFAULT = 2000
 COMPOSITE_LIMIT = 200
+RETRIEVE_LIMIT = 2000  # composite/sobjects/{type} POST retrieves up to 2,000 records
 CURSOR_TTL_SECONDS = 15 * 60 * 4
 
 
@@ -164,6 +167,36 @@ def _record_json(org: Org, obj: SObjectDef, rowid_or_id: str, version: str, fiel
     for f, value in zip(wanted, row[2:]):
         record[f.name] = to_json(f, value)
     return record
+
+
+def _records_json(org: Org, obj: SObjectDef, ids: list[str], version: str, fields: list[str]) -> list[dict | None]:
+    """Records of ``obj`` by Id, in the order asked, ``None`` for an Id that is malformed, of another
+    object, deleted or unknown (sObject Collections retrieve); an unknown field is ``INVALID_FIELD``."""
+    wanted = [obj.field(name) for name in fields]
+    bad = [name for name, f in zip(fields, wanted) if f is None]
+    if bad:
+        raise SfHttpError(400, "INVALID_FIELD", f"No such column '{bad[0]}' on sobject of type {obj.name}")
+    normalized = [normalize_id(str(i)) if isinstance(i, str) else None for i in ids]
+    columns = ", ".join(quote(f.name) for f in wanted)
+    found = {
+        row[0]: row
+        for row in org.store.conn().execute(
+            f"SELECT Id, {columns} FROM {quote(obj.name)} WHERE IsDeleted = 0 AND Id IN (SELECT value FROM json_each(?))",
+            (json.dumps([i for i in normalized if i]),),
+        )
+    }
+    records: list[dict | None] = []
+    for record_id in normalized:
+        row = found.get(record_id)
+        if row is None:
+            records.append(None)
+            continue
+        record: dict[str, Any] = {
+            "attributes": {"type": obj.name, "url": f"/services/data/v{version}/sobjects/{obj.name}/{row[0]}"}
+        }
+        record.update({f.name: to_json(f, value) for f, value in zip(wanted, row[1:])})
+        records.append(record)
+    return records
 
 
 async def _by_id(request: Request, org: Org, obj: SObjectDef, raw_id: str, version: str, user: str) -> Response:
@@ -345,8 +378,19 @@ async def query(request: Request, org: Org, version: str, user: str) -> Response
     text = request.query_params.get("q")
     if not text:
         raise SfHttpError(400, "MALFORMED_QUERY", "A query string must be provided with the q parameter")
+    if request.query_params.get("columns", "").lower() == "true":
+        # The query's columns instead of its rows (what query editors ask before running a query).
+        return json_response(await run_in_threadpool(_columns, org, text, include_deleted))
     result = await run_in_threadpool(_run_query, org, text, include_deleted, version, _batch_size(request))
     return json_response(result)
+
+
+def _columns(org: Org, text: str, include_deleted: bool) -> dict[str, Any]:
+    try:
+        compiled = compile_query(org.schema, text, include_deleted)
+    except QueryError as exc:
+        raise SfHttpError(400, exc.code, exc.message) from None
+    return column_metadata(org.schema, compiled)
 
 
 @rest_endpoint
@@ -442,11 +486,12 @@ async def composite_sobjects(request: Request, org: Org, version: str, user: str
         if len(segments) != 1:
             raise SfHttpError(404, "NOT_FOUND", "The requested resource does not exist")
         obj = _sobject(org, segments[0])
-        ids = [normalize_id(i) or i for i in request.query_params.get("ids", "").split(",") if i]
-        names = [f for f in request.query_params.get("fields", "Id").split(",") if f]
-        records = [await run_in_threadpool(_record_json, org, obj, i, version, names) for i in ids]
-        return json_response(records)
+        ids = [i for i in request.query_params.get("ids", "").split(",") if i]
+        names = [f.strip() for f in request.query_params.get("fields", "Id").split(",") if f.strip()]
+        return json_response(await run_in_threadpool(_records_json, org, obj, ids, version, names))
     body = await read_json(request)
+    if request.method == "POST" and len(segments) == 1:
+        return json_response(await run_in_threadpool(_retrieve, org, _sobject(org, segments[0]), body, version))
     if not isinstance(body, dict) or not isinstance(body.get("records"), list):
         raise SfHttpError(400, "JSON_PARSER_ERROR", "Expected a JSON object with a 'records' array")
     records = body["records"]
@@ -473,6 +518,20 @@ async def composite_sobjects(request: Request, org: Org, version: str, user: str
     return json_response([_save_result(r, operation == "upsert") for r in results])
 
 
+def _retrieve(org: Org, obj: SObjectDef, body: Any, version: str) -> list[dict | None]:
+    """``POST composite/sobjects/{type}`` with ``{"ids": [...], "fields": [...]}``: up to 2,000 records."""
+    if not isinstance(body, dict) or not isinstance(body.get("ids"), list) or not isinstance(body.get("fields"), list):
+        raise SfHttpError(400, "JSON_PARSER_ERROR", "Expected a JSON object with 'ids' and 'fields' arrays")
+    ids, fields = body["ids"], body["fields"]
+    if not ids or not fields or not all(isinstance(f, str) for f in fields):
+        raise SfHttpError(400, "INVALID_FIELD", "Both 'ids' and 'fields' need at least one value")
+    if len(ids) > RETRIEVE_LIMIT:
+        raise SfHttpError(
+            400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {RETRIEVE_LIMIT} records into this call"
+        )
+    return _records_json(org, obj, ids, version, [f.strip() for f in fields])
+
+
 def _too_many() -> SfHttpError:
     return SfHttpError(
         400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call"
@@ -493,5 +552,5 @@ def routes() -> list[Route]:
         Route(base + "/query/{locator}", query_more, methods=["GET"]),
         Route(base + "/queryAll/{locator}", query_more, methods=["GET"]),
         Route(base + "/composite/sobjects", composite_sobjects, methods=["POST", "PATCH", "DELETE"]),
-        Route(base + "/composite/sobjects/{rest:path}", composite_sobjects, methods=["GET", "PATCH"]),
+        Route(base + "/composite/sobjects/{rest:path}", composite_sobjects, methods=["GET", "POST", "PATCH"]),
     ]

@@ -47,7 +47,7 @@ _FIELD_KEYS = {
     "relationshipName", "childRelationshipName", "masterDetail", "reparentable", "updateable",
     "createable",
 }
-_OBJECT_KEYS = {"label", "labelPlural", "keyPrefix", "custom", "fields"}
+_OBJECT_KEYS = {"label", "labelPlural", "keyPrefix", "custom", "fields", "createable", "updateable", "deletable", "owned"}
 
 
 class SchemaError(ValueError):
@@ -191,6 +191,11 @@ class SObjectDef:
     custom: bool
     fields: dict[str, FieldDef]
     child_relationships: list[ChildRelationship] = field(default_factory=list)
+    # Whether the API may create, update or delete records at all (setup objects such as
+    # Organization may only be read).
+    createable: bool = True
+    updateable: bool = True
+    deletable: bool = True
 
     def __post_init__(self) -> None:
         self._by_lower = {name.lower(): f for name, f in self.fields.items()}
@@ -231,11 +236,11 @@ class SObjectDef:
             "activateable": False,
             "associateEntityType": None,
             "associateParentEntity": None,
-            "createable": True,
+            "createable": self.createable,
             "custom": self.custom,
             "customSetting": False,
             "deepCloneable": False,
-            "deletable": True,
+            "deletable": self.deletable,
             "deprecatedAndHidden": False,
             "feedEnabled": False,
             "hasSubtypes": False,
@@ -253,8 +258,8 @@ class SObjectDef:
             "retrieveable": True,
             "searchable": True,
             "triggerable": True,
-            "undeletable": True,
-            "updateable": True,
+            "undeletable": self.deletable,
+            "updateable": self.updateable,
             "urls": {
                 key: value
                 for key, value in self.urls(version).items()
@@ -406,7 +411,8 @@ def _build_object(name: str, spec: Any, source: str) -> SObjectDef:
         raise SchemaError(f"{where}: fields must be a mapping of field name to attributes")
     fields: dict[str, FieldDef] = {}
     has_master = any(isinstance(f, dict) and f.get("masterDetail") for f in declared.values())
-    for system in _system_fields(name, owned=not has_master):
+    owned = bool(spec.get("owned", True)) and not has_master
+    for system in _system_fields(name, owned=owned):
         fields[system.name] = system
     for field_name, attrs in declared.items():
         if field_name in SYSTEM_FIELDS:
@@ -422,6 +428,9 @@ def _build_object(name: str, spec: Any, source: str) -> SObjectDef:
         key_prefix=prefix,
         custom=custom,
         fields=fields,
+        createable=bool(spec.get("createable", True)),
+        updateable=bool(spec.get("updateable", True)),
+        deletable=bool(spec.get("deletable", True)),
     )
 
 

@@ -1,8 +1,8 @@
 """What every API endpoint shares: Salesforce's error shapes, authentication and API counting.
 
 REST and Bulk API 2.0 answer errors as a JSON array ``[{"message", "errorCode", "fields"}]``;
-Bulk API 1.0 answers ``{"exceptionCode", "exceptionMessage"}`` and reports a bad session with HTTP
-400, not 401. Every authenticated request counts against the org's daily allowance.
+Bulk API 1.0 answers an ``error`` document (``exceptionCode``, ``exceptionMessage``; XML or JSON, see
+:mod:`sandbox.salesforce.bulk1_wire`) and reports a bad session with HTTP 400, not 401. Every authenticated request counts against the org's daily allowance.
 """
 
 from __future__ import annotations
@@ -41,10 +41,6 @@ def rest_error_response(exc: SfHttpError) -> Response:
     if exc.fields is not None:
         body["fields"] = exc.fields
     return json_response([body], exc.status)
-
-
-def bulk_v1_error_response(exc: SfHttpError) -> Response:
-    return json_response({"exceptionCode": exc.code, "exceptionMessage": exc.message}, exc.status)
 
 
 def org_of(request: Request) -> Org:

@@ -661,7 +661,8 @@ def _json(payload: Any, status: int = 200) -> Response:
                     media_type="application/json; charset=utf-8")
 
 
-def _rest_failure(code: int, message: str, status: int = 200) -> Response:
+def rest_failure(code: int, message: str, status: int = 200) -> Response:
+    """A REST call's failure as Zuora answers it: ``{"success": false, "processId", "reasons", "requestId"}``."""
     return _json({"success": False, "processId": uuid.uuid4().hex[:16].upper(),
                   "reasons": [{"code": code, "message": message}], "requestId": str(uuid.uuid4())}, status)
 
@@ -980,13 +981,13 @@ async def _rest(request: Request, work: Callable[[Changes, dict[str, Any]], dict
     tenant: Tenant = request.app.state.tenant
     body = await _read_json(request)
     if body is _MALFORMED:
-        return _rest_failure(MALFORMED, "Malformed JSON in the request body", 400)
+        return rest_failure(MALFORMED, "Malformed JSON in the request body", 400)
     if not isinstance(body, dict):
-        return _rest_failure(MALFORMED, "The request body must be a JSON object", 400)
+        return rest_failure(MALFORMED, "The request body must be a JSON object", 400)
     try:
         return _json(await run_in_threadpool(_write, tenant, lambda ch: work(ch, body)))
     except RestError as exc:
-        return _rest_failure(exc.code, exc.message, exc.status)
+        return rest_failure(exc.code, exc.message, exc.status)
 
 
 async def create_account(request: Request) -> Response:

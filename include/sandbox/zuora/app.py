@@ -21,11 +21,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.request_faults import drop_connection
-from sandbox.zuora import actions, admin, callouts, dataquery, zoql
+from sandbox.zuora import actions, admin, aqua, callouts, dataquery, files, object_export, resources, zoql
 from sandbox.zuora.auth import AuthFailed
 from sandbox.zuora.tenant import Tenant
 
-FEATURES = (dataquery, zoql, actions, callouts, admin)
+# object_export before resources: /v1/object/export/{id} is not the object API's /v1/object/{object}/{id}.
+FEATURES = (dataquery, zoql, actions, object_export, resources, aqua, files, callouts, admin)
 _OPEN_PATHS = ("/health", "/oauth/token", "/__admin/", "/files/")
 
 

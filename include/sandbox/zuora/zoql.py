@@ -165,7 +165,7 @@ def _stored_value(f: ZField, literal: Literal, tz: ZoneInfo) -> Any:
     return _stored_datetime(moment)
 
 
-def _renderer(f: ZField, tz: ZoneInfo) -> Callable[[Any], Any]:
+def renderer(f: ZField, tz: ZoneInfo) -> Callable[[Any], Any]:
     """How a stored value of ``f`` appears in a ZOQL record."""
     if f.type == "datetime":
         def render(value: str) -> str:
@@ -222,12 +222,21 @@ def _field(obj: ZObject, name: str) -> ZField:
     return f
 
 
-def _condition_sql(node: Condition | And | Or, obj: ZObject, tz: ZoneInfo, params: list[Any]) -> str:
+Resolver = Callable[[str], "tuple[ZField, str]"]
+
+
+def condition_sql(node: Condition | And | Or, obj: ZObject, tz: ZoneInfo, params: list[Any],
+                  resolve: Resolver | None = None) -> str:
+    """The SQL of a ZOQL filter on ``obj``; ``resolve`` maps a field name to its field and SQL
+    column (Export ZOQL passes one that knows joined objects; by default, ``obj``'s own columns)."""
+    if resolve is None:
+        def resolve(name: str) -> tuple[ZField, str]:
+            found = _field(obj, name)
+            return found, quote(found.column)
     if isinstance(node, (And, Or)):
         joiner = " AND " if isinstance(node, And) else " OR "
-        return joiner.join(f"({_condition_sql(item, obj, tz, params)})" for item in node.items)
-    f = _field(obj, node.field)
-    column = quote(f.column)
+        return joiner.join(f"({condition_sql(item, obj, tz, params, resolve)})" for item in node.items)
+    f, column = resolve(node.field)
     literal = node.value
     if node.op == "is null" or (literal is not None and literal.kind == "null" and node.op == "="):
         return f"{column} IS NULL"
@@ -271,7 +280,7 @@ def compile_query(schema: TenantSchema, text: str, tz: ZoneInfo) -> CompiledQuer
         if f not in fields:
             fields.append(f)
     params: list[Any] = []
-    where_sql = _condition_sql(query.where, obj, tz, params) if query.where is not None else ""
+    where_sql = condition_sql(query.where, obj, tz, params) if query.where is not None else ""
     return CompiledQuery(obj, fields, where_sql, params)
 
 
@@ -289,7 +298,7 @@ def _records(store: TenantStore, obj: ZObject, fields: list[ZField], ids: list[s
             f"SELECT {columns} FROM {quote(obj.table)} "
             "WHERE deleted = 0 AND id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
     }
-    renderers = [(f.name, _renderer(f, tz)) for f in fields]
+    renderers = [(f.name, renderer(f, tz)) for f in fields]
     return [
         {name: render(value) for (name, render), value in zip(renderers, rows[i]) if value is not None}
         for i in ids if i in rows
@@ -458,7 +467,7 @@ async def action_query_more(request: Request) -> Response:
 # -- describe ---------------------------------------------------------------------------------------------
 
 
-def _label(name: str) -> str:
+def label(name: str) -> str:
     """``BillToId`` → ``Bill To Id``; runs of capitals (``UOM``, ``SKU``) stay together."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name).replace("_", " ")
 
@@ -479,7 +488,7 @@ def describe_object(obj: ZObject, base_url: str) -> str:
     for f in obj.fields.values():
         field = _text(fields, "field")
         _text(field, "name", f.name)
-        _text(field, "label", _label(f.name))
+        _text(field, "label", label(f.name))
         _text(field, "selectable", True)
         _text(field, "createable", f.createable)
         _text(field, "updateable", f.updateable)
@@ -495,16 +504,25 @@ def describe_object(obj: ZObject, base_url: str) -> str:
         contexts = _text(field, "contexts")
         _text(contexts, "context", "soap")
         _text(contexts, "context", "export")
-    related = [f for f in obj.fields.values() if f.references and f.name.endswith("Id")]
+    related = related_objects(obj)
     if related:
         objects = _text(root, "related-objects")
-        for f in related:
-            # BillToId → BillToContact, ParentId → ParentAccount, AccountId → Account (Zuora's names).
-            name = f.name[:-2] if f.name[:-2].endswith(f.references) else f.name[:-2] + f.references
+        for name, f in related.items():
             element = ET.SubElement(objects, "object", href=f"{base_url}/v1/describe/{f.references}")
             _text(element, "name", name)
-            _text(element, "label", _label(f.name[:-2]))
+            _text(element, "label", label(f.name[:-2]))
     return _xml_document(root)
+
+
+def related_objects(obj: ZObject) -> dict[str, ZField]:
+    """The objects ``obj`` joins to, by Zuora's names, and the reference field of each:
+    ``BillToId`` → ``BillToContact``, ``ParentId`` → ``ParentAccount``, ``AccountId`` → ``Account``."""
+    related = {}
+    for f in obj.fields.values():
+        if f.references and f.name.endswith("Id"):
+            stem = f.name[:-2]
+            related[stem if stem.endswith(f.references) else stem + f.references] = f
+    return related
 
 
 def describe_objects(schema: TenantSchema, base_url: str) -> str:

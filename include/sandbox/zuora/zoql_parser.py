@@ -10,7 +10,10 @@ an optional filter of ``field op value`` conditions joined by ``and`` / ``or``::
                  | <Field> is null | <Field> is not null
     <value>     := '<string>' | <number> | true | false | null
 
-``and`` binds tighter than ``or``, as Zuora documents. Everything ZOQL lacks is a syntax error
+``and`` binds tighter than ``or``, as Zuora documents. Export ZOQL (``parse(text, export=True)``,
+what the export object and AQuA's ``zoqlexport`` queries take) also allows a field qualified by
+its object or a joined object (``Account.Name``), ``*`` for every field of the queried object, and
+a trailing ``order by <field> [asc|desc]`` and ``limit <n>``. Everything ZOQL lacks is a syntax error
 (Zuora's ``MALFORMED_QUERY``) with a message naming the construct: ``*``, joins (a second object or
 a dotted field), parentheses, ``order by``, ``group by``, ``limit``, ``in``, ``not``, and more than
 200 conditions or 10,000 characters. Whether the object and fields exist, and whether a value
@@ -98,6 +101,8 @@ class Query:
     object: str
     where: Condition | And | Or | None
     text: str
+    order_by: tuple[str, bool] | None = None  # (field, descending); Export ZOQL only
+    limit: int | None = None  # Export ZOQL only
 
 
 # IDENT carries the "i" flag like the keywords, so lark folds keywords into IDENT and re-types a
@@ -131,6 +136,22 @@ NUMBER: /[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)/
 
 %ignore /\s+/
 """
+
+# Export ZOQL: fields may carry an object (``Account.Name``); order by and limit may follow.
+_EXPORT_GRAMMAR = (
+    _GRAMMAR
+    .replace('start: "select"i field_list "from"i IDENT [where_clause]',
+             'start: "select"i field_list "from"i IDENT [where_clause] [order_clause] [limit_clause]')
+    .replace('field_list: IDENT ("," IDENT)*', 'field_list: IDENT ("," IDENT)* | ALL_FIELDS')
+    .replace("IDENT: /[a-z_][a-z0-9_]*/i", "IDENT: /[a-z_][a-z0-9_]*(?:\\.[a-z_][a-z0-9_]*)?/i")
+    + r"""
+ALL_FIELDS: "*"
+order_clause: "order"i "by"i IDENT [direction]
+direction: "asc"i -> ascending
+         | "desc"i -> descending
+limit_clause: "limit"i NUMBER
+"""
+)
 
 # Words that start a construct ZOQL lacks: reported by name rather than as a bare token.
 _UNSUPPORTED_WORDS = {
@@ -189,8 +210,22 @@ def _string_value(tok: Token, like: bool) -> str:
 class _Builder(Transformer):
     """Builds AST nodes while LALR reduces; stateless, so one instance serves every thread."""
 
-    def start(self, fields, obj, where):
-        return fields, obj, where
+    def start(self, fields, obj, where, order=None, limit=None):
+        return fields, obj, where, order, limit
+
+    def order_clause(self, field, direction):
+        return field.value, direction == "desc"
+
+    def ascending(self):
+        return "asc"
+
+    def descending(self):
+        return "desc"
+
+    def limit_clause(self, tok):
+        if not tok.value.isdigit():
+            raise _ErrorAt(f"limit needs a whole number, not {tok.value}", tok)
+        return int(tok.value)
 
     def field_list(self, *idents):
         return tuple(idents)
@@ -237,13 +272,13 @@ class _Builder(Transformer):
 
 
 @functools.cache
-def _parser() -> Lark:
-    # Built once (tens of ms) and shared: lark's LALR parser keeps no per-parse state.
-    return Lark(_GRAMMAR, parser="lalr", lexer="contextual", transformer=_Builder(),
-                postlex=_AlwaysIdent(), maybe_placeholders=True)
+def _parser(export: bool = False) -> Lark:
+    # Built once per dialect (tens of ms) and shared: lark's LALR parser keeps no per-parse state.
+    return Lark(_EXPORT_GRAMMAR if export else _GRAMMAR, parser="lalr", lexer="contextual",
+                transformer=_Builder(), postlex=_AlwaysIdent(), maybe_placeholders=True)
 
 
-def _syntax_error(text: str, err: UnexpectedInput) -> ZoqlSyntaxError:
+def _syntax_error(text: str, err: UnexpectedInput, export: bool = False) -> ZoqlSyntaxError:
     if isinstance(err, UnexpectedToken):
         tok = err.token
         if tok.type == "$END":
@@ -252,7 +287,7 @@ def _syntax_error(text: str, err: UnexpectedInput) -> ZoqlSyntaxError:
         # open a construct ZOQL lacks: name the construct.
         previous = re.findall(r"[A-Za-z_]\w*", text[: tok.start_pos])
         for word in (tok.value.lower(), previous[-1].lower() if previous else ""):
-            if word in _UNSUPPORTED_WORDS:
+            if word in _UNSUPPORTED_WORDS and not (export and word in ("order", "limit")):
                 return ZoqlSyntaxError(_UNSUPPORTED_WORDS[word], tok.column)
         if tok.value == "," and _FROM_LIST.match(text):
             return ZoqlSyntaxError("joins are not supported (query one object)", tok.column)
@@ -288,8 +323,8 @@ def _count_conditions(node) -> int:
     return 1
 
 
-def parse(text: str) -> Query:
-    """Parse ``text`` into a :class:`Query`.
+def parse(text: str, export: bool = False) -> Query:
+    """Parse ``text`` into a :class:`Query` (``export``: as Export ZOQL).
 
     :raises ZoqlSyntaxError: for anything that is not ZOQL, or not the subset the sandbox runs.
     """
@@ -298,12 +333,12 @@ def parse(text: str) -> Query:
     if not text.strip():
         raise ZoqlSyntaxError("the query is empty")
     try:
-        fields, obj, where = _parser().parse(text)
+        fields, obj, where, order, limit = _parser(export).parse(text)
     except _ErrorAt as err:
         raise ZoqlSyntaxError(err.detail, err.token.column) from None
     except UnexpectedInput as err:
-        raise _syntax_error(text, err) from None
+        raise _syntax_error(text, err, export) from None
     if _count_conditions(where) > MAX_CONDITIONS:
         raise ZoqlSyntaxError(f"a query can have at most {MAX_CONDITIONS} conditions")
     where = _finish_literals(where) if where is not None else None
-    return Query(tuple(tok.value for tok in fields), obj.value, where, text)
+    return Query(tuple(tok.value for tok in fields), obj.value, where, text, order, limit)
