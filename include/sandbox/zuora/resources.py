@@ -31,7 +31,6 @@ false, "Errors": [{"Code": "INVALID_VALUE", "Message"}]}`` (``ProxyBadRequestRes
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from typing import Any
