@@ -198,10 +198,19 @@ def up(args: argparse.Namespace) -> None:
     _start("airflow", [_bin("airflow"), "standalone"], directory, env)
     password = json.loads(passwords.read_text())["admin"]
 
+    expected = {path.stem for path in (ROOT / "dags").glob("*.py")}  # one DAG a file, named as its file
+
     def dags_loaded() -> bool:
+        """Every DAG of dags/ is in Airflow (not only the first parsed: a user may open any of them);
+        an import error stops the wait with Airflow's own words."""
         token = requests.post(f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=5)
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        return requests.get(f"{base}/api/v2/dags/zuora_full_sync", headers=headers, timeout=5).ok
+        errors = requests.get(f"{base}/api/v2/importErrors", headers=headers, timeout=5).json()
+        if errors.get("total_entries"):
+            raise SystemExit("error: a DAG file does not import: " + "; ".join(
+                f"{e['filename']}: {e['stack_trace'].strip().splitlines()[-1]}" for e in errors["import_errors"]))
+        dags = requests.get(f"{base}/api/v2/dags", params={"limit": 100, "paused": None}, headers=headers, timeout=5)
+        return expected <= {d["dag_id"] for d in dags.json()["dags"]}
 
     _wait("Airflow", dags_loaded, 600, directory, "airflow")
     print(f"""
