@@ -9,6 +9,8 @@ from zuora_sync.dag_factory import DEFAULT_ARGS, TAGS
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.cleanup import (
     BEGIN_TASK,
+    CATALOG_WARNING,
+    SCOPE_LABELS,
     SCOPES,
     BeginCleanupOperator,
     CleanupDeleteOperator,
@@ -25,14 +27,17 @@ with DAG(
     tags=TAGS + ["cleanup"],
     render_template_as_native_obj=True,
     params={
-        "scope": Param("accounts_and_related_objects", enum=list(SCOPES), title="Scope",
+        "scope": Param("accounts_and_related_objects", type="string", enum=list(SCOPES), values_display=SCOPE_LABELS,
+                       title="Scope",
                        description="What to remove: Accounts & Related Objects (customer accounts, hierarchies, "
                                    "subscriptions, rate plans, charges, invoices, payments, payment-invoices) or "
-                                   "the Product Catalog."),
+                                   "the Product Catalog (products, product rate plans and charges, used by Zuora "
+                                   "Quotes). Product Catalog: " + CATALOG_WARNING),
         "dry_run": Param(True, type="boolean", title="Dry run",
                          description="Count the records and the lookups at risk; delete nothing."),
         "confirm": Param(False, type="boolean", title="Confirm",
-                         description="Nothing is deleted unless this is ticked (and dry run is off)."),
+                         description="Nothing is deleted unless this is ticked and dry run is off; a run with dry "
+                                     "run off and this unticked fails, deleting nothing."),
         "hard_delete": Param(False, type="boolean", title="Hard delete",
                              description="Delete permanently instead of into Salesforce's recycle bin."),
         "accept_over_1m_records": Param(False, type="boolean", title="I accept a cleanup above 1,000,000 records",
@@ -51,7 +56,12 @@ Before deleting it counts the records and lists the **custom lookup fields that 
 objects** and how many records use them: those links break. Above 1,000,000 records it refuses
 unless accepted. While it runs the sync stops: running sessions finish first, new ones wait.
 Recorded in sync history as *Sync Clean-up*. The form defaults to a dry run; tick **confirm** (and
-untick dry run) to delete.
+untick dry run) to delete. Dry run off without **confirm** fails at once, deleting nothing.
+
+**Product Catalog and Zuora Quotes.** A Product Catalog cleanup is safe only with Zuora Quotes 3.x
+or later, whose migration utility keeps the products on existing quotes; with any earlier version
+of Zuora Quotes it is **not safe**. Quotes built on the current product catalog in Salesforce may
+not work properly after a Product Catalog cleanup.
 """,
 ) as dag:
     begin = BeginCleanupOperator(

@@ -32,8 +32,9 @@ in a loop), or at the maximum time.
 | Scheduled | unpaused | paused |
 | Real-time | paused | unpaused |
 
-Unpause only one of them. A real-time session after a mode change is a **full sync**, as Zuora
-360's Turbo Sync does: when the scope's last session that says anything about the mode was not a
+Choose the mode on the Zuora Sync page (it pauses and unpauses both), or unpause only one of
+them. A real-time session after a mode change is a **full sync**, and starts at once without
+waiting for events, as Zuora 360's Turbo Sync does: when the scope's last session that says anything about the mode was not a
 real-time one (on-demand syncs, dry runs and backfills say nothing), or when it begins more than
 `max_minutes_between_syncs` + `mode_change_grace_minutes` after the last session ended (this DAG
 was paused meanwhile). So is any session before the first full sync. The exact rule and how
@@ -45,7 +46,8 @@ lower values use more Salesforce API requests); `max_minutes_between_syncs` (def
 `event_source` — `callouts` (Zuora callout notifications POSTed to `/zuora-sync/events`, default)
 or `polling` (counts records changed in Zuora since the watermark with a Data Query job, for
 deployments Zuora cannot call: 3–5 Zuora API requests per count, so set `trigger_poll_seconds`
-to 60 or more); `trigger_poll_seconds` (default 5); `email_notifications` and `email_recipients`.
+to 60 or more); `trigger_poll_seconds` (default 5); `email_notifications` (these recurring
+sessions), `manual_email_notifications` (manual and on-demand ones) and `email_recipients`.
 A change applies to a wait already under way.
 """,
 )

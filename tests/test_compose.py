@@ -38,7 +38,7 @@ DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
 
 CORE = {"postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker",
         "airflow-triggerer", "airflow-init"}
-SANDBOX = {"salesforce-sandbox", "zuora-sandbox", "mailpit", "sandbox-connections"}
+SANDBOX = {"salesforce-sandbox", "zuora-sandbox", "mail-sandbox", "sandbox-connections"}
 #: Services built on x-airflow-common: the project's image and Airflow's environment.
 AIRFLOW = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-triggerer",
            "airflow-init", "airflow-cli", "flower", "sandbox-connections"}
@@ -166,7 +166,7 @@ def test_each_airflow_component_runs_its_command(compose, name):
 def test_every_service_on_the_project_image_is_an_airflow_or_sandbox_service(raw):
     image = raw["x-airflow-common"]["image"]
     on_image = {name for name, svc in services(raw).items() if svc.get("image") == image}
-    assert on_image == AIRFLOW | {"salesforce-sandbox", "zuora-sandbox"}
+    assert on_image == AIRFLOW | {"salesforce-sandbox", "zuora-sandbox", "mail-sandbox"}
 
 
 @pytest.mark.parametrize("name", sorted(AIRFLOW))
@@ -369,17 +369,30 @@ def env_connections(doc: dict) -> dict[str, str]:
 def test_every_connection_in_the_file_is_one_airflow_accepts(compose):
     connections = env_connections(compose)
     assert {"zuora_sync_state", "zuora_sync_webhook"} <= set(connections)
-    script = "\n".join(command_list(services(compose)["sandbox-connections"]))
-    literals = re.findall(r"'(\{.*?\})'", script)
-    assert literals, "the sandbox-connections script writes smtp_default as a JSON literal"
-    for index, literal in enumerate(literals):
-        connections[f"script_{index}"] = literal
     for conn_id, value in connections.items():
         connection = conn_from_value(conn_id, value)
         assert connection.conn_type, conn_id
-    smtp = json.loads(literals[0])
-    assert smtp["conn_type"] == "smtp" and smtp["host"] == "mailpit" and container_port(services(compose)["mailpit"],
-                                                                                          smtp["port"])
+
+
+def test_smtp_default_is_the_mail_catcher_that_make_up_starts_too(compose):
+    """The sandbox profile's mail catcher is ``make up``'s own (``zuora-sync-sandbox mail``), and the
+    smtp_default it writes for sandbox-connections names its service and SMTP port."""
+    from sandbox.cli import build_parser
+    from sandbox.stack import SERVICES
+
+    assert "mail" in SERVICES
+    svc = services(compose)["mail-sandbox"]
+    args = build_parser().parse_args(command_list(svc)[1:])
+    script = "\n".join(command_list(services(compose)["sandbox-connections"]))
+    assert "conn_from /opt/sandbox/mail.env AIRFLOW_CONN_SMTP_DEFAULT" in script and '"smtp_default:$smtp"' in script
+    assert svc["ports"] == ["127.0.0.1:8025:8025"] and args.web_port == 8025  # the page, on this machine only
+    # What it writes (its own code, as in the container, without starting it):
+    from sandbox.mail import connection_env
+
+    smtp = json.loads(connection_env(args.host, args.port, args.web_port)["AIRFLOW_CONN_SMTP_DEFAULT"])
+    assert conn_from_value("smtp_default", json.dumps(smtp)).conn_type == "smtp"
+    assert (smtp["host"], smtp["port"]) == ("mail-sandbox", 1025)
+    assert container_port(svc, args.port) and args.host == svc["hostname"] == "mail-sandbox"
 
 
 def test_connections_left_to_the_operator_pass_through_unset(raw):
@@ -453,7 +466,7 @@ def test_the_sandbox_env_files_give_connections_that_reach_the_sandboxes(compose
     assert f"REQUESTS_CA_BUNDLE={bundle}" in DEPLOYMENT_DOC.read_text()
 
 
-@pytest.mark.parametrize("name", ["salesforce-sandbox", "zuora-sandbox"])
+@pytest.mark.parametrize("name", ["salesforce-sandbox", "zuora-sandbox", "mail-sandbox"])
 def test_sandbox_command_lines_parse_and_listen_on_their_service_name(compose, name):
     from sandbox.cli import build_parser
 

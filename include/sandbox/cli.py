@@ -4,6 +4,7 @@
         --security-token T] [--accounts N --seed K] [--env-file F] [--schema FILE ...]
     zuora-sync-sandbox zuora --host H --port P --data-dir D [--client-id I --client-secret S]
         [--accounts N --seed K] [--callout-url URL --callout-secret S] [--env-file F]
+    zuora-sync-sandbox mail --host H --port P --web-port W --data-dir D [--env-file F]
 
 Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for bad arguments (an --env-file that cannot be
 written included), a bad schema file or a data dir holding another generated tenant, 3 when the port cannot be used, 4 when the data dir cannot be used.
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="zuora-sync-sandbox",
         description="Local sandboxes that speak Salesforce's and Zuora's wire protocols.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{salesforce,zuora}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{salesforce,zuora,mail}")
     sf = commands.add_parser(
         "salesforce",
         help="a Salesforce org over HTTPS: SOAP/OAuth login, REST, Bulk API 2.0 and 1.0",
@@ -72,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     zu.add_argument("--callout-secret", help="sign callouts: HMAC-SHA256 of the body, hex, in X-Zuora-Signature")
     zu.add_argument("--env-file", type=Path, help="write AIRFLOW_CONN_ZUORA_DEFAULT here")
     zu.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    mail = commands.add_parser(
+        "mail",
+        help="a mail catcher: SMTP that keeps every message, and a page that shows them",
+        description="Accept mail over SMTP (no TLS, no login) for any recipient, deliver none, and show the "
+        "messages on a web page (and as JSON at /api/messages). Messages persist in the data dir.",
+    )
+    mail.add_argument("--host", default="127.0.0.1", help="address to listen on, both ports (default 127.0.0.1)")
+    mail.add_argument("--port", type=_port, required=True, help="the SMTP port (e.g. 1025)")
+    mail.add_argument("--web-port", type=_port, required=True, help="the port of the page with the messages (e.g. 8025)")
+    mail.add_argument("--data-dir", type=Path, required=True, help="where the messages are kept")
+    mail.add_argument("--env-file", type=Path, help="write AIRFLOW_CONN_SMTP_DEFAULT and MAIL_CATCHER_URL here")
+    mail.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
 
@@ -95,6 +108,11 @@ def main(argv: list[str] | None = None) -> None:
                 callout_url=args.callout_url, callout_secret=args.callout_secret, env_file=args.env_file,
                 log_level=args.log_level,
             )
+        elif args.command == "mail":
+            from sandbox.mail import serve as serve_mail
+
+            serve_mail(host=args.host, port=args.port, web_port=args.web_port, data_dir=args.data_dir,
+                       env_file=args.env_file, log_level=args.log_level)
     except StartupError as exc:
         fail(str(exc), exc.exit_code)
 

@@ -1,15 +1,16 @@
 """The local stack behind ``make up`` / ``make down``: both sandboxes and ``airflow standalone``.
 
-``python -m sandbox.stack up`` starts the Salesforce sandbox and a Zuora sandbox with a generated
-demo tenant (the same ``--accounts``/``--seed``, so CRM Ids match), writes Airflow's connections
-to point at them, starts ``airflow standalone`` with the project's DAGs and plugin, waits until the
+``python -m sandbox.stack up`` starts the Salesforce sandbox, a Zuora sandbox with a generated
+demo tenant (the same ``--accounts``/``--seed``, so CRM Ids match) and a mail catcher
+(:mod:`sandbox.mail`: SMTP on ``--mail-port``, its messages on a page at ``--mail-web-port``),
+writes Airflow's connections to point at them (``smtp_default`` at the mail catcher), starts ``airflow standalone`` with the project's DAGs and plugin, waits until the
 DAGs are loaded and prints the UI address and login. Every process runs in the background with a
 pid file and a log under ``--dir``; ``down`` stops them. ``<dir>/airflow.env`` holds the
 environment for running ``airflow`` commands against this stack.
 
 Everything listens on 127.0.0.1 unless asked otherwise: Airflow's API server (the UI, the REST API
 and the sync's web app) with ``--airflow-host`` (``make up AIRFLOW_HOST=0.0.0.0`` for every
-interface), the sandboxes always. ``--dir`` is made ``0700``: it holds the webhook secret, the
+interface), the sandboxes and the mail catcher always. ``--dir`` is made ``0700``: it holds the webhook secret, the
 admin password and Airflow's database with the connections.
 """
 
@@ -31,7 +32,7 @@ import requests
 from sandbox.private import make_private_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("salesforce", "zuora", "airflow")
+SERVICES = ("salesforce", "zuora", "mail", "airflow")
 #: Where Airflow's API server listens unless ``--airflow-host`` says otherwise: this machine only.
 DEFAULT_AIRFLOW_HOST = "127.0.0.1"
 
@@ -128,13 +129,14 @@ def _secret_file(path: Path) -> str:
 
 
 def _add_connections(env: dict[str, str], sf_env: dict[str, str], zuora_env: dict[str, str], log: Path,
-                     webhook_secret: str) -> None:
+                     webhook_secret: str, mail_env: dict[str, str]) -> None:
     """Connections in Airflow's database, so they show (and can be edited) in the UI."""
     webhook = json.dumps({"conn_type": "generic", "description": "Zuora callouts to /zuora-sync/events",
                           "extra": {"hmac_secret": webhook_secret, "signature_header": "X-Zuora-Signature"}})
     for conn_id, value in (("salesforce_default", sf_env["AIRFLOW_CONN_SALESFORCE_DEFAULT"]),
                            ("zuora_default", zuora_env["AIRFLOW_CONN_ZUORA_DEFAULT"]),
-                           ("zuora_sync_webhook", webhook)):
+                           ("zuora_sync_webhook", webhook),
+                           ("smtp_default", mail_env["AIRFLOW_CONN_SMTP_DEFAULT"])):
         with open(log, "ab") as out:
             subprocess.run([_bin("airflow"), "connections", "delete", conn_id], env=env, stdout=out, stderr=out)
             subprocess.run([_bin("airflow"), "connections", "add", conn_id, "--conn-json", value], env=env,
@@ -161,13 +163,20 @@ def up(args: argparse.Namespace) -> None:
                      "--callout-url", f"{base}/zuora-sync/events",
                      f"--callout-secret={webhook_secret}",  # "=": a secret may begin with "-"
                      "--env-file", str(directory / "zuora.env")], directory)
-    sf_env_file, zuora_env_file = directory / "salesforce.env", directory / "zuora.env"
+    print(f"Starting the mail catcher: SMTP on 127.0.0.1:{args.mail_port}, messages at "
+          f"http://127.0.0.1:{args.mail_web_port} ...", flush=True)
+    _start("mail", [_bin("zuora-sync-sandbox"), "mail", "--port", str(args.mail_port), "--web-port",
+                    str(args.mail_web_port), "--data-dir", str(directory / "mail"), "--env-file",
+                    str(directory / "mail.env")], directory)
+    sf_env_file, zuora_env_file, mail_env_file = directory / "salesforce.env", directory / "zuora.env", directory / "mail.env"
     _wait("the Salesforce sandbox", lambda: requests.get(
         f"{_read_env(sf_env_file)['SALESFORCE_SANDBOX_URL']}/health",
         verify=_read_env(sf_env_file)["REQUESTS_CA_BUNDLE"], timeout=2).ok, 120, directory, "salesforce")
     _wait("the Zuora sandbox", lambda: requests.get(
         f"{_read_env(zuora_env_file)['ZUORA_SANDBOX_URL']}/health", timeout=2).ok, 900, directory, "zuora")
-    sf_env, zuora_env = _read_env(sf_env_file), _read_env(zuora_env_file)
+    _wait("the mail catcher", lambda: requests.get(f"{_read_env(mail_env_file)['MAIL_CATCHER_URL']}health",
+                                                   timeout=2).ok, 60, directory, "mail")
+    sf_env, zuora_env, mail_env = _read_env(sf_env_file), _read_env(zuora_env_file), _read_env(mail_env_file)
     env_values = airflow_env(directory, args.airflow_port, sf_env, zuora_env, args.airflow_host)
     home = Path(env_values["AIRFLOW_HOME"])
     make_private_dir(home)  # airflow.db holds the connections, airflow.cfg the key that decrypts them
@@ -184,15 +193,24 @@ def up(args: argparse.Namespace) -> None:
     print("Preparing Airflow (database, connections) ...", flush=True)
     with open(directory / "airflow.log", "ab") as out:
         subprocess.run([_bin("airflow"), "db", "migrate"], env=env, stdout=out, stderr=out, check=True)
-    _add_connections(env, sf_env, zuora_env, directory / "airflow.log", webhook_secret)
+    _add_connections(env, sf_env, zuora_env, directory / "airflow.log", webhook_secret, mail_env)
     print(f"Starting Airflow (standalone), listening on {args.airflow_host} port {args.airflow_port} ...", flush=True)
     _start("airflow", [_bin("airflow"), "standalone"], directory, env)
     password = json.loads(passwords.read_text())["admin"]
 
+    expected = {path.stem for path in (ROOT / "dags").glob("*.py")}  # one DAG a file, named as its file
+
     def dags_loaded() -> bool:
+        """Every DAG of dags/ is in Airflow (not only the first parsed: a user may open any of them);
+        an import error stops the wait with Airflow's own words."""
         token = requests.post(f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=5)
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        return requests.get(f"{base}/api/v2/dags/zuora_full_sync", headers=headers, timeout=5).ok
+        errors = requests.get(f"{base}/api/v2/importErrors", headers=headers, timeout=5).json()
+        if errors.get("total_entries"):
+            raise SystemExit("error: a DAG file does not import: " + "; ".join(
+                f"{e['filename']}: {e['stack_trace'].strip().splitlines()[-1]}" for e in errors["import_errors"]))
+        dags = requests.get(f"{base}/api/v2/dags", params={"limit": 100, "paused": None}, headers=headers, timeout=5)
+        return expected <= {d["dag_id"] for d in dags.json()["dags"]}
 
     _wait("Airflow", dags_loaded, 600, directory, "airflow")
     print(f"""
@@ -201,6 +219,7 @@ The stack is up.
   Zuora Sync page  {base}/plugin/zuora-sync   (status, sync history, rejected records, settings)
   Salesforce       {sf_env['SALESFORCE_SANDBOX_URL']}   (env: {sf_env_file})
   Zuora            {zuora_env['ZUORA_SANDBOX_URL']}   (env: {zuora_env_file})
+  Mail catcher     {mail_env['MAIL_CATCHER_URL']}   (session emails; smtp_default points here)
 Zuora callouts go to {base}/zuora-sync/events (signed; the zuora_sync_webhook connection).
 Trigger a full sync: in the UI, open zuora_full_sync and press Trigger; or
   set -a; source {directory / 'airflow.env'}; set +a
@@ -245,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "0.0.0.0: every interface)")
     start.add_argument("--sf-port", type=int, default=8443)
     start.add_argument("--zuora-port", type=int, default=8081)
+    start.add_argument("--mail-port", type=int, default=1025, help="the mail catcher's SMTP port (default 1025)")
+    start.add_argument("--mail-web-port", type=int, default=8025,
+                       help="the port of the mail catcher's page with the messages (default 8025)")
     stop = commands.add_parser("down", help="stop what `up` started")
     stop.add_argument("--dir", default=".sandbox")
     return parser

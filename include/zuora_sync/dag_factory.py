@@ -35,9 +35,20 @@ TAGS = ["zuora", "salesforce", "sync"]
 
 
 def objects_param(scope: str) -> Param:
-    names = load_mapping().scopes[scope]
+    """The trigger form's ``objects`` field: a pick list of the scope's objects (empty: all of them).
+
+    Airflow 3.3's trigger form draws an ``array`` as a multi-select only when the list of choices is
+    at the schema's top level, under ``examples`` (or ``enum``, which JSON Schema would apply to the
+    whole array); under ``items`` it draws a free-text box, one value a line. So the choices are
+    ``examples`` (with ``values_display`` labels naming the Salesforce object), while ``items``
+    keeps validating each value. The form sends ``null`` when the list is cleared: that means all.
+    """
+    mapping = load_mapping()
+    names = mapping.scopes[scope]
+    labels = {name: f"{name} ({mapping.get(name).salesforce})" for name in names}
     return Param(
-        [], type="array", items={"type": "string", "enum": names}, uniqueItems=True,
+        [], type=["array", "null"], items={"type": "string", "enum": names}, uniqueItems=True,
+        examples=names, values_display=labels,
         title="Objects", description=f"Objects to sync; empty means all of them ({', '.join(names)}). "
                                      "Parents are loaded before children.",
     )

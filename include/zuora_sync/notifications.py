@@ -23,6 +23,14 @@ The options, as decided here (SPEC §5, the Real-Time Sync seed, step 5):
 ``all_including_zero_records``
     Every session that ended.
 
+Which setting applies (the seed: the Email Notifications setting "is available only to Recurring
+Sync jobs", and All (Including Zero Records) "is the default option for all other types of Zuora
+360 syncs, such as On-demand or Manual Syncs"): ``email_notifications`` for recurring sessions —
+scheduled runs (real-time runs are scheduled runs of their continuous DAG) and backfill runs, which
+re-run scheduled intervals — and ``manual_email_notifications`` (default
+``all_including_zero_records``) for sessions someone started: on-demand syncs and every manually
+triggered run, cleanups included (:func:`setting_for`).
+
 A session still Running never sends. Sending is best effort: a mail problem is logged and never
 raised, because an email must not turn a finished sync into a failed task.
 """
@@ -39,7 +47,8 @@ from typing import Any
 
 from zuora_sync.settings import EMAIL_CHOICES
 
-__all__ = ["ERROR_STATUSES", "compose", "notify_session_end", "records_written", "should_notify"]
+__all__ = ["ERROR_STATUSES", "compose", "is_manual", "notify_session_end", "records_written", "setting_for",
+           "should_notify"]
 
 _log = logging.getLogger(__name__)
 
@@ -81,6 +90,20 @@ def should_notify(setting: str, status: str, records_written: int) -> bool:
         # Errors always count: "All" must never tell a user less than "Errors Only".
         return is_error or records_written > 0
     return True  # all_including_zero_records
+
+
+def is_manual(session: dict[str, Any]) -> bool:
+    """Whether someone started the session: an on-demand sync, or a manually triggered run (its
+    trigger is the run type, ``manual`` or ``DagRunType.MANUAL``); not a scheduled or backfill run."""
+    trigger = str(session.get("trigger") or "").lower()
+    return session.get("session_type") == "On-demand" or trigger.endswith("manual")
+
+
+def setting_for(session: dict[str, Any], settings: Any) -> tuple[str, str]:
+    """``(setting name, its value)`` that decides the session's email: ``manual_email_notifications``
+    for a manual or on-demand session (:func:`is_manual`), ``email_notifications`` otherwise."""
+    name = "manual_email_notifications" if is_manual(session) else "email_notifications"
+    return name, getattr(settings, name)
 
 
 def records_written(session: dict[str, Any]) -> int:
@@ -241,7 +264,10 @@ def compose(session: dict[str, Any], rejected: Iterable[dict[str, Any]], *, limi
 
 def notify_session_end(store: Any, session_id: int, settings: Any, log: Any = None,
                        smtp_conn_id: str = "smtp_default") -> bool:
-    """Email the session's summary if the ``email_notifications`` setting asks for it; True when sent.
+    """Email the session's summary if its setting asks for it; True when sent.
+
+    The setting is ``email_notifications`` for a recurring session, ``manual_email_notifications``
+    for a manual or on-demand one (:func:`setting_for`).
 
     One email to all of ``settings.email_recipients``, through the SMTP provider's ``SmtpHook``
     (the connection's ``from_email`` extra is the sender). Never raises: whatever goes wrong (no
@@ -257,16 +283,16 @@ def notify_session_end(store: Any, session_id: int, settings: Any, log: Any = No
     log = log or _log
     try:
         session = store.get_session(session_id)
-        setting, status, written = settings.email_notifications, session.get("status"), records_written(session)
+        (name, setting), status, written = setting_for(session, settings), session.get("status"), records_written(session)
         if not should_notify(setting, status, written):
-            log.info("Session %s (%s, %d records synced): no email, the email_notifications setting is %s",
-                     session_id, status, written, setting)
+            log.info("Session %s (%s, %d records synced): no email, the %s setting is %s",
+                     session_id, status, written, name, setting)
             return False
         subject, text, body = compose(session, store.rejected_for_session(session_id), tz=getattr(settings, "tz", None))
         recipients = list(settings.email_recipients or ())
         if not recipients:
-            log.warning("Session %s: email_notifications is %s but no email_recipients are set in the "
-                        "zuora_sync_settings Variable; no email sent. The summary:\n%s", session_id, setting, text)
+            log.warning("Session %s: %s is %s but no email_recipients are set in the "
+                        "zuora_sync_settings Variable; no email sent. The summary:\n%s", session_id, name, setting, text)
             return False
     except Exception:  # never fail the task over an email (logged with its traceback)
         log.exception("Session %s: could not prepare the session email; no email sent", session_id)

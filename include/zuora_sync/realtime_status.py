@@ -10,6 +10,12 @@ whichever comes first. One exception keeps a continuous DAG from restarting a fa
 loop: after a session that ended *Failure* or *Stopped*, pending events start the next session
 only ``backoff_minutes`` after it ended (the *hold*); the maximum-time rule is unchanged, so the
 hold never delays a session beyond it.
+
+A change of the sync mode starts the session at once (the seed: "Turbo Sync automatically runs Full
+Sync, first, when changing from Scheduled Sync to Real-time Sync or when changing from None to
+Real-time Sync"): when :func:`zuora_sync.sync_mode.mode_change` says the next real-time session is
+a full sync, it is due now (``due`` ``"mode_change"``), hold permitting — so a mode-change full
+sync that failed is not restarted in a loop either.
 """
 
 from __future__ import annotations
@@ -44,10 +50,11 @@ class NextSync:
     pending_events: int
     threshold: int
     minutes_left: int
-    due: str | None                              # "events" or "max_time" when a session starts now, else None
+    due: str | None                              # "events", "max_time" or "mode_change" when a session starts now
     hold_until: dt.datetime | None = None
     last_session_status: str | None = None
     max_time_at: dt.datetime | None = None       # when the maximum time passes (None: no session ended yet)
+    mode_change: str | None = None               # why the next real-time session is a full sync, if it is
 
     @property
     def events_needed(self) -> int:
@@ -64,6 +71,8 @@ class NextSync:
             return f"{self.pending_events} data change events have accumulated: the next sync starts now"
         if self.due == "max_time":
             return "The maximum time between syncs has passed: the next sync starts now"
+        if self.due == "mode_change":
+            return "The sync mode changed to Real-time: a full sync starts now"
         at_most = f"at most {_plural(self.minutes_left, 'minute')}"
         if self.hold_until is not None and self.events_needed == 0:
             return (f"{self.pending_events} data change events are waiting, but the last session ended "
@@ -80,21 +89,24 @@ class NextSync:
         return {"pending_events": self.pending_events, "threshold": self.threshold,
                 "events_needed": self.events_needed, "minutes_left": self.minutes_left, "due": self.due,
                 "held_until": self.hold_until.isoformat() if self.hold_until else None,
-                "message": self.message()}
+                "mode_change": self.mode_change, "message": self.message()}
 
 
 def next_sync(pending_events: int, threshold: int, last_session_end: dt.datetime | None, max_minutes: int,
               now: dt.datetime, *, last_session_status: str | None = None,
-              backoff_minutes: float = BACKOFF_MINUTES) -> NextSync:
+              backoff_minutes: float = BACKOFF_MINUTES, mode_change: str | None = None) -> NextSync:
     """Whether a real-time sync is due, and if not, how far away it is (module docstring).
 
     :param last_session_end: when the scope's last session ended; ``None``: no session yet, so the
         maximum time counts as passed (the first sync should not wait).
     :param last_session_status: that session's status; Failure or Stopped start a hold of
         ``backoff_minutes`` from its end.
+    :param mode_change: why the next real-time session is a full sync after a change of the sync
+        mode (:func:`zuora_sync.sync_mode.mode_change`), or ``None``: it is due now, unless held.
     """
     if last_session_end is None:
-        return NextSync(pending_events, threshold, 0, "max_time", last_session_status=last_session_status)
+        return NextSync(pending_events, threshold, 0, "max_time", last_session_status=last_session_status,
+                        mode_change=mode_change)
     max_time_at = last_session_end + dt.timedelta(minutes=max_minutes)
     hold_until = None
     if last_session_status in UNSUCCESSFUL and now < last_session_end + dt.timedelta(minutes=backoff_minutes):
@@ -103,6 +115,8 @@ def next_sync(pending_events: int, threshold: int, last_session_end: dt.datetime
         due = "events"
     elif now >= max_time_at:
         due = "max_time"
+    elif mode_change and hold_until is None:
+        due = "mode_change"
     else:
         due = None
     if due is not None:
@@ -111,4 +125,7 @@ def next_sync(pending_events: int, threshold: int, last_session_end: dt.datetime
         starts_by = min(hold_until, max_time_at) if hold_until is not None and pending_events >= threshold \
             else max_time_at
         minutes_left = max(math.ceil((starts_by - now).total_seconds() / 60), 0)
-    return NextSync(pending_events, threshold, minutes_left, due, hold_until, last_session_status, max_time_at)
+    if mode_change and hold_until is not None and due is None and hold_until < max_time_at:
+        minutes_left = max(math.ceil((hold_until - now).total_seconds() / 60), 0)  # the full sync starts then
+    return NextSync(pending_events, threshold, minutes_left, due, hold_until, last_session_status, max_time_at,
+                    mode_change)

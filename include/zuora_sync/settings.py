@@ -27,6 +27,12 @@ MAX_EVENTS_CHOICES = (1, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500)
 #: Zuora 360's email notification options: None, Errors Only, All (Excluding / Including Zero Records).
 EMAIL_CHOICES = ("none", "errors_only", "all_excluding_zero_records", "all_including_zero_records")
 EVENT_SOURCES = tuple(source.value for source in EventSource)
+#: How often Scheduled mode runs ``zuora_incremental_sync`` (Zuora 360's Scheduled Sync: every two
+#: hours or daily), as the cron expression of its ``CronDataIntervalTimetable`` (UTC).
+SCHEDULES = {"every_2_hours": "0 */2 * * *", "daily": "0 0 * * *"}
+#: ``max_events_before_sync`` below this uses more Salesforce API requests (the seed: "We recommend
+#: that you set this to 10 or higher").
+RECOMMENDED_MIN_EVENTS = 10
 #: ``lock_lease_seconds``' bounds: it is renewed every third of it (so at least every second), and a
 #: crashed session's lock blocks every sync until it expires (so a week at most).
 LOCK_LEASE_RANGE = (3, 7 * 24 * 3600)
@@ -88,8 +94,12 @@ class Settings:
     #: A real-time session that begins more than max_minutes_between_syncs + this many minutes after
     #: the last session ended follows a pause of real-time sync: it is a full sync (zuora_sync.sync_mode).
     mode_change_grace_minutes: int = 60
-    #: After each session: none, errors_only, all_excluding_zero_records or all_including_zero_records.
+    #: After each recurring session (scheduled, real-time, backfill): none, errors_only,
+    #: all_excluding_zero_records or all_including_zero_records.
     email_notifications: str = "errors_only"
+    #: The same choice for manual and on-demand sessions (a run someone triggered, and cleanups):
+    #: Zuora 360's default for them is All (Including Zero Records).
+    manual_email_notifications: str = "all_including_zero_records"
     #: Who gets the session emails (through the ``smtp_default`` connection).
     email_recipients: tuple[str, ...] = ()
     #: Where real-time events come from: Zuora callouts to the web app, or polling Zuora for changes
@@ -99,12 +109,17 @@ class Settings:
     trigger_poll_seconds: int = 5
     #: A cleanup above this many records is refused unless the form accepts it (Zuora's advice: 1,000,000).
     cleanup_record_limit: int = 1_000_000
+    #: How often ``zuora_incremental_sync`` runs in Scheduled mode: every_2_hours or daily (at 00:00
+    #: UTC). Read when Airflow parses the DAG file, so a change applies at its next parse.
+    scheduled_sync_frequency: str = "every_2_hours"
 
     def __post_init__(self) -> None:
         for name, (low, high) in INTEGER_RANGES.items():
             check_whole_number(name, getattr(self, name), low, high)
         check_choice("max_events_before_sync", self.max_events_before_sync, MAX_EVENTS_CHOICES)
         check_choice("email_notifications", self.email_notifications, EMAIL_CHOICES)
+        check_choice("manual_email_notifications", self.manual_email_notifications, EMAIL_CHOICES)
+        check_choice("scheduled_sync_frequency", self.scheduled_sync_frequency, tuple(SCHEDULES))
         check_choice("event_source", self.event_source, EVENT_SOURCES)
         recipients = self.email_recipients
         if isinstance(recipients, str):
@@ -206,6 +221,8 @@ def allowed() -> dict[str, Any]:
     values: dict[str, Any] = {
         "max_events_before_sync": list(MAX_EVENTS_CHOICES),
         "email_notifications": list(EMAIL_CHOICES),
+        "manual_email_notifications": list(EMAIL_CHOICES),
+        "scheduled_sync_frequency": list(SCHEDULES),
         "event_source": list(EVENT_SOURCES),
         "email_recipients": f"a list of at most {MAX_RECIPIENTS} email addresses, one RFC 5322 address each",
         "zuora_time_zone": "an IANA time zone, e.g. America/Los_Angeles",
@@ -222,6 +239,8 @@ def json_schema() -> dict[str, Any]:
     properties: dict[str, Any] = {
         "max_events_before_sync": {"enum": [*MAX_EVENTS_CHOICES, None]},
         "email_notifications": {"enum": [*EMAIL_CHOICES, None]},
+        "manual_email_notifications": {"enum": [*EMAIL_CHOICES, None]},
+        "scheduled_sync_frequency": {"enum": [*SCHEDULES, None]},
         "event_source": {"enum": [*EVENT_SOURCES, None]},
         "email_recipients": {"anyOf": [{"type": "array", "maxItems": MAX_RECIPIENTS, "items": recipient},
                                        {"type": "string", "description": "addresses separated by commas"},
@@ -285,6 +304,36 @@ def load_settings() -> Settings:
     from airflow.sdk import Variable
 
     return parse_settings(Variable.get(VARIABLE, default=None))
+
+
+def incremental_schedule() -> str:
+    """The cron expression of ``zuora_incremental_sync``'s timetable: :data:`SCHEDULES` of the
+    ``scheduled_sync_frequency`` setting.
+
+    The one setting read when Airflow parses a DAG file (a schedule cannot be read later). Only
+    that key is looked at: any other problem in the Variable is for the tasks to report, and must
+    not take the DAG away. The Variable is validated when it is written, so a wrong value here was
+    typed into it by hand: the DAG then fails to import with this error, which Airflow shows
+    among its DAG import errors.
+
+    :raises SettingsError: ``scheduled_sync_frequency`` is not one of :data:`SCHEDULES`.
+    """
+    from airflow.sdk import Variable
+
+    raw = Variable.get(VARIABLE, default=None)
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        value = {}  # the tasks say what is wrong with it
+    frequency = value.get("scheduled_sync_frequency") if isinstance(value, dict) else None
+    if frequency is None:
+        return SCHEDULES[Settings.scheduled_sync_frequency]
+    try:
+        check_choice("scheduled_sync_frequency", frequency, tuple(SCHEDULES))
+    except SettingsError as exc:
+        raise SettingsError(f"{VARIABLE}: {exc} (correct it on the Zuora Sync page or in Admin → Variables; "
+                            "zuora_incremental_sync cannot be scheduled until then)") from None
+    return SCHEDULES[frequency]
 
 
 def merged(current: Settings, changes: dict[str, Any]) -> Settings:

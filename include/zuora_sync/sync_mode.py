@@ -31,13 +31,25 @@ Run ``zuora_full_sync`` for one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from zuora_sync.vocabulary import SessionStatus, SessionType
 
 ON_DEMAND, FULL, REAL_TIME = SessionType.ON_DEMAND, SessionType.FULL, SessionType.REAL_TIME
 GOOD_ENDINGS = (SessionStatus.FINISHED, SessionStatus.FINISHED_WITH_ERRORS)
+
+
+def ended_sessions(store: Any, scope: str, page: int = 100) -> Iterator[dict[str, Any]]:
+    """The scope's ended sessions, most recent first, ``page`` at a time from the state store
+    (sessions of a scope never overlap, so start order is end order); what :func:`mode_change` reads."""
+    offset = 0
+    while True:
+        rows = store.list_sessions(scope=scope, limit=page, offset=offset)
+        yield from (s for s in rows if s["ended_at"] is not None)
+        if len(rows) < page:
+            return
+        offset += page
 
 
 def is_backfill(session: Mapping[str, Any]) -> bool:

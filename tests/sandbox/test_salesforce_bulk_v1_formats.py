@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import time
-from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest

@@ -27,5 +27,5 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]
             os.environ["REQUESTS_CA_BUNDLE"] = previous
         down = stop(directory)
         assert down.returncode == 0, down.stdout + down.stderr
-        for name in ("salesforce", "zuora", "airflow"):
+        for name in ("salesforce", "zuora", "mail", "airflow"):
             assert not (directory / f"{name}.pid").exists(), f"{name} still running after `down`"

@@ -1,7 +1,8 @@
-"""The 360 Sync Cleanup with ``dag.test()`` against both sandboxes: dry run, no confirmation, the
-record limit, the lookups at risk, removing exactly the sync's records of one scope while a sync
-waits, and the next sync being full and restoring everything (compared record by record) — also
-after a cleanup that failed half-way."""
+"""The 360 Sync Cleanup with ``dag.test()`` against both sandboxes: dry run, no confirmation (a
+failed run with a clear message), the record limit, the lookups at risk, the Product Catalog scope
+(its Zuora Quotes warning, and the next catalog sync restoring it), removing exactly the sync's
+records of one scope while a sync waits, and the next sync being full and restoring everything
+(compared record by record) — also after a cleanup that failed half-way."""
 
 from __future__ import annotations
 
@@ -86,11 +87,23 @@ def test_dry_run_counts_and_reports_the_lookup_at_risk_and_changes_nothing(stack
             "records": 2} in details["lookups_at_risk"]
 
 
-def test_without_confirmation_nothing_is_deleted(stack):
-    before, state = counts(stack), sync_state()
-    assert run_dag("zuora_cleanup", conf=cleanup_conf(dry_run=False)) == "success"
+def test_dry_run_off_without_confirmation_fails_with_a_clear_message_and_deletes_nothing(stack):
+    from airflow.sdk.exceptions import AirflowFailException
+    from zuora_sync.operators.cleanup import NOT_CONFIRMED, BeginCleanupOperator
+    from zuora_sync.state import StateStore
+
+    before, state, sessions = counts(stack), sync_state(), StateStore.from_airflow().list_sessions(limit=1)
+    assert run_dag("zuora_cleanup", conf=cleanup_conf(dry_run=False)) == "failed"  # red, not a green dry run
     assert counts(stack) == before
     assert sync_state() == state
+    assert StateStore.from_airflow().list_sessions(limit=1) == sessions  # refused before it began
+    assert StateStore.from_airflow().lock_holders() == {}
+    # What the begin task's log and the run's failure say:
+    with pytest.raises(AirflowFailException) as refused:
+        BeginCleanupOperator(task_id="begin_cleanup", scope="accounts_and_related_objects", dry_run=False,
+                             confirm=False).execute({})
+    assert str(refused.value) == NOT_CONFIRMED
+    assert "'confirm' is not ticked" in NOT_CONFIRMED and "nothing was deleted" in NOT_CONFIRMED
 
 
 def test_above_the_record_limit_it_is_refused_unless_accepted(stack):
@@ -104,6 +117,38 @@ def test_above_the_record_limit_it_is_refused_unless_accepted(stack):
     from zuora_sync.state import StateStore
 
     assert StateStore.from_airflow().lock_holders() == {}  # a refused cleanup releases the lock
+
+
+def test_the_product_catalog_cleanup_warns_about_zuora_quotes_and_the_next_catalog_sync_restores_it(stack):
+    """The catalog scope removes exactly the catalog records the sync owns (the Accounts scope and
+    records of others stay), says the seed's Zuora Quotes warning in its session, and the catalog
+    sync that follows (always full) brings every product, rate plan and charge back."""
+    from zuora_sync.operators.cleanup import CATALOG_WARNING
+    from zuora_sync.state import StateStore
+
+    before, accounts_state = counts(stack), sync_state()
+    assert all(before[o] > 0 for o in CATALOG_OBJECTS)
+    conf = cleanup_conf(scope="product_catalog", dry_run=False, confirm=True, accept_over_1m_records=True)
+    assert run_dag("zuora_cleanup", conf=conf) == "success"
+    cleanup = last_session()
+    assert (cleanup["session_type"], cleanup["scope"]) == ("Sync Clean-up", "catalog")
+    assert cleanup["details"]["warning"] == CATALOG_WARNING
+    assert cleanup["details"]["records_to_remove"] == {"Product": before["Product2"],
+                                                       "ProductRatePlan": before["zqu__ProductRatePlan__c"],
+                                                       "ProductRatePlanCharge": before["zqu__ProductRatePlanCharge__c"]}
+    after = counts(stack)
+    assert all(after[o] == 0 for o in CATALOG_OBJECTS), after
+    assert {o: after[o] for o in SCOPE_OBJECTS + ("Account", "Contract_Note__c")} == {
+        o: before[o] for o in SCOPE_OBJECTS + ("Account", "Contract_Note__c")}
+    assert sync_state() == accounts_state  # the Accounts scope's watermarks are not touched
+    assert StateStore.from_airflow().watermarks("catalog") == {}
+
+    assert run_dag("zuora_product_catalog_sync") == "success"
+    assert last_session()["session_type"] == "Product Catalog"
+    assert {o: counts(stack)[o] for o in CATALOG_OBJECTS} == {o: before[o] for o in CATALOG_OBJECTS}
+    problems = compare_scope(stack["zuora"].data_dir, stack["salesforce"].login(), "catalog", _rejected(), TZ,
+                             stack["base"])
+    assert not problems, "\n".join(problems[:30])
 
 
 def test_cleanup_removes_exactly_the_sync_records_while_a_sync_waits_and_the_next_sync_is_full(stack):

@@ -77,3 +77,59 @@ def test_realtime_sync_is_continuous_and_waits_first(dagbag):
     assert dag.timetable.__class__.__name__ == "ContinuousTimetable"
     wait = dag.get_task("wait_for_changes")
     assert wait.downstream_task_ids == {"begin_session"} and not wait.upstream_task_ids
+
+
+def test_the_objects_field_is_a_pick_list_in_airflows_trigger_form(dagbag):
+    """Airflow 3.3's form draws a multi-select for an array only when its choices are at the top of
+    the schema (``examples`` or ``enum``); under ``items`` alone it is a free-text box. Checked in
+    Chromium by tests/ui/test_page_browser.py; here, the schema the form receives."""
+    from zuora_sync.mapping import load_mapping
+
+    for dag_id in ("zuora_full_sync", "zuora_incremental_sync"):
+        schema = dagbag.dags[dag_id].params.get_param("objects").schema
+        names = load_mapping().scopes["accounts"]
+        assert schema["examples"] == names and schema["items"]["enum"] == names
+        assert "array" in schema["type"] and "null" in schema["type"]  # a cleared pick list sends null: all
+        assert set(schema["values_display"]) == set(names)
+        assert schema["values_display"]["CustomerAccount"] == "CustomerAccount (Zuora__CustomerAccount__c)"
+        assert dagbag.dags[dag_id].params.get_param("objects").resolve(None) is None  # accepted: all objects
+
+
+def test_the_cleanup_form_names_the_scopes_and_warns_about_zuora_quotes(dagbag):
+    from zuora_sync.operators.cleanup import CATALOG_WARNING
+
+    dag = dagbag.dags["zuora_cleanup"]
+    scope = dag.params.get_param("scope")
+    assert scope.schema["values_display"] == {"accounts_and_related_objects": "Accounts & Related Objects",
+                                             "product_catalog": "Product Catalog"}
+    assert CATALOG_WARNING in scope.description
+    assert "Zuora Quotes 3.x" in CATALOG_WARNING and "not safe" in CATALOG_WARNING
+    assert "quotes built on the current" in CATALOG_WARNING.lower()
+    assert "Zuora Quotes 3.x" in dag.doc_md and "**not safe**" in dag.doc_md
+
+
+def _incremental_schedule(settings: str) -> tuple[str | None, str]:
+    """Parse the incremental DAG's file with ``settings`` as the Variable; (its cron, import errors)."""
+    import subprocess
+    import sys
+
+    code = ("from airflow.dag_processing.dagbag import DagBag\n"
+            f"bag = DagBag(dag_folder={str(ROOT / 'dags' / 'zuora_incremental_sync.py')!r})\n"
+            "dag = bag.dags.get('zuora_incremental_sync')\n"
+            "print('CRON', dag.timetable.expression if dag else None)\n"
+            "print('ERRORS', ' '.join(' '.join(bag.import_errors.values()).split()))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
+    env["AIRFLOW_VAR_ZUORA_SYNC_SETTINGS"] = settings
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] if " " in line else ""
+             for line in result.stdout.splitlines() if line.startswith(("CRON ", "ERRORS"))}
+    return (None if lines["CRON"] == "None" else lines["CRON"]), lines["ERRORS"].strip()
+
+
+def test_a_daily_incremental_schedule_is_a_setting_not_an_edit_of_the_dag():
+    assert _incremental_schedule('{"scheduled_sync_frequency": "daily"}') == ("0 0 * * *", "")
+    cron, errors = _incremental_schedule('{"scheduled_sync_frequency": "hourly"}')
+    assert cron is None
+    assert "zuora_sync_settings: scheduled_sync_frequency: 'hourly' is not allowed; choose one of " \
+           "['every_2_hours', 'daily']" in errors

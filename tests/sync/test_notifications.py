@@ -75,11 +75,13 @@ def store(tmp_path) -> StateStore:
     return StateStore(f"sqlite:///{tmp_path}/state.db")
 
 
-def make_session(store: StateStore, kind: str, *, run: str = "") -> int:
+def make_session(store: StateStore, kind: str, *, run: str = "", trigger: str = "scheduled",
+                 session_type: str | None = None) -> int:
     """A finished session of one representative kind, built through the store's own API."""
     start = dt.datetime(2025, 3, 1, 10, 0, tzinfo=dt.UTC)
-    sid = store.start_session(session_type="Incremental" if kind != "stopped" else "Real-time", scope="accounts",
-                              trigger="scheduled", dag_id="zuora_incremental_sync", run_id=f"{kind}{run}",
+    session_type = session_type or ("Incremental" if kind != "stopped" else "Real-time")
+    sid = store.start_session(session_type=session_type, scope="accounts",
+                              trigger=trigger, dag_id="zuora_incremental_sync", run_id=f"{kind}{run}",
                               window_start=start, window_end=start + dt.timedelta(minutes=30))
     store.add_api_calls(sid, zuora=7, salesforce=12)
     if kind == "finished_records":
@@ -158,6 +160,31 @@ def test_each_setting_emails_exactly_the_right_sessions(setting: str, inbox: Inb
         sid = next(s for s in sessions.values() if f" session {s} " in message["Subject"])
         arrived.add(next(k for k, s in sessions.items() if s == sid))
     assert arrived == EXPECTED[setting]
+
+
+def test_manual_and_on_demand_sessions_follow_their_own_setting_all_sessions_by_default(
+        inbox: Inbox, store: StateStore, caplog) -> None:
+    """The seed: Email Notifications is a setting of Recurring Sync; All (Including Zero Records) is
+    the default for on-demand and manual syncs. A quiet manual or on-demand session (Finished, zero
+    records) is emailed under the defaults; the same scheduled or backfill session is not."""
+    settings = Settings(email_recipients=RECIPIENTS)  # defaults: errors_only / all_including_zero_records
+    sessions = {
+        "manual": make_session(store, "finished_zero", run="-m", trigger="manual"),
+        "manual_enum": make_session(store, "finished_zero", run="-e", trigger="DagRunType.MANUAL"),
+        "on_demand": make_session(store, "finished_zero", run="-o", trigger="scheduled", session_type="On-demand"),
+        "scheduled": make_session(store, "finished_zero", run="-s", trigger="scheduled"),
+        "backfill": make_session(store, "finished_zero", run="-b", trigger="backfill"),
+    }
+    with caplog.at_level(logging.INFO, logger="zuora_sync.notifications"):
+        sent = {name for name, sid in sessions.items() if notify_session_end(store, sid, settings)}
+    assert sent == {"manual", "manual_enum", "on_demand"}
+    assert len(inbox.messages) == 3
+    assert "the email_notifications setting is errors_only" in caplog.text  # why the recurring ones did not
+    # The manual setting can be changed like the other; recurring sessions keep theirs.
+    quiet = Settings(email_recipients=RECIPIENTS, manual_email_notifications="errors_only",
+                     email_notifications="all_including_zero_records")
+    assert notify_session_end(store, sessions["manual"], quiet) is False
+    assert notify_session_end(store, sessions["scheduled"], quiet) is True
 
 
 def test_email_content(inbox: Inbox, store: StateStore) -> None:

@@ -215,6 +215,37 @@ def test_after_an_unsuccessful_session_events_wait_for_the_backoff(store, status
     assert payload["reason"] == "events" and payload["last_session_status"] == status
 
 
+def test_switched_to_real_time_the_full_sync_starts_at_once_and_only_once(store):
+    """The seed: "Turbo Sync automatically runs Full Sync, first, when changing from Scheduled Sync to
+    Real-time Sync". After a scheduled session the first real-time session (a full sync, by the
+    begin task's rule) does not wait for events or the maximum time; after it, they wait again; a
+    failed mode-change full sync is held back 15 minutes, as any failed session's events are."""
+    from zuora_sync.triggers.realtime import start_reason
+
+    end_session(store, T10, session_type="Incremental", dag_id="zuora_incremental_sync")  # Scheduled mode
+    Clock.now = at(5)
+    waiting = trigger(threshold=10, max_minutes=120)
+    seen = waiting.observe(store)
+    assert seen.due == "mode_change" and seen.status.pending_events == 0
+    payload = seen.payload()
+    assert payload["reason"] == "mode_change" and "was not a real-time one" in payload["mode_change"]
+    assert seen.message() == "The sync mode changed to Real-time: a full sync starts now"
+    assert start_reason(payload, "accounts").startswith("Starting a real-time session at once, a full sync: ")
+
+    end_session(store, at(6), session_type="Full", dag_id="zuora_realtime_sync")  # the mode-change full sync
+    Clock.now = at(7)
+    assert waiting.observe(store).due is None, "read again once another session has ended"
+    assert trigger().observe(store).message().startswith("10 more data change events, or at most 119 minutes")
+
+    end_session(store, at(8), session_type="Incremental", dag_id="zuora_incremental_sync")  # Scheduled again
+    end_session(store, at(9), session_type="Full", dag_id="zuora_realtime_sync", status="Failure")
+    Clock.now = at(10)
+    held = trigger().observe(store)
+    assert held.due is None and held.hold_until == at(24) and held.status.minutes_left == 14
+    Clock.now = at(24)
+    assert trigger().observe(store).due == "mode_change"
+
+
 def test_a_settings_change_applies_to_a_wait_under_way(store, monkeypatch):
     end_session(store, T10)
     add_events(store, 6)

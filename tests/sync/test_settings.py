@@ -29,8 +29,9 @@ def test_every_setting_has_a_type_and_a_range():
 
     from zuora_sync.settings import INTEGER_RANGES, allowed, json_schema
 
-    checked_otherwise = {"max_events_before_sync", "email_notifications", "event_source", "email_recipients",
-                         "zuora_time_zone", "staging_url"}
+    checked_otherwise = {"max_events_before_sync", "email_notifications", "manual_email_notifications",
+                         "event_source", "email_recipients", "zuora_time_zone", "staging_url",
+                         "scheduled_sync_frequency"}
     names = {f.name for f in fields(Settings)}
     assert names == set(INTEGER_RANGES) | checked_otherwise, names ^ (set(INTEGER_RANGES) | checked_otherwise)
     assert set(allowed()) == names == set(json_schema()["properties"])
@@ -83,3 +84,16 @@ def test_the_staging_url_is_a_url_or_an_absolute_path(value, ok):
 def test_the_time_zone_is_an_iana_zone(zone):
     with pytest.raises(SettingsError, match="^zuora_time_zone: "):
         parse_settings({"zuora_time_zone": zone})
+
+
+def test_manual_syncs_email_every_session_by_default_and_the_schedule_is_a_choice():
+    """The seed: All (Including Zero Records) is the default for on-demand and manual syncs; Zuora
+    360's Scheduled Sync runs every two hours or daily."""
+    assert Settings().manual_email_notifications == "all_including_zero_records"
+    assert Settings().email_notifications == "errors_only"
+    assert Settings().scheduled_sync_frequency == "every_2_hours"
+    assert parse_settings({"scheduled_sync_frequency": "daily"}).scheduled_sync_frequency == "daily"
+    for raw, words in (({"manual_email_notifications": "always"}, "manual_email_notifications: 'always' is not allowed"),
+                       ({"scheduled_sync_frequency": "hourly"}, "choose one of \\['every_2_hours', 'daily'\\]")):
+        with pytest.raises(SettingsError, match=words):
+            parse_settings(raw)

@@ -520,6 +520,110 @@ def test_status_after_a_failed_session_says_when_the_held_events_start_the_next_
     assert upcoming["message"].endswith("; at most 10 minutes until the next sync")
 
 
+def _token_for(app: WebApp, username: str, role: str) -> str:
+    """A JWT for a SimpleAuthManager user of ``role`` named ``username``, signed by Airflow's own auth
+    manager (the SimpleAuthManager's users have no email field: a name that is an address is theirs)."""
+    return airflow_python(app.env, (
+        "from airflow.api_fastapi.app import create_auth_manager\n"
+        "from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser\n"
+        f"print(create_auth_manager().generate_jwt(SimpleAuthManagerUser(username={username!r}, role={role!r})))\n"))
+
+
+def _paused(app: WebApp, bearer: dict[str, str]) -> dict[str, bool]:
+    """The two DAGs' paused flags in Airflow's database, as the status reads them (DagModel)."""
+    dags = requests.get(f"{app.url}/status", headers=bearer, timeout=30).json()["mode"]["dags"]
+    return {dag_id: state["paused"] for dag_id, state in dags.items()}
+
+
+def test_the_sync_mode_is_chosen_on_the_page_by_pausing_and_unpausing_the_two_dags(webapp, token):
+    """PUT /mode: None, Scheduled or Real-time; refused while the DAG to pause runs a session; the
+    switch to Real-time after a scheduled session says the full sync starts now, and the status says
+    it is due now (the real-time trigger's own rule)."""
+    bearer = {"Authorization": f"Bearer {token}"}
+
+    def put(body: Any) -> requests.Response:
+        return requests.put(f"{webapp.url}/mode", json=body, headers=bearer, timeout=30)
+
+    _put_dags(webapp, {"zuora_incremental_sync": True, "zuora_realtime_sync": True})
+    for body, words in (({"mode": "Sometimes"}, "mode: 'Sometimes' is not a sync mode; choose one of "
+                                                "['None', 'Scheduled', 'Real-time']"),
+                        ({"mode": "None", "also": 1}, "unknown keys ['also']"), ({}, "mode: None is not")):
+        refused = put(body)
+        assert refused.status_code == 400 and words in refused.json()["detail"], refused.text
+    assert _paused(webapp, bearer) == {"zuora_incremental_sync": True, "zuora_realtime_sync": True}
+
+    scheduled = put({"mode": "Scheduled"})
+    assert scheduled.status_code == 200, scheduled.text
+    assert scheduled.json()["mode"]["mode"] == "Scheduled" and scheduled.json()["changed"] == {
+        "zuora_incremental_sync": False}
+    assert "zuora_incremental_sync runs every 2 hours" in scheduled.json()["message"]
+    assert _paused(webapp, bearer) == {"zuora_incremental_sync": False, "zuora_realtime_sync": True}
+    audit = airflow_python(webapp.env, (
+        "from airflow.models.log import Log\nfrom airflow.utils.session import create_session\n"
+        "with create_session() as s:\n"
+        "    row = s.query(Log).filter(Log.dag_id == 'zuora_incremental_sync').order_by(Log.id.desc()).first()\n"
+        "    print(row.event, row.owner, row.extra)\n"))
+    assert audit.startswith("unpaused admin ") and "Scheduled" in audit  # in Airflow's audit log, by whom
+
+    # A scheduled session holds the lock: pausing its DAG now would strand it.
+    url = f"sqlite:///{webapp.state_db}"
+    store = StateStore(url)
+    assert store.try_lock(["accounts"], "zuora_incremental_sync/scheduled__2025")[0]
+    try:
+        busy = put({"mode": "Real-time"})
+        assert busy.status_code == 409 and "zuora_incremental_sync is running a session" in busy.json()["detail"]
+        assert _paused(webapp, bearer) == {"zuora_incremental_sync": False, "zuora_realtime_sync": True}
+    finally:
+        store.release_lock("zuora_incremental_sync/scheduled__2025")
+    sid = store.start_session(session_type="Incremental", scope="accounts", trigger="scheduled",
+                              dag_id="zuora_incremental_sync", run_id="scheduled__2025", window_start=None,
+                              window_end=None)
+    store.finish_session(sid)
+    if store.last_event_id() is not None:  # earlier tests' events out of the way: only the mode decides
+        store.mark_events_consumed(store.last_event_id(), sid)
+
+    realtime = put({"mode": "Real-time"})
+    assert realtime.status_code == 200, realtime.text
+    assert realtime.json()["message"] == "The sync mode is Real-time. Its first session is a full sync, and it starts now."
+    assert _paused(webapp, bearer) == {"zuora_incremental_sync": True, "zuora_realtime_sync": False}
+    status = requests.get(f"{webapp.url}/status", headers=bearer, timeout=30).json()
+    assert status["mode"]["mode"] == "Real-time"
+    assert status["next_sync"]["due"] == "mode_change" and "was not a real-time one" in status["next_sync"]["mode_change"]
+    assert put({"mode": "Real-time"}).json()["message"] == "The sync mode is Real-time already."
+    assert put({"mode": "None"}).json()["changed"] == {"zuora_realtime_sync": True}
+    assert _paused(webapp, bearer) == {"zuora_incremental_sync": True, "zuora_realtime_sync": True}
+
+
+def test_the_user_who_saves_the_settings_is_added_to_the_recipients_unless_they_opt_out(webapp, token):
+    ops = {"Authorization": f"Bearer {_token_for(webapp, 'ops@example.test', 'op')}"}
+    admin = {"Authorization": f"Bearer {token}"}
+    assert requests.put(f"{webapp.url}/settings", json={"email_recipients": ["billing@example.com"]},
+                        headers=admin, timeout=30).status_code == 200
+    me = requests.get(f"{webapp.url}/settings", headers=ops, timeout=30).json()["me"]
+    assert me == {"name": "ops@example.test", "email": "ops@example.test"}
+
+    saved = requests.put(f"{webapp.url}/settings", json={"max_minutes_between_syncs": 45}, headers=ops, timeout=30)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["added_recipient"] == "ops@example.test"
+    assert saved.json()["settings"]["email_recipients"] == ["billing@example.com", "ops@example.test"]
+    again = requests.put(f"{webapp.url}/settings", json={"max_minutes_between_syncs": 50}, headers=ops, timeout=30)
+    assert again.json()["added_recipient"] is None  # there already: not twice
+    assert again.json()["settings"]["email_recipients"] == ["billing@example.com", "ops@example.test"]
+
+    opted_out = requests.put(f"{webapp.url}/settings?add_me_to_recipients=false",
+                             json={"email_recipients": ["billing@example.com"]}, headers=ops, timeout=30)
+    assert opted_out.status_code == 200 and opted_out.json()["added_recipient"] is None
+    assert opted_out.json()["settings"]["email_recipients"] == ["billing@example.com"]
+
+    # A user Airflow knows no address of: nothing added, and told so.
+    nameless = requests.put(f"{webapp.url}/settings", json={"max_minutes_between_syncs": 120}, headers=admin,
+                            timeout=30).json()
+    assert nameless["added_recipient"] is None and nameless["settings"]["email_recipients"] == ["billing@example.com"]
+    assert nameless["recipient_note"].startswith("Your Airflow user (admin) has no email address")
+    assert requests.put(f"{webapp.url}/settings", json={"email_recipients": None}, headers=admin,
+                        timeout=30).json()["settings"]["email_recipients"] == []
+
+
 def test_settings_are_validated_before_they_are_written(webapp, token):
     bearer = {"Authorization": f"Bearer {token}"}
     ok = requests.put(f"{webapp.url}/settings", headers=bearer, timeout=30,

@@ -103,6 +103,14 @@ def test_each_role_gets_what_airflows_auth_manager_grants_it(webapp, tokens, ses
                 assert "Acme Customer Ltd" in answer.text
         settings = call(webapp, "GET", "/settings", token).json()
         assert settings["can_edit"] is (expected_put[role] == 200), role
+        assert settings["can_change_mode"] is (role != "viewer"), role
+        # The sync mode: pausing the two DAGs needs edit access to them (User and above). The DAGs are
+        # not loaded in this Airflow, so an allowed user hears that instead (nothing paused).
+        mode = call(webapp, "PUT", "/mode", token, json={"mode": "Real-time"})
+        if role == "viewer":
+            assert (mode.status_code, mode.json()) == (403, {"detail": "Forbidden"}), mode.text
+        else:
+            assert mode.status_code == 409 and "is not loaded in Airflow" in mode.json()["detail"], (role, mode.text)
         page = call(webapp, "GET", "/ui/", token)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), role
 
@@ -120,6 +128,7 @@ def test_each_role_gets_what_airflows_auth_manager_grants_it(webapp, tokens, ses
     # Without a login at all: 401, as before.
     assert call(webapp, "GET", f"/sessions/{session_id}/rejected.csv").status_code == 401
     assert call(webapp, "PUT", "/settings", json={"max_events_before_sync": 1}).status_code == 401
+    assert call(webapp, "PUT", "/mode", json={"mode": "None"}).status_code == 401
 
 
 def test_the_rejected_records_check_names_the_sessions_dag_not_one_from_the_query(webapp, tokens, session_id):

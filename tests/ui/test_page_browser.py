@@ -9,10 +9,20 @@ driven by Playwright, then does what an operator does:
 - sees the full sync (triggered through the REST API) appear as a finished session, by itself,
   with the counts the state store holds, per session and per object;
 - downloads the session's rejected records as CSV and finds the state store's rows in it;
-- changes a real-time setting, and sees a wrong value refused (nothing written);
+- changes a real-time setting, and sees a wrong value refused (nothing written); the advice on
+  fewer than 10 events, the scheduled sync frequency (daily: the incremental DAG's schedule follows),
+  and why the admin, who has no email address, is not added to the recipients;
+- switches the sync mode to Real-time on the page: the two DAGs are paused and unpaused, the
+  real-time DAG's first session is a full sync that starts at once (its sensor's reason:
+  ``mode_change``), and its email reaches ``make up``'s mail catcher;
 - with real-time sync on, changes accounts in Zuora and watches "N more data change events ...
   until the next sync" fall as the callouts arrive, and the pending events listed newest first;
+  then switches the mode back to None;
 - follows a session's link to its DAG run page in the Airflow UI.
+
+A second test opens Airflow's own Trigger dialogs: the full sync's ``objects`` field is a pick list
+of the mapping's objects (a triggered run's conf holds the picked ones), and the cleanup's form
+names its scopes and warns about Zuora Quotes.
 
 Keyboard only where it matters: the session is opened, the tabs switched and the form saved with
 keys. Screenshots go to the test's temporary directory; with ``ZUORA_SYNC_UPDATE_SCREENSHOTS=1``
@@ -71,11 +81,13 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("page-stack") / "stack"
-    ports = {"airflow": free_port(), "sf": free_port(), "zuora": free_port()}
+    ports = {"airflow": free_port(), "sf": free_port(), "zuora": free_port(), "mail": free_port(),
+             "mail_web": free_port()}
     up = subprocess.run(
         [sys.executable, "-m", "sandbox.stack", "up", "--dir", str(directory), "--accounts", str(ACCOUNTS),
          "--seed", str(SEED), "--airflow-port", str(ports["airflow"]), "--sf-port", str(ports["sf"]),
-         "--zuora-port", str(ports["zuora"])],
+         "--zuora-port", str(ports["zuora"]), "--mail-port", str(ports["mail"]),
+         "--mail-web-port", str(ports["mail_web"])],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     try:
@@ -259,11 +271,26 @@ def test_the_zuora_sync_page_in_the_airflow_ui(stack: Stack, browser: Any, shots
     # 6. Settings, by keyboard: a wrong value is refused (nothing written), a right one saved.
     frame.get_by_role("tab", name="Charts").focus()
     page.keyboard.press("ArrowRight")
-    expect(frame.get_by_role("tab", name="Real-time settings")).to_be_focused()
-    expect(frame.get_by_role("tab", name="Real-time settings")).to_have_attribute("aria-selected", "true")
+    expect(frame.get_by_role("tab", name="Sync settings")).to_be_focused()
+    expect(frame.get_by_role("tab", name="Sync settings")).to_have_attribute("aria-selected", "true")
     events_select = frame.get_by_label("Maximum data change events before sync")
     expect(events_select.locator("option")).to_have_text(
         ["1", "5", "10", "20", "30", "40", "50", "100", "200", "300", "400", "500"])
+    # The seed's advice, in the form: said always, stressed when fewer than 10 are chosen.
+    expect(frame.locator("#s-max-events-hint")).to_contain_text(
+        "fewer than 10 events per sync uses more Salesforce API requests")
+    expect(frame.locator("#s-max-events-warning")).to_be_hidden()
+    events_select.select_option("5")
+    expect(frame.locator("#s-max-events-warning")).to_be_visible()
+    expect(frame.locator("#s-max-events-warning")).to_contain_text("Fewer than 10 events per sync uses more Salesforce API requests")
+    # The admin of `make up` has no email address (SimpleAuthManager users have none): told, not added.
+    expect(frame.get_by_label(re.compile("Add me"))).to_be_disabled()
+    expect(frame.locator("#s-add-me-note")).to_have_text(
+        "Your Airflow user (admin) has no email address: put yours in the recipients to get the emails.")
+    expect(frame.get_by_label("Email notifications: manual and on-demand syncs")).to_have_value(
+        "all_including_zero_records")
+    frequency = frame.get_by_label("Scheduled sync frequency", exact=True)
+    expect(frequency.locator("option")).to_have_text(["Every 2 hours", "Daily (00:00 UTC)"])
     minutes = frame.get_by_label("Maximum minutes between syncs")
     expect(minutes).to_have_value("120")
     minutes.fill("0")
@@ -280,21 +307,52 @@ def test_the_zuora_sync_page_in_the_airflow_ui(stack: Stack, browser: Any, shots
     assert stack.api("GET", "/zuora-sync/settings").json()["source"] == "defaults", "nothing may be written"
     recipients.fill("ops@example.com")
     events_select.select_option("50")
+    frequency.select_option("daily")
     frame.get_by_role("button", name="Save settings").press("Enter")
     expect(frame.locator("#settings-message")).to_contain_text("Saved")
     expect(frame.locator("#settings-source")).to_contain_text("Stored in the Airflow Variable zuora_sync_settings")
     saved_settings = stack.api("GET", "/zuora-sync/settings").json()["settings"]
     assert (saved_settings["max_events_before_sync"], saved_settings["max_minutes_between_syncs"],
-            saved_settings["email_recipients"]) == (50, 60, ["ops@example.com"])
+            saved_settings["email_recipients"], saved_settings["scheduled_sync_frequency"]) == (
+        50, 60, ["ops@example.com"], "daily")
     # The API refuses what the form would not send.
     refused = stack.api("PUT", "/zuora-sync/settings", json={"max_events_before_sync": 7})
     assert refused.status_code == 400 and refused.json()["allowed"]["max_events_before_sync"][6] == 50
 
-    # 7. Real-time mode: each change in Zuora is a callout, and the figure falls with it.
-    assert stack.api("PATCH", "/api/v2/dags/zuora_realtime_sync", json={"is_paused": False}).ok
+    # 7. The sync mode, chosen on the page: Real-time. The two DAGs are switched, and the real-time
+    #    DAG's first session is a full sync that starts at once (Zuora 360's Turbo Sync rule).
+    frame.get_by_role("radio", name=re.compile(r"^\s*Real-time")).check()
+    frame.get_by_role("button", name="Change sync mode").click()
+    expect(frame.locator("#mode-message")).to_have_text(
+        "The sync mode is Real-time. Its first session is a full sync, and it starts now.")
     expect(frame.locator("#mode")).to_have_text("Real-time", timeout=20_000)
+    paused = {d: stack.api("GET", f"/api/v2/dags/{d}").json()["is_paused"]
+              for d in ("zuora_incremental_sync", "zuora_realtime_sync")}
+    assert paused == {"zuora_incremental_sync": True, "zuora_realtime_sync": False}
+
+    def realtime_full_sync() -> dict | None:
+        newest = store.list_sessions(limit=1)[0]
+        return newest if newest["dag_id"] == "zuora_realtime_sync" and newest["ended_at"] else None
+
+    turbo = wait_for("the real-time DAG's full sync", realtime_full_sync, 300, stack.log)
+    assert (turbo["session_type"], turbo["status"]) == ("Full", "Finished with Errors")  # invalid CRM Ids
+    (rt_run,) = [r for r in stack.api("GET", "/api/v2/dags/zuora_realtime_sync/dagRuns").json()["dag_runs"]
+                 if r["dag_run_id"] == turbo["run_id"]]
+    waited = stack.api("GET", f"/api/v2/dags/zuora_realtime_sync/dagRuns/{requests.utils.quote(rt_run['dag_run_id'], safe='')}"
+                              "/taskInstances/wait_for_changes/xcomEntries/return_value",
+                       params={"deserialize": True}).json()["value"]
+    waited = json.loads(waited) if isinstance(waited, str) else waited
+    assert waited["reason"] == "mode_change", waited  # not 50 events, not the 60 minutes
+    # Its email (errors only: it has rejected records) reached make up's mail catcher.
+    catcher = read_env_file(stack.directory / "mail.env")["MAIL_CATCHER_URL"]
+    mail = wait_for("the session email", lambda: [m for m in requests.get(f"{catcher}api/messages", timeout=10).json()[
+        "messages"] if f"session {turbo['id']} " in m["subject"]], 60, stack.log)
+    assert mail[0]["to"] == "ops@example.com" and "Finished with Errors" in mail[0]["subject"]
+
+    # Each change in Zuora is a callout, and the figure falls with it.
     message = frame.locator("#next-sync-message")
-    expect(message).to_have_text(re.compile(r"^50 more data change events, or at most \d+ minutes, until the next sync$"))
+    expect(message).to_have_text(re.compile(r"^50 more data change events, or at most \d+ minutes, until the next sync$"),
+                                 timeout=20_000)
     accounts = requests.post(f"{stack.zuora_url}/v1/action/query", headers=stack.zuora_headers, timeout=30,
                              json={"queryString": "select Id, Name from Account"}).json()["records"][:3]
     for n, account in enumerate(accounts, start=1):
@@ -310,7 +368,17 @@ def test_the_zuora_sync_page_in_the_airflow_ui(stack: Stack, browser: Any, shots
     received = frame.locator("#events tbody tr td:nth-child(4)").all_inner_texts()
     assert received == [a["Id"] for a in reversed(accounts)], "newest first"
     shots(page, "zuora-sync-events")
-    assert stack.api("PATCH", "/api/v2/dags/zuora_realtime_sync", json={"is_paused": True}).ok
+    # Back to None, from the status bar's "Change".
+    frame.get_by_role("button", name="Change the sync mode").click()
+    expect(frame.get_by_role("radio", name=re.compile(r"^\s*Real-time"))).to_be_focused()
+    frame.get_by_role("radio", name=re.compile(r"^\s*None")).check()
+    frame.get_by_role("button", name="Change sync mode").click()
+    expect(frame.locator("#mode-message")).to_have_text("The sync mode is None.")
+    expect(frame.locator("#mode")).to_have_text("None", timeout=20_000)
+    assert stack.api("GET", "/api/v2/dags/zuora_realtime_sync").json()["is_paused"] is True
+    # The daily schedule chosen in step 6 is the incremental DAG's, once Airflow parsed its file again.
+    wait_for("the daily schedule", lambda: "0 0 * * *" in json.dumps(
+        stack.api("GET", "/api/v2/dags/zuora_incremental_sync/details").json()), 180, stack.log)
 
     # 8. From a session to its DAG run in the Airflow UI.
     frame.get_by_role("tab", name="Sync history").click()
@@ -319,3 +387,59 @@ def test_the_zuora_sync_page_in_the_airflow_ui(stack: Stack, browser: Any, shots
     expect(page.get_by_text(run_id).first).to_be_visible()
     assert not errors, errors
     context.close()
+
+
+@pytest.mark.slow
+def test_airflows_trigger_forms_offer_the_objects_as_a_pick_list_and_warn_before_a_catalog_cleanup(
+        stack: Stack, browser: Any, shots: Any):
+    """Airflow 3.3's own Trigger dialog, in Chromium: ``objects`` is a multi-select whose options are
+    the mapping's objects (labelled with their Salesforce objects), and what is picked is the run's
+    conf; the cleanup's scopes carry Zuora 360's names and the Zuora Quotes warning."""
+    from zuora_sync.mapping import load_mapping
+
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="en-US")
+    page = context.new_page()
+    page.goto(stack.base + "/")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(stack.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("link", name="Zuora Sync")).to_be_visible(timeout=30_000)
+
+    page.goto(stack.base + "/dags/zuora_full_sync")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    objects = dialog.get_by_role("combobox", name="Select one or multiple values")
+    objects.click()
+    mapping = load_mapping()
+    names = mapping.scopes["accounts"]
+    expect(page.get_by_role("option")).to_have_text([f"{n} ({mapping.get(n).salesforce})" for n in names])
+    page.get_by_role("option", name="Subscription (Zuora__Subscription__c)").click()
+    objects.click()
+    page.get_by_role("option", name="CustomerAccount (Zuora__CustomerAccount__c)").click()
+    dialog.get_by_role("heading", name=re.compile("Trigger Dag")).click()  # closes the menu (Escape would close the dialog)
+    dialog.locator("label").filter(has=page.locator('input[name="element_dry_run"]')).click()
+    expect(dialog.locator('input[name="element_dry_run"]')).to_be_checked()
+    shots(page, "trigger-form-objects")
+    before = {r["dag_run_id"] for r in stack.api("GET", "/api/v2/dags/zuora_full_sync/dagRuns").json()["dag_runs"]}
+    dialog.get_by_role("button", name="Trigger").click()
+
+    def new_run() -> dict | None:
+        runs = stack.api("GET", "/api/v2/dags/zuora_full_sync/dagRuns").json()["dag_runs"]
+        return next((r for r in runs if r["dag_run_id"] not in before), None)
+
+    run = wait_for("the triggered run", new_run, 60, stack.log)
+    assert run["conf"] == {"objects": ["Subscription", "CustomerAccount"], "dry_run": True}, run["conf"]
+
+    page.goto(stack.base + "/dags/zuora_cleanup")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Accounts & Related Objects")
+    expect(dialog).to_contain_text("a Product Catalog cleanup is safe only with Zuora Quotes 3.x or later")
+    expect(dialog).to_contain_text("Quotes built on the current catalog in Salesforce may not work properly")
+    expect(dialog).to_contain_text("a run with dry run off and this unticked fails, deleting nothing")
+    dialog.get_by_role("combobox").first.click()
+    expect(page.get_by_role("option")).to_have_text(["Accounts & Related Objects", "Product Catalog"])
+    shots(page, "trigger-form-cleanup")
+    context.close()
+    stack.api("PATCH", f"/api/v2/dags/zuora_full_sync/dagRuns/{requests.utils.quote(run['dag_run_id'], safe='')}",
+              json={"state": "failed"})  # a dry run the test needs no more: stop it

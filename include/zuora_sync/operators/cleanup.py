@@ -4,7 +4,9 @@
 ones wait, deferred, until the cleanup ends), counts what would be removed, lists the custom lookup
 fields in the org that point at those objects (the broken-linkage warning of the seed document)
 with how many records use them, and refuses above the record limit unless the form accepts it.
-Nothing is deleted in a dry run or without the form's confirmation. Otherwise it resets the
+Nothing is deleted in a dry run; a run with dry run off but without the form's confirmation fails
+at once, before it takes the lock, saying what to tick (SPEC §11: a cleanup without confirmation is
+a clear error, not a green run that did nothing). Otherwise it resets the
 scope's watermarks *before* anything is deleted, so the next sync of the scope is a full sync that
 restores whatever is gone — also after a cleanup that fails, or is stopped or killed, half-way
 (Zuora 360: "after a Cleanup, a cancelled Cleanup ...: resync everything"). ``CleanupDeleteOperator``
@@ -34,6 +36,17 @@ from zuora_sync import task_ids
 from zuora_sync.vocabulary import SessionType
 
 SCOPES = {"accounts_and_related_objects": "accounts", "product_catalog": "catalog"}
+#: The scopes as the cleanup form shows them (Zuora 360's names).
+SCOPE_LABELS = {"accounts_and_related_objects": "Accounts & Related Objects", "product_catalog": "Product Catalog"}
+#: The seed's warning for the Product Catalog scope, in the form, the DAG's docs, the task log and
+#: the session's details.
+CATALOG_WARNING = ("Zuora Quotes: a Product Catalog cleanup is safe only with Zuora Quotes 3.x or later (its "
+                   "migration utility keeps products on existing quotes); with any earlier version it is not safe. "
+                   "Quotes built on the current catalog in Salesforce may not work properly after it.")
+#: Why a cleanup with dry run off and no confirmation fails.
+NOT_CONFIRMED = ("Not confirmed: dry run is off but 'confirm' is not ticked, so nothing was deleted or reset. "
+                 "To delete, trigger zuora_cleanup again with both 'dry run' off and 'confirm' ticked; to only "
+                 "count what would be removed, leave 'dry run' on.")
 BEGIN_TASK = task_ids.BEGIN_CLEANUP
 CLEANUP = SessionType.CLEANUP
 
@@ -72,6 +85,11 @@ class BeginCleanupOperator(BaseOperator):
 
         if self.scope not in SCOPES:
             raise AirflowFailException(f"scope must be one of {list(SCOPES)}, not {self.scope!r}")
+        if not _truthy(self.dry_run) and not _truthy(self.confirm):
+            # Before the lock and the session: nothing is written, and the run is red, not green.
+            raise AirflowFailException(NOT_CONFIRMED)
+        if SCOPES[self.scope] == "catalog":
+            self.log.warning(CATALOG_WARNING)
         settings = load_settings()
         store = StateStore.from_airflow(self.state_conn_id)
         dag_run = context["dag_run"]
@@ -95,7 +113,7 @@ class BeginCleanupOperator(BaseOperator):
         session_id = store.start_session(
             session_type=CLEANUP, scope=scope, trigger=str(getattr(dag_run, "run_type", "manual")),
             dag_id=dag_run.dag_id, run_id=dag_run.run_id, window_start=None, window_end=None,
-            dry_run=dry_run or not confirm,
+            dry_run=dry_run,
         )
         loader = SalesforceBulkLoader(self.salesforce_conn_id)
         try:
@@ -106,7 +124,8 @@ class BeginCleanupOperator(BaseOperator):
             store.add_api_calls(session_id, salesforce=loader.api_requests)
         total = sum(counts.values())
         store.add_details(session_id, records_to_remove=counts, total=total, lookups_at_risk=at_risk,
-                          hard_delete=_truthy(self.hard_delete))
+                          hard_delete=_truthy(self.hard_delete),
+                          **({"warning": CATALOG_WARNING} if scope == "catalog" else {}))
         self.log.info("Cleanup of %s: %d records owned by the sync: %s", self.scope, total,
                       ", ".join(f"{name} {n}" for name, n in counts.items()))
         for lookup in at_risk:
@@ -119,11 +138,9 @@ class BeginCleanupOperator(BaseOperator):
             store.finish_session(session_id, error=reason)
             lease.release()
             raise AirflowFailException(reason)
-        delete = not dry_run and confirm
+        delete = not dry_run and confirm  # execute() refused dry run off without confirmation already
         if dry_run:
             self.log.info("Dry run: nothing is deleted and the watermarks stay")
-        elif not confirm:
-            self.log.info("Not confirmed: nothing is deleted. Tick 'confirm' in the form to delete these records")
         else:
             # Before the first delete: a cleanup that fails or is killed half-way must still be
             # followed by a full sync, or what it deleted would never come back.

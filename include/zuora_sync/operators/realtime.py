@@ -56,6 +56,7 @@ class RealTimeSyncSensor(BaseOperator):
             scope=self.scope, state_conn_id=self.state_conn_id, event_source=settings.event_source,
             zuora_conn_id=self.zuora_conn_id, poll_seconds=settings.trigger_poll_seconds,
             follow_settings=self.follow_settings, clock=self.clock, end_from_trigger=self.end_from_trigger,
+            dag_id=self.dag_id,
         )
         zuora = None
         if settings.event_source == "polling":

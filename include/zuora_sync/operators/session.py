@@ -22,7 +22,7 @@ that failed or stopped consumes nothing, so its events start the next one.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
@@ -193,25 +193,14 @@ class BeginSyncSessionOperator(BaseOperator):
     def _mode_change(self, context: Any, store: Any, settings: Any, began_at: dt.datetime) -> str | None:
         """Why this real-time session must be a full sync (:func:`zuora_sync.sync_mode.mode_change`), or None."""
         from zuora_sync.operators.realtime import WAIT_TASK
-        from zuora_sync.sync_mode import mode_change
+        from zuora_sync.sync_mode import ended_sessions, mode_change
 
         ti = context.get("ti")
         waited = ti.xcom_pull(task_ids=WAIT_TASK) if ti is not None else None  # the sensor's payload
         waited = waited if isinstance(waited, dict) else {}
         max_minutes = max(settings.max_minutes_between_syncs, int(waited.get("max_minutes_waited") or 0))
-        return mode_change(self._ended_sessions(store), dag_id=context["dag_run"].dag_id, began_at=began_at,
+        return mode_change(ended_sessions(store, self.scope), dag_id=context["dag_run"].dag_id, began_at=began_at,
                            max_minutes=max_minutes, grace_minutes=settings.mode_change_grace_minutes)
-
-    def _ended_sessions(self, store: Any) -> Iterator[dict[str, Any]]:
-        """The scope's ended sessions, most recent first, a page at a time (sessions of a scope never
-        overlap, so start order is end order)."""
-        offset = 0
-        while True:
-            page = store.list_sessions(scope=self.scope, limit=100, offset=offset)
-            yield from (s for s in page if s["ended_at"] is not None)
-            if len(page) < 100:
-                return
-            offset += 100
 
     def _plan(self, context: Any, store: Any, settings: Any, holder: str, began_at: dt.datetime) -> SessionPlan:
         """Gather the facts :mod:`zuora_sync.planning` decides on, and record the session it plans."""

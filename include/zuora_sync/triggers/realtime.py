@@ -23,6 +23,10 @@ default 5 s about 17,000 jobs (≈ 50,000–85,000 requests) a day; at 60 s abou
 made when the maximum time has already passed (the session starts anyway). The requests used are
 in the trigger's payload (``zuora_api_requests``).
 
+**A change of the sync mode** (Scheduled or None → Real-time) makes the session due at once: it is
+a full sync (:mod:`zuora_sync.sync_mode`), and Zuora 360 runs it first when the mode changes. The
+trigger reads the scope's history for that once per newly ended session, not on every look.
+
 **No restart loop.** The DAG is continuous: after a session that ended *Failure* or *Stopped*
 (e.g. the Salesforce API budget ran low) the events it left pending would start the next session
 at once, and again. So after such a session, events alone start a session only
@@ -53,6 +57,9 @@ from zuora_sync.vocabulary import EventSource
 
 CLASSPATH = "zuora_sync.triggers.realtime.RealTimeSyncTrigger"
 EVENT_SOURCES = tuple(source.value for source in EventSource)
+#: The mode rule's second case (a long pause) is not looked at by the trigger (see ``mode_changed``):
+#: a gap this long (about 19 years) never happens.
+_NO_GAP_RULE_MINUTES = 10**7
 
 
 # -- the polling event source ---------------------------------------------------------------------
@@ -123,6 +130,7 @@ class Observation:
             "last_session_status": self.last_session_status,
             "event_source": self.event_source,
             "changed_records": self.changed_records,
+            "mode_change": self.status.mode_change,
             "fired_at": self.now.isoformat(),
             "message": self.message(),
         }
@@ -130,6 +138,8 @@ class Observation:
 
 def start_reason(event: dict[str, Any], scope: str) -> str:
     """Which condition started the session, in words (the waiting task's last log line)."""
+    if event.get("reason") == "mode_change":
+        return f"Starting a real-time session at once, a full sync: {event.get('mode_change')}"
     if event.get("reason") == "events":
         return (f"Starting a real-time session: {event.get('pending_events')} pending data change events reached "
                 f"the threshold of {event.get('threshold')}")
@@ -165,8 +175,10 @@ class RealTimeSyncTrigger(BaseTrigger):
     (``"events"`` or ``"max_time"``), ``pending_events``, ``threshold``, ``max_minutes`` (and
     ``max_minutes_waited``, the largest maximum in effect during the wait),
     ``minutes_since_last_session``, ``last_session_end``, ``last_session_status``,
-    ``event_source``, ``changed_records`` (polling), ``zuora_api_requests``, ``fired_at`` and the
-    status ``message``. With no ended session yet it fires at once (the first sync should not wait).
+    ``event_source``, ``changed_records`` (polling), ``mode_change``, ``zuora_api_requests``,
+    ``fired_at`` and the status ``message``. With no ended session yet it fires at once (the first
+    sync should not wait); so it does (``reason`` ``mode_change``) when the sync mode has just
+    become Real-time (:func:`zuora_sync.sync_mode.mode_change`).
 
     :param threshold: ``max_events_before_sync``.
     :param max_minutes: ``max_minutes_between_syncs``.
@@ -184,13 +196,14 @@ class RealTimeSyncTrigger(BaseTrigger):
     :param end_from_trigger: end the waiting task from the triggerer (``TaskSuccessEvent`` with the
         payload as its XCom) instead of resuming it on a worker: the session begins one task
         start-up sooner (SPEC §10, real-time latency).
+    :param dag_id: the real-time DAG, whose own full syncs are real-time sessions for the mode rule.
     """
 
     def __init__(self, *, threshold: int, max_minutes: int, scope: str = "accounts",
                  state_conn_id: str = "zuora_sync_state", event_source: str = "callouts",
                  zuora_conn_id: str = "zuora_default", poll_seconds: float = 5.0,
                  backoff_minutes: float = BACKOFF_MINUTES, follow_settings: bool = False, clock: str | None = None,
-                 end_from_trigger: bool = False) -> None:
+                 end_from_trigger: bool = False, dag_id: str = "zuora_realtime_sync") -> None:
         super().__init__()
         if event_source not in EVENT_SOURCES:
             raise ValueError(f"event_source must be one of {EVENT_SOURCES}, not {event_source!r}")
@@ -207,6 +220,9 @@ class RealTimeSyncTrigger(BaseTrigger):
         self.follow_settings = bool(follow_settings)
         self.clock = clock
         self.end_from_trigger = bool(end_from_trigger)
+        self.dag_id = dag_id
+        #: (the last ended session's id, why the sync mode changed or None): read once per session.
+        self._mode_seen: tuple[int | None, str | None] | None = None
         self._clock_fn: Callable[[], dt.datetime] | None = None
         # The largest maximum of this wait: the begin task's mode-change rule must not take a
         # maximum lowered while it waited for a pause of real-time sync (zuora_sync.sync_mode).
@@ -218,7 +234,7 @@ class RealTimeSyncTrigger(BaseTrigger):
             "state_conn_id": self.state_conn_id, "event_source": self.event_source,
             "zuora_conn_id": self.zuora_conn_id, "poll_seconds": self.poll_seconds,
             "backoff_minutes": self.backoff_minutes, "follow_settings": self.follow_settings, "clock": self.clock,
-            "end_from_trigger": self.end_from_trigger,
+            "end_from_trigger": self.end_from_trigger, "dag_id": self.dag_id,
         }
 
     # -- synchronous parts (run in a thread by run(); called directly by the sensor) ---------------
@@ -256,9 +272,24 @@ class RealTimeSyncTrigger(BaseTrigger):
                     if marks else {}
             pending = sum((changes or {}).values())
         status = next_sync(pending, self.threshold, end, self.max_minutes, now, last_session_status=last_status,
-                           backoff_minutes=self.backoff_minutes)
+                           backoff_minutes=self.backoff_minutes,
+                           mode_change=self.mode_changed(store, last, now) if end is not None else None)
         return Observation(status, now, self.max_minutes, self.event_source, end, last_status, changes,
                            self.max_minutes_waited)
+
+    def mode_changed(self, store: Any, last: dict[str, Any] | None, now: dt.datetime) -> str | None:
+        """Why the next session is a full sync after a change of the sync mode, or None
+        (:func:`zuora_sync.sync_mode.mode_change` over the scope's history); read again only when
+        another session has ended. The rule's second case (a long pause) needs no look here: the
+        maximum time has passed then, and the session is due anyway."""
+        from zuora_sync.sync_mode import ended_sessions, mode_change
+
+        key = last["id"] if last else None
+        if self._mode_seen is None or self._mode_seen[0] != key:
+            why = mode_change(ended_sessions(store, self.scope), dag_id=self.dag_id, began_at=now,
+                              max_minutes=_NO_GAP_RULE_MINUTES, grace_minutes=0)
+            self._mode_seen = (key, why)
+        return self._mode_seen[1]
 
     def refresh_settings(self) -> None:
         """Apply the current ``zuora_sync_settings`` (invalid settings are logged and ignored)."""

@@ -15,6 +15,10 @@ route                                                  the user needs
                                                        ``zuora_sync_settings``: the route writes it, and
                                                        must not let anyone write it who could not on
                                                        Airflow's own Variables page
+``PUT /mode``                                          edit access to both ``zuora_incremental_sync``
+                                                       and ``zuora_realtime_sync`` (what pausing them
+                                                       on Airflow's own pages needs): it pauses and
+                                                       unpauses them
 ``/sessions/{id}/rejected``, ``rejected.csv``          read access to the task logs of the session's
                                                        DAG *and* the right to run that DAG
 =====================================================  ===============================================
@@ -51,6 +55,11 @@ SYNC_DAG_IDS = (
 
 #: Route dependencies: read access to the runs of every sync DAG (Airflow's own dependency, once per DAG).
 READ_SYNC = [Depends(requires_access_dag("GET", DagAccessEntity.RUN, dag_id)) for dag_id in SYNC_DAG_IDS]
+#: The DAGs whose paused flags are the sync mode.
+MODE_DAG_IDS = ("zuora_incremental_sync", "zuora_realtime_sync")
+#: Route dependencies of ``PUT /mode``: edit access to both mode DAGs, as Airflow's ``PATCH
+#: /api/v2/dags/{dag_id}`` (pause, unpause) asks for each.
+EDIT_MODE = [Depends(requires_access_dag("PUT", None, dag_id)) for dag_id in MODE_DAG_IDS]
 
 
 def _team_of_variable(key: str) -> str | None:
@@ -70,6 +79,17 @@ def can_edit_settings(user: Any) -> bool:
 
     return get_auth_manager().is_authorized_variable(
         method="PUT", details=VariableDetails(key=VARIABLE, team_name=_team_of_variable(VARIABLE)), user=user)
+
+
+def can_change_mode(user: Any) -> bool:
+    """Whether ``user`` may change the sync mode: edit access to both :data:`MODE_DAG_IDS`."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+    from airflow.models.dag import DagModel
+
+    manager = get_auth_manager()
+    return all(manager.is_authorized_dag(method="PUT", details=DagDetails(id=dag_id, team_name=DagModel.get_team_name(
+        dag_id)), user=user) for dag_id in MODE_DAG_IDS)
 
 
 def require_settings_edit(user: GetUserDep) -> None:
@@ -99,5 +119,5 @@ def require_rejected_records(request: Request, user: Any, dag_id: str | None) ->
         requires_access_dag("POST", DagAccessEntity.RUN, target)(request, user)
 
 
-__all__ = ["READ_SYNC", "SYNC_DAG_IDS", "EditSettings", "can_edit_settings", "require_rejected_records",
-           "require_settings_edit"]
+__all__ = ["EDIT_MODE", "MODE_DAG_IDS", "READ_SYNC", "SYNC_DAG_IDS", "EditSettings", "can_change_mode",
+           "can_edit_settings", "require_rejected_records", "require_settings_edit"]

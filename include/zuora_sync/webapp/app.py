@@ -11,7 +11,10 @@ Routes:
 - ``GET /status``: the sync mode, the settings in effect, pending events, "N more data change
   events, or at most M minutes, until the next sync", the last session and the lock holders;
 - ``GET /settings``, ``PUT /settings``: the ``zuora_sync_settings`` Variable, validated (the
-  body at most :data:`MAX_SETTINGS_BYTES`);
+  body at most :data:`MAX_SETTINGS_BYTES`); the user who saves is added to ``email_recipients``
+  unless ``add_me_to_recipients=false`` (Zuora 360 sends the emails to the user who set them up);
+- ``PUT /mode``: the sync mode (None, Scheduled, Real-time), by pausing and unpausing
+  ``zuora_incremental_sync`` and ``zuora_realtime_sync`` (:func:`change_mode`);
 - ``GET /ui/``: the Zuora Sync page, and its data endpoints (:mod:`zuora_sync.webapp.page`).
 
 Airflow does not protect plugin apps: every route but ``/events`` depends on Airflow's own
@@ -19,7 +22,8 @@ Airflow does not protect plugin apps: every route but ``/events`` depends on Air
 page inside the Airflow UI needs no second login) or ``Authorization: Bearer`` from
 ``POST /auth/token``, and answers 401 otherwise; and on the user's permissions, which Airflow's
 auth manager decides (:mod:`zuora_sync.webapp.access`): reading needs read access to the sync
-DAGs' runs, ``PUT /settings`` edit access to the Variable, rejected records more (403 otherwise).
+DAGs' runs, ``PUT /settings`` edit access to the Variable, ``PUT /mode`` edit access to the two
+mode DAGs, rejected records more (403 otherwise).
 
 Run on its own (tests, benchmarks): ``uvicorn zuora_sync.webapp.app:app``; it then initializes
 Airflow's auth manager itself, so tokens signed with the configured ``[api_auth] jwt_secret``
@@ -37,14 +41,15 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep, get_user
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from zuora_sync import settings as sync_settings
 from zuora_sync.realtime_status import next_sync
-from zuora_sync.webapp.access import READ_SYNC, EditSettings, can_edit_settings
+from zuora_sync.sync_mode import ended_sessions, mode_change
+from zuora_sync.webapp.access import EDIT_MODE, READ_SYNC, EditSettings, can_change_mode, can_edit_settings
 from zuora_sync.webapp.bodies import Refused, parse_json_object, read_body
 from zuora_sync.webapp.callouts import Intake, create_router
 from zuora_sync.webapp.page import create_page_router
@@ -59,6 +64,10 @@ REALTIME_SCOPE = "accounts"
 LOGIN_REQUIRED = [Depends(get_user)]
 #: A settings change is a few hundred bytes; recipients lists included, far less than this.
 MAX_SETTINGS_BYTES = 64 * 1024
+#: ``PUT /mode``'s body is ``{"mode": "Real-time"}``.
+MAX_MODE_BYTES = 1024
+#: The sync modes and the paused flags they mean: (``zuora_incremental_sync``, ``zuora_realtime_sync``).
+MODES = {"None": (True, True), "Scheduled": (False, True), "Real-time": (True, False)}
 #: Setting the Variable by environment variable shadows whatever is written to the database.
 _ENV_VARIABLE = "AIRFLOW_VAR_" + sync_settings.VARIABLE.upper()
 
@@ -117,6 +126,75 @@ def sync_mode(dags: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"mode": mode, "dags": dags, "warning": warning}
 
 
+def write_paused(changes: dict[str, bool], user_name: str, mode: str) -> None:
+    """Set the DAGs' paused flags in Airflow's ``DagModel`` (what ``PATCH /api/v2/dags/{dag_id}``
+    does), pauses first, in one transaction, and record each change in Airflow's audit log
+    (Browse → Audit Log) with who made it."""
+    from airflow.models.dag import DagModel
+    from airflow.models.log import Log
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for dag_id, paused in sorted(changes.items(), key=lambda item: not item[1]):
+            session.get(DagModel, dag_id).is_paused = paused
+            session.add(Log(event="paused" if paused else "unpaused", dag_id=dag_id, owner=user_name,
+                            extra=json.dumps({"by": "zuora-sync page", "sync_mode": mode})))
+
+
+def change_mode(body: dict[str, Any], store: Any, user_name: str,
+                now: dt.datetime | None = None) -> tuple[int, dict[str, Any]]:
+    """Switch the sync mode; ``(status, answer)``.
+
+    None pauses both DAGs, Scheduled unpauses ``zuora_incremental_sync`` only, Real-time
+    ``zuora_realtime_sync`` only (the paused one first, so both are never unpaused at once). Refused
+    (409) while a DAG to be paused is running a session: Airflow schedules no further task of a
+    paused DAG, so the session would stop half-way, holding the scope's lock, until the DAG is
+    unpaused again. Switching to Real-time after another mode makes its first session a full sync
+    that starts at once (:mod:`zuora_sync.sync_mode`, the real-time trigger); the answer says so.
+
+    :param body: ``{"mode": "None" | "Scheduled" | "Real-time"}``.
+    :param store: the state store (the locks, the history).
+    :param user_name: who asks, for Airflow's audit log.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    unknown = sorted(set(body) - {"mode"})
+    mode = body.get("mode")
+    if unknown or mode not in MODES:
+        detail = (f"unknown keys {unknown}; the body is {{\"mode\": ...}}" if unknown
+                  else f"mode: {mode!r} is not a sync mode; choose one of {list(MODES)}")
+        return 400, {"detail": detail, "allowed": list(MODES)}
+    states = read_dag_states()
+    missing = [dag_id for dag_id, state in states.items() if not state["present"]]
+    if missing:
+        return 409, {"detail": f"{', '.join(missing)} is not loaded in Airflow (not parsed yet, removed, or failing "
+                               "to import: see the DAG import errors); the sync mode cannot be changed until it is"}
+    wanted = dict(zip((INCREMENTAL_DAG, REALTIME_DAG), MODES[mode]))
+    changes = {dag_id: paused for dag_id, paused in wanted.items() if states[dag_id]["paused"] != paused}
+    holders = store.lock_holders()
+    for dag_id, paused in changes.items():
+        running = [holder for holder in holders.values() if paused and holder.startswith(f"{dag_id}/")]
+        if running:
+            return 409, {"detail": f"{dag_id} is running a session ({running[0]}): change the sync mode when it has "
+                                   "ended. Paused now, the session would stop half-way and keep the lock of its "
+                                   "objects until the DAG is unpaused"}
+    if changes:
+        write_paused(changes, user_name, mode)
+        log.info("Sync mode set to %s by %s: %s", mode, user_name,
+                 ", ".join(f"{d} {'paused' if p else 'unpaused'}" for d, p in changes.items()))
+    message = f"The sync mode is {mode}" + ("" if changes else " already") + "."
+    if mode == "Real-time" and changes:
+        settings = sync_settings.parse_settings(read_settings_variable())
+        why = mode_change(ended_sessions(store, REALTIME_SCOPE), dag_id=REALTIME_DAG, began_at=now,
+                          max_minutes=settings.max_minutes_between_syncs,
+                          grace_minutes=settings.mode_change_grace_minutes)
+        if why or store.last_full_sync(REALTIME_SCOPE) is None:
+            message += " Its first session is a full sync, and it starts now."
+    elif mode == "Scheduled" and changes:
+        settings = sync_settings.parse_settings(read_settings_variable())
+        message += f" zuora_incremental_sync runs {settings.scheduled_sync_frequency.replace('_', ' ')}."
+    return 200, {"mode": sync_mode(read_dag_states()), "changed": changes, "message": message}
+
+
 # --------------------------------------------------------------------------------------------
 # Settings
 
@@ -153,8 +231,37 @@ def _stored_object(raw: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def update_settings(changes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def user_email(user: Any) -> str | None:
+    """The user's email address, if the auth manager knows one: its user's ``email`` (FAB's users
+    have one), else the user name when that is an address (the SimpleAuthManager's users have no
+    email field). ``None`` otherwise."""
+    candidates = [getattr(user, "email", None)]
+    try:
+        candidates.append(user.get_name())
+    except Exception:
+        pass
+    for value in candidates:
+        if isinstance(value, str) and "@" in value:
+            try:
+                return sync_settings.check_recipient(value)
+            except sync_settings.SettingsError:
+                continue
+    return None
+
+
+def _has_address(recipients: tuple[str, ...], address: str) -> bool:
+    """Whether ``address`` is among ``recipients`` (``Ops <ops@x>`` counts as ``ops@x``; case-blind)."""
+    from email.utils import parseaddr
+
+    wanted = parseaddr(address)[1].lower()
+    return any(parseaddr(r)[1].lower() == wanted for r in recipients)
+
+
+def update_settings(changes: dict[str, Any], add_recipient: str | None = None) -> tuple[int, dict[str, Any]]:
     """Validate ``changes`` on top of the stored settings and write them; ``(status, answer)``.
+
+    :param add_recipient: an address to add to ``email_recipients`` (the user who saves them) when
+        it is not among them yet and there is room; the answer's ``added_recipient`` says whether it was.
 
     Only the keys a user has set are stored (a ``null`` removes one, back to its default), so a
     default changed in a later release still applies to the rest; a setting stored under an old
@@ -176,13 +283,20 @@ def update_settings(changes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         validated = sync_settings.parse_settings(combined)
     except sync_settings.SettingsError as exc:
         return 400, {"detail": str(exc), "allowed": allowed_values()}
+    added = None
+    if (add_recipient and not _has_address(validated.email_recipients, add_recipient)
+            and len(validated.email_recipients) < sync_settings.MAX_RECIPIENTS):
+        combined["email_recipients"] = [*validated.email_recipients, add_recipient]
+        validated = sync_settings.parse_settings(combined)
+        added = add_recipient
     normalized = validated.as_dict()
     write_settings_variable(json.dumps({key: normalized[key] for key in sorted(combined)}, indent=2))
     view = _settings_view()
     if view["settings"] != normalized:  # e.g. a secrets backend shadows the database
         return 409, {"detail": f"{sync_settings.VARIABLE} was written but another source overrides it "
                                "(a secrets backend): change it there"}
-    return 200, {**view, "allowed": allowed_values(), "defaults": sync_settings.Settings().as_dict()}
+    return 200, {**view, "allowed": allowed_values(), "defaults": sync_settings.Settings().as_dict(),
+                 "added_recipient": added}
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,10 +320,14 @@ def build_status(store: Any, now: dt.datetime | None = None) -> dict[str, Any]:
         settings = view["settings"]
         # The trigger's own rule, hold after a Failure or Stopped session included: the status says
         # when the next session really starts.
+        why = mode_change(ended_sessions(store, REALTIME_SCOPE), dag_id=REALTIME_DAG, began_at=now,
+                          max_minutes=settings["max_minutes_between_syncs"],
+                          grace_minutes=settings["mode_change_grace_minutes"]) if last_ended else None
         upcoming = next_sync(pending, settings["max_events_before_sync"],
                              last_ended["ended_at"] if last_ended else None,
                              settings["max_minutes_between_syncs"], now,
-                             last_session_status=last_ended["status"] if last_ended else None).as_dict()
+                             last_session_status=last_ended["status"] if last_ended else None,
+                             mode_change=why).as_dict()
     return {
         "now": now,
         "mode": mode,
@@ -239,11 +357,12 @@ def _login_router(intake: Intake) -> APIRouter:
             return JSONResponse({"detail": "the state store cannot be reached"}, status_code=503)
         return JSONResponse(_jsonable(build_status(store)))
 
-    @router.get("/settings", summary="The real-time settings (read access to the sync DAGs required)")
+    @router.get("/settings", summary="The settings (read access to the sync DAGs required)")
     def get_settings(user: GetUserDep) -> JSONResponse:
         view = _settings_view()
         return JSONResponse({**view, "allowed": allowed_values(), "defaults": sync_settings.Settings().as_dict(),
-                             "can_edit": can_edit_settings(user)})
+                             "can_edit": can_edit_settings(user), "can_change_mode": can_change_mode(user),
+                             "me": {"name": _user_name(user), "email": user_email(user)}})
 
     @router.put("/settings", summary="Change settings (validated; edit access to the Variable required)",
                 responses={400: {"description": "A value is not allowed; the answer lists what is"},
@@ -253,17 +372,49 @@ def _login_router(intake: Intake) -> APIRouter:
                 openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                     "schema": sync_settings.json_schema(),
                     "example": {"max_events_before_sync": 50, "max_minutes_between_syncs": 30}}}}})
-    async def put_settings(request: Request, user: GetUserDep, _allowed: EditSettings) -> JSONResponse:
+    async def put_settings(request: Request, user: GetUserDep, _allowed: EditSettings,
+                           add_me_to_recipients: Annotated[bool, Query(
+                               description="Add the user's email address to email_recipients (when the auth "
+                                           "manager knows one); false opts out")] = True) -> JSONResponse:
         # The body is read here, not by FastAPI: its size is capped, as the callouts' is.
         try:
             changes = parse_json_object(await read_body(request, MAX_SETTINGS_BYTES))
         except Refused as refused:
             return JSONResponse({"detail": refused.reason}, status_code=refused.status)
-        code, answer = await run_in_threadpool(update_settings, changes)
+        email = user_email(user) if add_me_to_recipients else None
+        code, answer = await run_in_threadpool(update_settings, changes, email)
         if code == 200:
-            log.info("Zuora sync settings changed by %s: %s", _user_name(user), sorted(changes))
+            log.info("Zuora sync settings changed by %s: %s%s", _user_name(user), sorted(changes),
+                     " (added to email_recipients)" if answer.get("added_recipient") else "")
             answer["can_edit"] = True
+            if add_me_to_recipients and email is None:
+                answer["recipient_note"] = (f"Your Airflow user ({_user_name(user)}) has no email address, so it "
+                                            "was not added to the email recipients: add yours to them.")
         return JSONResponse(answer, status_code=code)
+
+    @router.put("/mode", summary="Change the sync mode: None, Scheduled or Real-time (edit access to "
+                                 "zuora_incremental_sync and zuora_realtime_sync required)",
+                dependencies=EDIT_MODE,
+                responses={400: {"description": "Not a sync mode; the answer lists the modes"},
+                           403: {"description": "The user may not pause or unpause the two DAGs"},
+                           409: {"description": "A DAG is not loaded, or the DAG to pause is running a session"},
+                           413: {"description": f"Body larger than {MAX_MODE_BYTES} bytes"}},
+                openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"type": "object", "properties": {"mode": {"enum": list(MODES)}},
+                               "required": ["mode"], "additionalProperties": False},
+                    "example": {"mode": "Real-time"}}}}})
+    async def put_mode(request: Request, user: GetUserDep) -> JSONResponse:
+        try:
+            body = parse_json_object(await read_body(request, MAX_MODE_BYTES))
+        except Refused as refused:
+            return JSONResponse({"detail": refused.reason}, status_code=refused.status)
+        try:
+            store = intake.store.get()
+        except Exception:
+            log.exception("Could not open the state store")
+            return JSONResponse({"detail": "the state store cannot be reached"}, status_code=503)
+        code, answer = await run_in_threadpool(change_mode, body, store, _user_name(user))
+        return JSONResponse(_jsonable(answer), status_code=code)
 
     return router
 
