@@ -1,31 +1,33 @@
 """Airflow DAG: the 360 Sync Cleanup, removing the sync's records of one scope from Salesforce."""
 
-import datetime as dt
+from airflow.sdk import Param
 
-from airflow.sdk import DAG, Param
+from zuora_sync.dag_factory import build_cleanup_dag
+from zuora_sync.operators.cleanup import CATALOG_WARNING, SCOPE_LABELS, SCOPES
 
-from zuora_sync import task_ids
-from zuora_sync.dag_factory import DEFAULT_ARGS, TAGS
-from zuora_sync.mapping import load_mapping
-from zuora_sync.operators.cleanup import (
-    BEGIN_TASK,
-    CATALOG_WARNING,
-    SCOPE_LABELS,
-    SCOPES,
-    BeginCleanupOperator,
-    CleanupDeleteOperator,
-    EndCleanupOperator,
-)
+DOC = """
+### Zuora 360 Sync Cleanup
 
-with DAG(
-    dag_id="zuora_cleanup",
-    schedule=None,
-    start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=TAGS + ["cleanup"],
-    render_template_as_native_obj=True,
+Removes the Zuora data the sync wrote to Salesforce for one scope, so **the next sync of that scope
+is a full sync**. Only records carrying the sync's external id are deleted, children before
+parents; records you created yourself are left alone. If all you want is a forced full sync,
+trigger `zuora_full_sync` instead.
+
+Before deleting it counts the records and lists the **custom lookup fields that point at these
+objects** and how many records use them: those links break. Above 1,000,000 records it refuses
+unless accepted. While it runs the sync stops: running sessions finish first, new ones wait.
+Recorded in sync history as *Sync Clean-up*. The form defaults to a dry run; tick **confirm** (and
+untick dry run) to delete. Dry run off without **confirm** fails at once, deleting nothing.
+
+**Product Catalog and Zuora Quotes.** A Product Catalog cleanup is safe only with Zuora Quotes 3.x
+or later, whose migration utility keeps the products on existing quotes; with any earlier version
+of Zuora Quotes it is **not safe**. Quotes built on the current product catalog in Salesforce may
+not work properly after a Product Catalog cleanup.
+"""
+
+dag = build_cleanup_dag(
+    "zuora_cleanup",
+    doc_md=DOC,
     params={
         "scope": Param("accounts_and_related_objects", type="string", enum=list(SCOPES), values_display=SCOPE_LABELS,
                        title="Scope",
@@ -44,40 +46,4 @@ with DAG(
                                         description="Zuora advises against cleaning up more than 1,000,000 records; "
                                                     "without this, such a cleanup is refused."),
     },
-    doc_md="""
-### Zuora 360 Sync Cleanup
-
-Removes the Zuora data the sync wrote to Salesforce for one scope, so **the next sync of that scope
-is a full sync**. Only records carrying the sync's external id are deleted, children before
-parents; records you created yourself are left alone. If all you want is a forced full sync,
-trigger `zuora_full_sync` instead.
-
-Before deleting it counts the records and lists the **custom lookup fields that point at these
-objects** and how many records use them: those links break. Above 1,000,000 records it refuses
-unless accepted. While it runs the sync stops: running sessions finish first, new ones wait.
-Recorded in sync history as *Sync Clean-up*. The form defaults to a dry run; tick **confirm** (and
-untick dry run) to delete. Dry run off without **confirm** fails at once, deleting nothing.
-
-**Product Catalog and Zuora Quotes.** A Product Catalog cleanup is safe only with Zuora Quotes 3.x
-or later, whose migration utility keeps the products on existing quotes; with any earlier version
-of Zuora Quotes it is **not safe**. Quotes built on the current product catalog in Salesforce may
-not work properly after a Product Catalog cleanup.
-""",
-) as dag:
-    begin = BeginCleanupOperator(
-        task_id=BEGIN_TASK, scope="{{ params.scope }}", dry_run="{{ params.dry_run }}",
-        confirm="{{ params.confirm }}", hard_delete="{{ params.hard_delete }}",
-        accept_over_limit="{{ params.accept_over_1m_records }}", retries=0,
-    )
-    mapping = load_mapping()
-    deletes = []
-    for scope in ("accounts", "catalog"):
-        previous = begin
-        for obj in reversed(mapping.scope_objects(scope)):  # children before parents
-            task = CleanupDeleteOperator(task_id=task_ids.delete(obj.name), object_name=obj.name)
-            previous >> task
-            previous = task
-            deletes.append(task)
-    end = EndCleanupOperator(task_id=task_ids.END_CLEANUP, delete_task_ids=[t.task_id for t in deletes], retries=0)
-    deletes >> end
-    begin >> end
+)

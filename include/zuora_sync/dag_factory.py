@@ -1,4 +1,4 @@
-"""The sync DAGs' shape, built once for every sync type from the mapping.
+"""The DAGs' shapes, built once from the mapping: every sync type's graph, and the cleanup's.
 
 Every sync DAG is the same graph: begin the session (lock, plan) → check the mapping against
 Salesforce → extract every object from Zuora in parallel → upsert parents before children →
@@ -120,5 +120,45 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
         end = EndSyncSessionOperator(task_id=task_ids.END_SESSION, sync_task_ids=[task_ids.delete(o.name) for o in objects],
                                      retries=0)
         list(deletes.values()) >> end
+        begin >> end
+    return dag
+
+
+def build_cleanup_dag(dag_id: str, *, doc_md: str, params: dict[str, Param], **dag_kwargs: Any) -> DAG:
+    """The 360 Sync Cleanup's graph: begin (lock, counts, lookups at risk, watermarks reset) → each
+    scope's objects deleted children first → end (record, unlock). Only the chosen scope's deletes
+    do anything; the other scope's skip."""
+    from zuora_sync.operators.cleanup import BeginCleanupOperator, CleanupDeleteOperator, EndCleanupOperator
+
+    mapping = load_mapping()
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=TAGS + ["cleanup"],
+        doc_md=doc_md,
+        params=params,
+        render_template_as_native_obj=True,
+        **dag_kwargs,
+    ) as dag:
+        begin = BeginCleanupOperator(
+            task_id=task_ids.BEGIN_CLEANUP, scope="{{ params.scope }}", dry_run="{{ params.dry_run }}",
+            confirm="{{ params.confirm }}", hard_delete="{{ params.hard_delete }}",
+            accept_over_limit="{{ params.accept_over_1m_records }}", retries=0,
+        )
+        deletes = []
+        for scope in mapping.scopes:
+            previous = begin
+            for obj in reversed(mapping.scope_objects(scope)):  # children before parents
+                task = CleanupDeleteOperator(task_id=task_ids.delete(obj.name), object_name=obj.name)
+                previous >> task
+                previous = task
+                deletes.append(task)
+        end = EndCleanupOperator(task_id=task_ids.END_CLEANUP, delete_task_ids=[t.task_id for t in deletes],
+                                 retries=0)
+        deletes >> end
         begin >> end
     return dag

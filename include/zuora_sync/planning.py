@@ -131,6 +131,31 @@ class SessionPlan:
         return dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
 
 
+@dataclass
+class CleanupPlan:
+    """What one cleanup does, decided by its begin task; passed to the delete tasks as XCom.
+
+    :ivar delete: whether records are deleted (dry run off and confirmed); otherwise only counted.
+    :ivar hard: delete permanently, bypassing the recycle bin.
+    :ivar counts: records the sync owns per object, when the cleanup began.
+    """
+
+    session_id: int
+    scope: str
+    holder: str
+    delete: bool
+    hard: bool
+    objects: list[str]
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def as_xcom(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, StrEnum) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_xcom(cls, value: dict[str, Any]) -> CleanupPlan:
+        return cls(**value)
+
+
 def holder_name(dag_id: str, run_id: str) -> str:
     return f"{dag_id}/{run_id}"
 

@@ -18,19 +18,17 @@ then each task renews the lock's lease while it works (:mod:`zuora_sync.lock_lea
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from zuora_sync.lock_lease import LockLease, renews_session_lock
 from zuora_sync.mapping import load_mapping
-from zuora_sync.notifications import notify_session_end
-from zuora_sync.planning import holder_name
+from zuora_sync.lifecycle import close_session, lock_or_defer
+from zuora_sync.planning import CleanupPlan, holder_name
 from zuora_sync.settings import load_settings
 from zuora_sync import task_ids
 from zuora_sync.vocabulary import SessionType
@@ -81,7 +79,7 @@ class BeginCleanupOperator(BaseOperator):
         self.state_conn_id = state_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from zuora_sync.state import StateStore
+        from zuora_sync.state import CLEANUP_SCOPE, StateStore
 
         if self.scope not in SCOPES:
             raise AirflowFailException(f"scope must be one of {list(SCOPES)}, not {self.scope!r}")
@@ -94,13 +92,9 @@ class BeginCleanupOperator(BaseOperator):
         store = StateStore.from_airflow(self.state_conn_id)
         dag_run = context["dag_run"]
         holder = holder_name(dag_run.dag_id, dag_run.run_id)
-        acquired, other = store.try_lock(["cleanup"], holder, lease_seconds=settings.lock_lease_seconds)
-        if not acquired:
-            self.log.info("Waiting: session %s is running; the cleanup starts when it finishes (new sync "
-                          "sessions wait for the cleanup). Checking again in %d s, deferred.", other,
-                          settings.lock_poll_seconds)
-            self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=settings.lock_poll_seconds)),
-                       method_name="execute_after_wait")
+        lock_or_defer(self, store, [CLEANUP_SCOPE], holder, settings, method_name="execute_after_wait",
+                      waiting="Waiting: session {other} is running; the cleanup starts when it finishes (new sync "
+                              "sessions wait for the cleanup). Checking again in {seconds} s, deferred.")
         with LockLease(store, holder, settings.lock_lease_seconds) as lease:
             return self._begin(context, store, settings, lease)
 
@@ -147,8 +141,9 @@ class BeginCleanupOperator(BaseOperator):
             store.reset_watermarks(scope)
             self.log.info("Watermarks of %s reset: the next sync of this scope is a full sync, whatever happens "
                           "to this cleanup", scope)
-        return {"session_id": session_id, "scope": scope, "holder": holder, "delete": delete,
-                "hard": _truthy(self.hard_delete), "objects": [o.name for o in objects], "counts": counts}
+        return CleanupPlan(session_id=session_id, scope=scope, holder=holder, delete=delete,
+                           hard=_truthy(self.hard_delete), objects=[o.name for o in objects],
+                           counts=counts).as_xcom()
 
     def execute_after_wait(self, context: Any, event: Any = None) -> dict[str, Any]:
         return self.execute(context)
@@ -186,10 +181,11 @@ class CleanupDeleteOperator(BaseOperator):
         from zuora_sync.salesforce_loader import SalesforceBulkLoader
         from zuora_sync.state import StateStore
 
-        plan = context["ti"].xcom_pull(task_ids=BEGIN_TASK)
-        if not plan or self.object_name not in plan["objects"]:
+        value = context["ti"].xcom_pull(task_ids=BEGIN_TASK)
+        plan = CleanupPlan.from_xcom(value) if value else None
+        if plan is None or self.object_name not in plan.objects:
             raise AirflowSkipException(f"{self.object_name} is not part of this cleanup")
-        if not plan["delete"]:
+        if not plan.delete:
             return {"deleted": 0, "skipped": True}
         obj = load_mapping().get(self.object_name)
         store = StateStore.from_airflow(self.state_conn_id)
@@ -200,16 +196,16 @@ class CleanupDeleteOperator(BaseOperator):
                 loader.query_to_csv(f"SELECT Id FROM {obj.salesforce} WHERE {obj.key} != null", path)
                 with open(path, newline="", encoding="utf-8") as handle:
                     ids = [row[0] for index, row in enumerate(csv.reader(handle)) if index and row]
-            outcome = loader.delete_ids(obj.salesforce, ids, hard=plan["hard"])
+            outcome = loader.delete_ids(obj.salesforce, ids, hard=plan.hard)
         finally:
-            store.add_api_calls(plan["session_id"], salesforce=loader.api_requests)
+            store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
         if outcome.rejected:
-            store.add_rejected(plan["session_id"], obj.name, [
+            store.add_rejected(plan.session_id, obj.name, [
                 (r.external_id or r.sf_id, r.error_code, r.message, r.row) for r in outcome.rejected])
         deleted = outcome.processed - outcome.failed
-        store.record_counts(plan["session_id"], obj.name, deleted=deleted, failed=outcome.failed)
+        store.record_counts(plan.session_id, obj.name, deleted=deleted, failed=outcome.failed)
         self.log.info("%s: %d record(s) %s, %d refused", obj.salesforce, deleted,
-                      "hard-deleted" if plan["hard"] else "deleted (recycle bin)", outcome.failed)
+                      "hard-deleted" if plan.hard else "deleted (recycle bin)", outcome.failed)
         return {"deleted": deleted, "failed": outcome.failed}
 
 
@@ -229,19 +225,18 @@ class EndCleanupOperator(BaseOperator):
 
         store = StateStore.from_airflow(self.state_conn_id)
         ti = context["ti"]
-        plan = ti.xcom_pull(task_ids=BEGIN_TASK)
-        if not plan:
+        value = ti.xcom_pull(task_ids=BEGIN_TASK)
+        if not value:
             dag_run = context["dag_run"]
             store.release_lock(holder_name(dag_run.dag_id, dag_run.run_id))
             # The cleanup was refused or could not start: the run must show it, not look successful.
             raise AirflowFailException(f"The cleanup did not start; the {BEGIN_TASK} task's log says why")
+        plan = CleanupPlan.from_xcom(value)
         missing = [t for t in self.delete_task_ids
-                   if task_ids.object_of(t) in plan["objects"] and not ti.xcom_pull(task_ids=t)]
+                   if task_ids.object_of(t) in plan.objects and not ti.xcom_pull(task_ids=t)]
         error = f"tasks did not finish: {', '.join(missing)}" if missing else None
-        status = store.finish_session(plan["session_id"], error=error)
-        store.release_lock(plan["holder"])
-        self.log.info("Cleanup session %d ended: %s", plan["session_id"], status)
-        notify_session_end(store, plan["session_id"], load_settings(), log=self.log)
+        status = close_session(store, plan.session_id, plan.holder, error=error, log=self.log)
+        self.log.info("Cleanup session %d ended: %s", plan.session_id, status)
         if missing:
-            raise AirflowFailException(f"Cleanup session {plan['session_id']} failed: {error}")
+            raise AirflowFailException(f"Cleanup session {plan.session_id} failed: {error}")
         return status
