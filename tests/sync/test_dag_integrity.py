@@ -77,3 +77,22 @@ def test_realtime_sync_is_continuous_and_waits_first(dagbag):
     assert dag.timetable.__class__.__name__ == "ContinuousTimetable"
     wait = dag.get_task("wait_for_changes")
     assert wait.downstream_task_ids == {"begin_session"} and not wait.upstream_task_ids
+
+
+@pytest.mark.parametrize("dag_id", sorted(SYNC_DAGS))
+def test_lineage_and_session_links(dagbag, dag_id):
+    """Extracts update their Zuora object's asset, loads and deletes their Salesforce object's; every
+    task of a session links to it on the Zuora Sync page."""
+    from zuora_sync.mapping import load_mapping
+
+    dag = dagbag.dags[dag_id]
+    scope = "catalog" if dag_id == "zuora_product_catalog_sync" else "accounts"
+    for obj in load_mapping().scope_objects(scope):
+        outlets = {step: [a.uri for a in dag.get_task(f"{step}_{obj.name}").outlets]
+                   for step in ("extract", "load", "delete")}
+        assert outlets == {"extract": [f"zuora://zuora_default/{obj.table}"],
+                           "load": [f"salesforce://salesforce_default/{obj.salesforce}"],
+                           "delete": [f"salesforce://salesforce_default/{obj.salesforce}"]}
+    for task in dag.tasks:
+        links = [link.name for link in task.operator_extra_links]
+        assert links == ([] if task.task_id == "wait_for_changes" else ["Zuora Sync session"]), task.task_id
