@@ -7,8 +7,8 @@ as a failed sync, look the same as a real Failure, turn every run red for as lon
 stays rejected (say a CRM Id nobody fixes), set off retries and "rerun failed" backfills that
 cannot help, and count toward ``max_consecutive_failed_dag_runs``, which pauses the DAG: the sync
 would stop because of one bad record. What the run gets instead is a **note**, which the Airflow
-UI shows at a glance (a hatched run bar in the grid, the note on the run's page and in its runs
-list, ``note`` in the REST API): "**Zuora sync: Finished with Errors** — session 12 (Full): 7
+UI shows at a glance (the run's bar in the grid gets a folded corner, the note is on the run's
+page, ``note`` in the REST API): "**Zuora sync: Finished with Errors** — session 12 (Full): 7
 records rejected by Salesforce: CustomerAccount 7. …", with a link to the session on the Zuora
 Sync page. A Stopped session (green run) and a Failure (red run) get one too, saying why; a plain
 Finished session gets none, so a note means "look at this run".
