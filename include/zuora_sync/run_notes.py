@@ -132,19 +132,20 @@ def _copy_note(session: Any, dag_run: Any) -> None:
         dag_run.note = merged
 
 
-@hookimpl
-def on_dag_run_success(dag_run: Any, msg: str) -> None:
-    """A sync run succeeded: note its session if it finished with errors or stopped."""
+def _annotate_quietly(dag_run: Any) -> None:
     try:
         _annotate(dag_run)
     except Exception:  # noqa: BLE001 - a note must never disturb the scheduler
         log.exception("Could not set the note of DAG run %s", getattr(dag_run, "run_id", "?"))
+
+
+@hookimpl
+def on_dag_run_success(dag_run: Any, msg: str) -> None:
+    """A sync run succeeded: note its session if it finished with errors or stopped."""
+    _annotate_quietly(dag_run)
 
 
 @hookimpl
 def on_dag_run_failed(dag_run: Any, msg: str) -> None:
     """A sync run failed: note why its session failed."""
-    try:
-        _annotate(dag_run)
-    except Exception:  # noqa: BLE001 - a note must never disturb the scheduler
-        log.exception("Could not set the note of DAG run %s", getattr(dag_run, "run_id", "?"))
+    _annotate_quietly(dag_run)
