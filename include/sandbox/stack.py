@@ -115,6 +115,8 @@ def airflow_env(directory: Path, port: int, sf_env: dict[str, str], zuora_env: d
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # The connection form's Test button (off by default in Airflow): a local stack's admin may use it.
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "REQUESTS_CA_BUNDLE": sf_env["REQUESTS_CA_BUNDLE"],
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     }

@@ -5,6 +5,10 @@ Salesforce → extract every object from Zuora in parallel → upsert parents be
 remove what no longer belongs, children before parents → end the session (status, lock). The
 real-time DAG puts one task in front: a deferrable sensor that waits until the session is due. The
 DAG files under ``dags/`` only say which type, which scope, which schedule and which form.
+
+Lineage: each extract task's outlet is its Zuora object, each load and delete task's its
+Salesforce object (:mod:`zuora_sync.lineage`), so Airflow's Assets page shows what the sync reads
+and writes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from airflow.sdk import DAG, Param
 
 from zuora_sync import task_ids
+from zuora_sync.lineage import salesforce_asset, salesforce_org, zuora_asset, zuora_tenant
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.salesforce_load import SalesforceDeleteOperator, SalesforceUpsertOperator
 from zuora_sync.operators.session import (
@@ -80,6 +85,7 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
     """
     mapping = load_mapping()
     objects = mapping.scope_objects(scope)
+    org, tenant = salesforce_org(), zuora_tenant()
     with DAG(
         dag_id=dag_id,
         schedule=schedule,
@@ -107,9 +113,13 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
             RealTimeSyncSensor(task_id=WAIT_TASK, scope=scope) >> begin
         loads, deletes = {}, {}
         for obj in objects:
-            extract = ZuoraExtractOperator(task_id=task_ids.extract(obj.name), object_name=obj.name)
-            loads[obj.name] = SalesforceUpsertOperator(task_id=task_ids.load(obj.name), object_name=obj.name)
-            deletes[obj.name] = SalesforceDeleteOperator(task_id=task_ids.delete(obj.name), object_name=obj.name)
+            extract = ZuoraExtractOperator(task_id=task_ids.extract(obj.name), object_name=obj.name,
+                                           outlets=[zuora_asset(obj.table, tenant)])
+            written = salesforce_asset(obj.salesforce, org)
+            loads[obj.name] = SalesforceUpsertOperator(task_id=task_ids.load(obj.name), object_name=obj.name,
+                                                       outlets=[written])
+            deletes[obj.name] = SalesforceDeleteOperator(task_id=task_ids.delete(obj.name), object_name=obj.name,
+                                                         outlets=[written])
             preflight >> extract >> loads[obj.name]
         for obj in objects:
             for parent in obj.depends_on:

@@ -133,3 +133,22 @@ def test_a_daily_incremental_schedule_is_a_setting_not_an_edit_of_the_dag():
     assert cron is None
     assert "zuora_sync_settings: scheduled_sync_frequency: 'hourly' is not allowed; choose one of " \
            "['every_2_hours', 'daily']" in errors
+
+
+@pytest.mark.parametrize("dag_id", sorted(SYNC_DAGS))
+def test_lineage_and_session_links(dagbag, dag_id):
+    """Extracts update their Zuora object's asset, loads and deletes their Salesforce object's; every
+    task of a session links to it on the Zuora Sync page."""
+    from zuora_sync.mapping import load_mapping
+
+    dag = dagbag.dags[dag_id]
+    scope = "catalog" if dag_id == "zuora_product_catalog_sync" else "accounts"
+    for obj in load_mapping().scope_objects(scope):
+        outlets = {step: [a.uri for a in dag.get_task(f"{step}_{obj.name}").outlets]
+                   for step in ("extract", "load", "delete")}
+        assert outlets == {"extract": [f"zuora://zuora_default/{obj.table}"],
+                           "load": [f"salesforce://salesforce_default/{obj.salesforce}"],
+                           "delete": [f"salesforce://salesforce_default/{obj.salesforce}"]}
+    for task in dag.tasks:
+        links = [link.name for link in task.operator_extra_links]
+        assert links == ([] if task.task_id == "wait_for_changes" else ["Zuora Sync session"]), task.task_id

@@ -44,12 +44,84 @@ def last_session() -> dict:
     return store.get_session(store.list_sessions(limit=1)[0]["id"])
 
 
+def run_of(session: dict):
+    """The Airflow DAG run of a session, from Airflow's metadata database."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as db:
+        run = db.query(DagRun).filter(DagRun.dag_id == session["dag_id"], DagRun.run_id == session["run_id"]).one()
+        return {"state": str(run.state), "note": run.note, "id": run.id}
+
+
+def assert_run_tells(session: dict) -> str | None:
+    """Honest run states: the session's DAG run is green unless the session failed, and carries a
+    note exactly when the session did not simply finish, saying how it ended (docs/operations.md)."""
+    run = run_of(session)
+    assert run["state"] == ("failed" if session["status"] == "Failure" else "success"), (run, session["status"])
+    if session["status"] == "Finished":
+        assert run["note"] is None, run
+    else:
+        assert run["note"].startswith(f"**Zuora sync: {session['status']}** — [session {session['id']}]("), run
+        assert f"?session={session['id']})" in run["note"]
+    return run["note"]
+
+
+def asset_events(session: dict) -> dict[tuple[str, str], dict]:
+    """(task id, asset URI) → the asset event's extra, for every event the session's DAG run recorded."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as db:
+        rows = db.query(AssetEvent.source_task_id, AssetModel.uri, AssetEvent.extra).join(
+            AssetModel, AssetModel.id == AssetEvent.asset_id).filter(
+            AssetEvent.source_dag_id == session["dag_id"], AssetEvent.source_run_id == session["run_id"]).all()
+    events = {(task, uri): extra for task, uri, extra in rows}
+    assert len(events) == len(rows), "one event per task and asset"
+    return events
+
+
 def test_full_sync(stack):
+    from zuora_sync.links import session_page_url
+    from zuora_sync.mapping import load_mapping
+
     assert run_dag("zuora_full_sync") == "success"
     session = last_session()
     assert session["session_type"] == "Full"
     assert session["status"] == "Finished with Errors"  # the tenant's deliberately invalid CRM Ids
     check(stack)
+
+    # Honest run state: green (the rejected records are retried by the next session), with a note.
+    note = assert_run_tells(session)
+    assert f"{session['rejected']:,} records rejected by Salesforce: " in note
+    for name, counts in session["objects"].items():
+        assert (f"{name} {counts['failed']:,}" in note) == bool(counts["failed"]), (name, note)
+
+    # Lineage: every extract, load and delete task's asset event, with the session's counts.
+    events = asset_events(session)
+    objects = load_mapping().scope_objects("accounts")
+    assert len(events) == 3 * len(objects)
+    for obj in objects:
+        counts = session["objects"][obj.name]
+        read = events[(f"extract_{obj.name}", f"zuora://zuora_default/{obj.table}")]
+        assert read["session_id"] == session["id"] and read["mode"] == "full" and read["dry_run"] is False
+        assert read["extracted"] == counts["extracted"] > 0
+        written = f"salesforce://salesforce_default/{obj.salesforce}"
+        load, delete = events[(f"load_{obj.name}", written)], events[(f"delete_{obj.name}", written)]
+        assert (load["operation"], load["upserted"]) == ("upsert", counts["upserted"])
+        assert (delete["operation"], delete["reconciled"], delete["removed"]) == ("delete", True, counts["deleted"])
+        assert load["rejected"] + delete["rejected"] == counts["failed"]
+
+    # Every task of the session links to it on the Zuora Sync page (the links Airflow stored).
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as db:
+        links = dict(db.query(XComModel.task_id, XComModel.value).filter(
+            XComModel.dag_run_id == run_of(session)["id"], XComModel.key == "_link_SyncSessionLink").all())
+    assert set(links) == {"begin_session", "preflight", "end_session"} | {
+        f"{step}_{o.name}" for o in objects for step in ("extract", "load", "delete")}
+    assert set(links.values()) == {session_page_url(session["id"])}
 
 
 # -- helpers for changing Zuora through its API and peeking at the stores ---------------------------
@@ -261,6 +333,8 @@ def test_on_demand_sync_of_two_accounts(stack):
         sf.Zuora__CustomerAccount__c.update(record["Id"], {"Zuora__Status__c": "Tampered"})
     assert run_dag("zuora_on_demand_sync", conf={"accounts": [numbers[0], chosen[1]["id"]]}) == "success"
     assert last_session()["session_type"] == "On-demand"
+    assert last_session()["status"] == "Finished"  # two accounts with valid CRM Ids: nothing to tell
+    assert_run_tells(last_session())
     assert sf_count(stack, "SELECT COUNT() FROM Zuora__CustomerAccount__c WHERE Zuora__Status__c = 'Tampered'") == 0
     check(stack)
 
@@ -346,6 +420,8 @@ def test_a_low_salesforce_api_budget_stops_the_session_and_the_next_one_resumes(
         state, tasks = run_dag_tasks("zuora_incremental_sync")
         assert state == "success"  # stopping is not failing
         assert last_session()["status"] == "Stopped"
+        assert "Salesforce" in assert_run_tells(last_session())  # the reason it stopped
+        assert not asset_events(last_session())  # nothing was written: no asset changed
         # Stopped before writing: the sync tasks skip (none of them fails, or retries, for nothing).
         assert {s for t, s in tasks.items() if t != "end_session"} == {"skipped"}, tasks
         assert store.watermarks("accounts") == before

@@ -240,6 +240,51 @@ def test_test_connection(sandbox):
     assert ok and sandbox.url in message
 
 
+# -- the Zuora connection type (Admin -> Connections) ------------------------------------------------------
+
+
+def test_the_zuora_connection_type_is_registered():
+    """Airflow's providers manager finds the type through the package's entry point, and the API
+    server's connection form metadata (what the UI's form is built from) has its fields."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "zuora-sync" in manager.providers
+    hook = manager.hooks["zuora"]
+    assert (hook.hook_class_name, hook.hook_name, hook.connection_id_attribute_name, hook.connection_testable) == (
+        "zuora_sync.hooks.zuora.ZuoraHook", "Zuora", "zuora_conn_id", True)
+    form = next(m for m in HookMetaService.hook_meta_data() if m.connection_type == "zuora")
+    assert form.hook_name == "Zuora"
+    assert form.standard_fields.host.title == "REST base URL" and form.standard_fields.port.hidden
+    assert form.standard_fields.login.title == "OAuth client ID"
+    assert form.standard_fields.password.title == "OAuth client secret"
+    assert set(form.extra_fields) == {"entity_id", "timeout", "poll_interval"}
+
+
+def test_the_connection_forms_test_button(sandbox, monkeypatch):
+    """What ``POST /api/v2/connections/test`` (the form's Test button) does: a ``Connection`` of type
+    zuora, exported as a URI under a transient id, tested through the hook its type names."""
+    from airflow.models.connection import Connection
+
+    stored = json.loads(sandbox.env["AIRFLOW_CONN_ZUORA_DEFAULT"])
+    assert stored["conn_type"] == "zuora"  # the sandbox writes the new type
+
+    def test(password: str) -> tuple[bool, str]:
+        conn = Connection(conn_id="transient_zuora_test", conn_type="zuora", host=stored["host"],
+                          login=stored["login"], password=password, extra=json.dumps(stored["extra"]))
+        monkeypatch.setenv("AIRFLOW_CONN_TRANSIENT_ZUORA_TEST", conn.get_uri())
+        return conn.test_connection()
+
+    ok, message = test(stored["password"])
+    assert ok and message == f"Connected to Zuora at {sandbox.url}"
+    wrong = "definitely-Wrong-Secret-42/+="
+    ok, message = test(wrong)
+    assert not ok
+    assert message.startswith(f"Zuora at {sandbox.url}: Zuora API error 401"), message
+    assert "Invalid client id or client secret" in message and wrong not in message
+
+
 # -- retries ----------------------------------------------------------------------------------------------
 
 

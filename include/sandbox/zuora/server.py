@@ -25,7 +25,7 @@ def connection_env(tenant: Tenant, host: str, port: int) -> dict[str, str]:
     advertised = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{advertised}:{port}"
     # A local tenant finishes a small Data Query job in milliseconds: poll it sooner than a real one.
-    connection = {"conn_type": "http", "host": url, "login": tenant.config.client_id,
+    connection = {"conn_type": "zuora", "host": url, "login": tenant.config.client_id,
                   "password": tenant.config.client_secret, "extra": {"poll_interval": 0.05}}
     return {
         "AIRFLOW_CONN_ZUORA_DEFAULT": json.dumps(connection, separators=(",", ":")),

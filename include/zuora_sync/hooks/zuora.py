@@ -162,7 +162,9 @@ class ZuoraHook(BaseHook):
     * **Other 4xx** raise :class:`ZuoraApiError` with Zuora's code and message. So does a 200
       answer with ``{"success": false}``, Zuora's way of refusing some REST calls.
 
-    :param zuora_conn_id: the Airflow connection: ``host`` = REST base URL (e.g.
+    :param zuora_conn_id: the Airflow connection, of type Zuora (``conn_type`` ``zuora``, registered
+        by :mod:`zuora_sync.provider_info`; a connection of another type with the same fields, such
+        as the ``http`` ones made before, works too): ``host`` = REST base URL (e.g.
         ``https://rest.apisandbox.zuora.com``), ``login`` = OAuth client id, ``password`` = client
         secret; ``extra`` may hold ``entity_id`` (sent as ``Zuora-Entity-Ids``, for multi-entity
         tenants), ``timeout`` (seconds) and ``poll_interval`` (seconds, see below).
@@ -217,19 +219,6 @@ class ZuoraHook(BaseHook):
         self._count_lock = threading.Lock()
 
     # -- connection ---------------------------------------------------------------------------------
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Label the connection form's fields as Zuora names them."""
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "REST base URL", "login": "OAuth client ID", "password": "OAuth client secret"},
-            "placeholders": {
-                "host": "https://rest.apisandbox.zuora.com",
-                "login": "36-character client ID",
-                "extra": json.dumps({"entity_id": "(optional) multi-entity tenant id", "timeout": 60}),
-            },
-        }
 
     @property
     def base_url(self) -> str:
@@ -663,16 +652,24 @@ class ZuoraHook(BaseHook):
     # -- connection test ------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Fetch a token and list one Data Query job: proves the URL, the credentials and API access."""
+        """Fetch a token and list one Data Query job: proves the URL, the credentials and API access.
+
+        What the connection form's Test button (and ``POST /api/v2/connections/test``) runs. The
+        message names the tenant and Zuora's own refusal; the secret and the token never appear in it.
+        """
         try:
             with self._lock:
                 self._token = None
             self.request("GET", "/query/jobs", params={"pageSize": 1})
         except (ZuoraApiError, ValueError) as exc:
-            return False, self._redact(str(exc))
+            return False, self._redact(f"{self._where()}{exc}")
         except Exception as exc:  # noqa: BLE001 - e.g. the connection id does not exist
-            return False, self._redact(f"{type(exc).__name__}: {exc}")
+            return False, self._redact(f"{self._where()}{type(exc).__name__}: {exc}")
         return True, f"Connected to Zuora at {self.base_url}"
+
+    def _where(self) -> str:
+        """"Zuora at <base URL>: " once the connection has been read, for messages."""
+        return f"Zuora at {self._config['base_url']}: " if self._config else ""
 
 
 # -- helpers --------------------------------------------------------------------------------------------

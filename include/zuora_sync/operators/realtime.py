@@ -29,15 +29,18 @@ class RealTimeSyncSensor(BaseOperator):
         made in the UI applies without restarting the wait.
     :param clock: dotted path of a callable returning "now", passed to the trigger; for tests.
     :param end_from_trigger: the trigger ends this task itself when the session is due (its payload
-        becomes the XCom), saving the task's resumption on a worker; ``False`` resumes it in
-        :meth:`execute_complete` (what ``dag.test()`` needs: it does not run task-ending events).
+        becomes the XCom), saving the task's resumption on a worker. Off by default: Airflow 3.3
+        refuses to load a DAG with such a task while any plugin registers a listener (the sync's
+        own run-note listener, :mod:`zuora_sync.run_notes`, or OpenLineage's), and ``dag.test()``
+        does not run task-ending events; the task then resumes in :meth:`execute_complete` for a
+        moment on a worker. The wait itself holds no worker slot either way.
     """
 
     ui_color = "#e0ecf8"
 
     def __init__(self, *, scope: str = "accounts", state_conn_id: str = "zuora_sync_state",
                  zuora_conn_id: str = "zuora_default", follow_settings: bool = True, clock: str | None = None,
-                 end_from_trigger: bool = True, **kwargs: Any) -> None:
+                 end_from_trigger: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scope = scope
         self.state_conn_id = state_conn_id

@@ -6,6 +6,11 @@ stores every row Salesforce rejected, with its code and message, for the next se
 sync, every Salesforce record of the object whose Zuora source is gone (reconciliation) — or flags
 them, and only then moves the object's watermark: a change counts as synced once it is safely in
 Salesforce. Both stop cleanly, without failing the run, when the Salesforce API budget runs low.
+
+Their outlet, when the DAG gives them one, is the Salesforce object's asset
+(:mod:`zuora_sync.lineage`): each task that sent something to Salesforce leaves an asset event
+whose ``extra`` has the session and the counts; a dry run, or a delete task after its load stopped,
+sends nothing and leaves no event.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from zuora_sync import task_ids
+from zuora_sync.lineage import no_event, record_event
+from zuora_sync.links import SyncSessionLink
 from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.lookups import Lookup, upsert_keeping_records
 from zuora_sync.mapping import load_mapping
@@ -37,6 +44,7 @@ class _ObjectTask(BaseOperator):
     """What both write tasks share: the plan, the object, its staged files, the clients."""
 
     template_fields: Sequence[str] = ("object_name",)
+    operator_extra_links = (SyncSessionLink(),)
 
     def __init__(self, *, object_name: str, salesforce_conn_id: str = "salesforce_default",
                  state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
@@ -72,7 +80,11 @@ def _without_keys(source: Path, keys: set[str], target: Path) -> Path:
 
 
 class SalesforceUpsertOperator(_ObjectTask):
-    """Upsert an object's staged rows into Salesforce; store the rows it rejects."""
+    """Upsert an object's staged rows into Salesforce; store the rows it rejects.
+
+    Asset event ``extra``: ``session_id``, ``session_type``, ``operation`` (``upsert``), ``upserted``,
+    ``rejected``, and ``stopped: true`` (with the counts so far) when the API budget stopped it.
+    """
 
     ui_color = "#fde8e8"
 
@@ -90,7 +102,9 @@ class SalesforceUpsertOperator(_ObjectTask):
         if plan.dry_run:
             self.log.info("Dry run: %d %s rows would be upserted into %s", manifest.counts.upserts, obj.name,
                           obj.salesforce)
+            no_event(self)
             return {"dry_run": True, "would_upsert": manifest.counts.upserts}
+        event = {"session_id": plan.session_id, "session_type": plan.session_type, "operation": "upsert"}
         preflight = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}
         lookups = [Lookup.from_dict(v) for v in (preflight.get("lookups") or {}).get(obj.name, [])]
         upserted = failed = 0
@@ -112,10 +126,13 @@ class SalesforceUpsertOperator(_ObjectTask):
                     failed_keys.update(r.external_id for r in outcome.rejected if r.external_id)
         except ApiBudgetExhausted as exc:
             self.log.warning("Stopping %s: %s; the next session resumes", obj.name, exc)
+            record_event(self, context, {**event, "upserted": upserted, "rejected": failed + len(conversion),
+                                         "stopped": True})
             return {"stopped": True, "reason": str(exc)}
         finally:
             store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
         store.record_counts(plan.session_id, obj.name, upserted=upserted, failed=failed + len(conversion))
+        record_event(self, context, {**event, "upserted": upserted, "rejected": failed + len(conversion)})
         still_open = set(store.open_rejected_ids(plan.scope, obj.name))
         if still_open:
             fixed = [k for k in staged.keep_keys() if k in still_open and k not in failed_keys]
@@ -131,7 +148,12 @@ class SalesforceUpsertOperator(_ObjectTask):
 
 
 class SalesforceDeleteOperator(_ObjectTask):
-    """Remove (or flag) what no longer belongs in Salesforce, then move the object's watermark."""
+    """Remove (or flag) what no longer belongs in Salesforce, then move the object's watermark.
+
+    Asset event ``extra``: ``session_id``, ``session_type``, ``operation`` (``delete``, or ``flag``
+    for objects flagged instead), ``reconciled`` (a full sync's comparison with Salesforce),
+    ``removed``, ``rejected``; or ``stopped: true`` when the API budget stopped it.
+    """
 
     ui_color = "#f3e5f5"
 
@@ -142,7 +164,10 @@ class SalesforceDeleteOperator(_ObjectTask):
         plan, obj, manifest, staged, loader, store = self._setup(context)
         upserts = context["ti"].xcom_pull(task_ids=task_ids.load(self.object_name)) or {}
         if upserts.get("stopped"):
+            no_event(self)
             return {"stopped": True, "reason": upserts.get("reason")}
+        event = {"session_id": plan.session_id, "session_type": plan.session_type,
+                 "operation": "flag" if obj.on_delete == "flag" else "delete", "reconciled": plan.mode == "full"}
         try:
             with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
                 if plan.mode == "full":
@@ -153,14 +178,17 @@ class SalesforceDeleteOperator(_ObjectTask):
                 removed, failed = self._remove(plan, obj, loader, store, doomed_ids, Path(tmp))
         except ApiBudgetExhausted as exc:
             self.log.warning("Stopping %s deletes: %s; the next session resumes", obj.name, exc)
+            record_event(self, context, {**event, "stopped": True})
             return {"stopped": True, "reason": str(exc)}
         finally:
             store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
         if plan.dry_run:
             self.log.info("Dry run: %d %s records would be %s", len(doomed_ids), obj.salesforce,
                           "flagged" if obj.on_delete == "flag" else "deleted")
+            no_event(self)
             return {"dry_run": True, "would_remove": len(doomed_ids)}
         store.record_counts(plan.session_id, obj.name, deleted=removed, failed=failed)
+        record_event(self, context, {**event, "removed": removed, "rejected": failed})
         open_keys = set(store.open_rejected_ids(plan.scope, obj.name))
         gone = [k for k in doomed_keys if k in open_keys]
         if gone:

@@ -12,6 +12,11 @@ change events it was started for. From the begin task to the last delete, each t
 lock's lease while it works (:mod:`zuora_sync.lock_lease`), so only a crashed session's lock
 expires.
 
+Honest run states: a session that ends Finished with Errors leaves its run green, as the session
+did its job, but the end task leaves a note for the run that says so, with the counts
+(:mod:`zuora_sync.run_notes`); so do Stopped and Failure sessions. Every task of the session has a
+"Zuora Sync session" link to it on the Zuora Sync page (:mod:`zuora_sync.links`).
+
 Real-time event consumption (SPEC §5, "events that arrive during a session count toward the
 next"): the begin task reads the newest stored event id *before* it plans the window and pushes it
 as the XCom ``events_up_to``; the end task marks the events up to that id consumed once the
@@ -29,6 +34,7 @@ from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseOperator
 
 from zuora_sync import task_ids
+from zuora_sync.links import SyncSessionLink, session_page_url
 from zuora_sync.lock_lease import LockLease, renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.planning import (
@@ -44,6 +50,7 @@ from zuora_sync.planning import (
     staging_dir,
 )
 from zuora_sync.notifications import notify_session_end
+from zuora_sync.run_notes import NOTE_KEY, session_note
 from zuora_sync.settings import load_settings
 
 SESSION_TASK = task_ids.BEGIN_SESSION
@@ -91,6 +98,7 @@ class BeginSyncSessionOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("objects", "window_start", "window_end", "accounts", "dry_run")
     ui_color = "#e8f4ea"
+    operator_extra_links = (SyncSessionLink(),)
 
     def __init__(self, *, session_type: str, scope: str, objects: Any = None, window_start: Any = None,
                  window_end: Any = None, accounts: Any = None, dry_run: Any = False,
@@ -248,6 +256,7 @@ class MappingPreflightOperator(BaseOperator):
     """
 
     ui_color = "#fff4e0"
+    operator_extra_links = (SyncSessionLink(),)
 
     def __init__(self, *, salesforce_conn_id: str = "salesforce_default", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -277,10 +286,13 @@ class EndSyncSessionOperator(BaseOperator):
 
     Each sync task returns a result when it finishes; a selected object whose tasks left none
     failed, so the session is a Failure. A task stopped by the Salesforce API budget makes it
-    Stopped; rejected rows make it Finished with Errors (derived by the state store).
+    Stopped; rejected rows make it Finished with Errors (derived by the state store). Only a
+    Failure fails this task (and the run); for the others it pushes the run's note (XCom
+    :data:`~zuora_sync.run_notes.NOTE_KEY`), which the sync's listener puts on the DAG run.
     """
 
     ui_color = "#e8f4ea"
+    operator_extra_links = (SyncSessionLink(),)
 
     def __init__(self, *, sync_task_ids: list[str], state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
@@ -300,11 +312,13 @@ class EndSyncSessionOperator(BaseOperator):
             nothing = ti.xcom_pull(task_ids=SESSION_TASK, key=NOTHING_KEY)
             if nothing:
                 self.log.info("No session: %s", nothing)
+                ti.xcom_push(key=NOTE_KEY, value="")
                 return "Nothing to sync"
             stopped_id = ti.xcom_pull(task_ids=SESSION_TASK, key=STOPPED_KEY)
             if stopped_id is not None:
                 self.log.info("Session %s stopped before writing (Salesforce API budget); the next session resumes",
                               stopped_id)
+                self._note_run(ti, store, int(stopped_id))
                 notify_session_end(store, int(stopped_id), load_settings(), log=self.log)
                 return "Stopped"
             # The begin task failed (or an upstream task before it did): the run must not look green.
@@ -331,7 +345,7 @@ class EndSyncSessionOperator(BaseOperator):
         purged = store.purge(load_settings().retention_days)
         if any(purged.values()):
             self.log.info("Removed sync history older than the retention period: %s", purged)
-        summary = store.get_session(plan.session_id)
+        summary = self._note_run(ti, store, plan.session_id)
         self.log.info("Session %d (%s) ended: %s", plan.session_id, plan.session_type, status)
         for obj, counts in (summary.get("objects") or {}).items():
             self.log.info("  %s: %s", obj, ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -339,6 +353,15 @@ class EndSyncSessionOperator(BaseOperator):
         if missing:
             raise AirflowException(f"Session {plan.session_id} failed: {error}")
         return status
+
+    def _note_run(self, ti: Any, store: Any, session_id: int) -> dict[str, Any]:
+        """Push the run's note for the ended session (empty when it simply finished); returns the session."""
+        session = store.get_session(session_id)
+        note = session_note(session, session_page_url(session_id))
+        if note:
+            self.log.info("Note for this DAG run: %s", note)
+        ti.xcom_push(key=NOTE_KEY, value=note)
+        return session
 
     def _consume_events(self, store: Any, ti: Any, plan: SessionPlan, status: str) -> None:
         """A real-time session that finished consumes the events it began with (module docstring)."""

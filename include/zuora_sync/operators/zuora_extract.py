@@ -1,7 +1,9 @@
 """``ZuoraExtractOperator``: one mapped object, one session's selection → staged files.
 
 The files land on an ``ObjectStoragePath`` (local disk by default, ``s3://`` and the like when
-``staging_url`` says so), so whichever worker runs the load can read them.
+``staging_url`` says so), so whichever worker runs the load can read them. Its outlet, when the DAG
+gives it one, is the Zuora object's asset (:mod:`zuora_sync.lineage`); the asset event says what the
+session read.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from zuora_sync import task_ids
+from zuora_sync.lineage import record_event
+from zuora_sync.links import SyncSessionLink
 from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
@@ -26,10 +30,16 @@ class ZuoraExtractOperator(BaseOperator):
 
     :param object_name: the mapped object (e.g. ``Subscription``); templated.
     :param zuora_conn_id: the Zuora connection.
+
+    Asset events of its outlets (the Zuora object) carry ``extra``: ``session_id``,
+    ``session_type``, ``mode`` (full, window, accounts), ``dry_run``, the counts ``extracted``,
+    ``to_upsert``, ``to_delete``, ``rejected`` (rows that could not be converted), and for a
+    window its ``window_start`` / ``window_end``.
     """
 
     template_fields: Sequence[str] = ("object_name",)
     ui_color = "#e0ecff"
+    operator_extra_links = (SyncSessionLink(),)
 
     def __init__(self, *, object_name: str, zuora_conn_id: str = "zuora_default",
                  state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
@@ -78,4 +88,11 @@ class ZuoraExtractOperator(BaseOperator):
         finally:
             store.add_api_calls(plan.session_id, zuora=hook.api_requests)
         store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted)
+        counts = manifest.counts
+        window = {"window_start": plan.windows[obj.name][0], "window_end": plan.windows[obj.name][1]} \
+            if plan.mode == "window" else {}
+        record_event(self, context, {
+            "session_id": plan.session_id, "session_type": plan.session_type, "mode": plan.mode,
+            "dry_run": plan.dry_run, "extracted": counts.extracted, "to_upsert": counts.upserts,
+            "to_delete": counts.deletes, "rejected": counts.rejected, **window})
         return manifest.to_dict()

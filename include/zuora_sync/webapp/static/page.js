@@ -1064,4 +1064,7 @@
   syncTheme();
   pollStatus();
   loadHistory();
+  // A link to one session (each sync task's "Zuora Sync session" link in Airflow): ?session=<id>.
+  const linkedSession = new URLSearchParams(window.location.search).get("session") || "";
+  if (/^[1-9][0-9]{0,15}$/.test(linkedSession)) openSession(Number(linkedSession));
 })();
