@@ -25,6 +25,7 @@ from typing import Any, Sequence
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from zuora_sync import clients
 from zuora_sync.lock_lease import LockLease, renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.lifecycle import close_session, lock_or_defer
@@ -100,7 +101,6 @@ class BeginCleanupOperator(BaseOperator):
 
     def _begin(self, context: Any, store: Any, settings: Any, lease: LockLease) -> dict[str, Any]:
         """With the lock held: record the session, count, warn, and reset the watermarks if it deletes."""
-        from zuora_sync.salesforce_loader import SalesforceBulkLoader
 
         scope, holder, dag_run = SCOPES[self.scope], lease.holder, context["dag_run"]
         dry_run, confirm = _truthy(self.dry_run), _truthy(self.confirm)
@@ -109,7 +109,7 @@ class BeginCleanupOperator(BaseOperator):
             dag_id=dag_run.dag_id, run_id=dag_run.run_id, window_start=None, window_end=None,
             dry_run=dry_run,
         )
-        loader = SalesforceBulkLoader(self.salesforce_conn_id)
+        loader = clients.salesforce(self.salesforce_conn_id, reserve=False)
         try:
             objects = load_mapping().scope_objects(scope)
             counts = {o.name: loader.count(f"FROM {o.salesforce} WHERE {o.key} != null") for o in objects}
@@ -178,7 +178,6 @@ class CleanupDeleteOperator(BaseOperator):
 
     @renews_session_lock(BEGIN_TASK)
     def execute(self, context: Any) -> dict[str, Any]:
-        from zuora_sync.salesforce_loader import SalesforceBulkLoader
         from zuora_sync.state import StateStore
 
         value = context["ti"].xcom_pull(task_ids=BEGIN_TASK)
@@ -189,7 +188,7 @@ class CleanupDeleteOperator(BaseOperator):
             return {"deleted": 0, "skipped": True}
         obj = load_mapping().get(self.object_name)
         store = StateStore.from_airflow(self.state_conn_id)
-        loader = SalesforceBulkLoader(self.salesforce_conn_id)
+        loader = clients.salesforce(self.salesforce_conn_id, reserve=False)
         try:
             with tempfile.TemporaryDirectory(prefix="zuora-cleanup-") as tmp:
                 path = Path(tmp) / "owned.csv"

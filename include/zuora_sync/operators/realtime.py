@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from zuora_sync import clients
 from zuora_sync import task_ids
 from zuora_sync.triggers.realtime import RealTimeSyncTrigger, start_reason
 
@@ -63,9 +64,8 @@ class RealTimeSyncSensor(BaseOperator):
         )
         zuora = None
         if settings.event_source == "polling":
-            from zuora_sync.hooks.zuora import ZuoraHook
 
-            zuora = ZuoraHook(self.zuora_conn_id)
+            zuora = clients.zuora(self.zuora_conn_id)
         try:
             seen = trigger.observe(StateStore.from_airflow(self.state_conn_id), zuora)
         finally:

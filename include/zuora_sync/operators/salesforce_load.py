@@ -24,6 +24,7 @@ from typing import Any, Sequence
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
+from zuora_sync import clients
 from zuora_sync import task_ids
 from zuora_sync.lineage import no_event, record_event
 from zuora_sync.links import SyncSessionLink
@@ -55,7 +56,6 @@ class _ObjectTask(BaseOperator):
         self.state_conn_id = state_conn_id
 
     def _setup(self, context: Any):
-        from zuora_sync.salesforce_loader import SalesforceBulkLoader
         from zuora_sync.state import StateStore
 
         plan = session_plan(context)
@@ -63,7 +63,7 @@ class _ObjectTask(BaseOperator):
             raise AirflowSkipException(f"{self.object_name} is not part of this session")
         manifest = Manifest.from_dict(context["ti"].xcom_pull(task_ids=task_ids.extract(self.object_name)))
         settings = load_settings()
-        loader = SalesforceBulkLoader(self.salesforce_conn_id, api_reserve=settings.salesforce_api_reserve)
+        loader = clients.salesforce(self.salesforce_conn_id, settings=settings)
         store = StateStore.from_airflow(self.state_conn_id)
         staged = StagedObject(ObjectStoragePath(manifest.directory))
         return plan, load_mapping().get(self.object_name), manifest, staged, loader, store

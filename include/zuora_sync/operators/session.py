@@ -30,11 +30,12 @@ import datetime as dt
 from typing import Any, Sequence
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
-from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseOperator
 
+from zuora_sync import clients
 from zuora_sync import task_ids
 from zuora_sync.links import SyncSessionLink, session_page_url
+from zuora_sync.lifecycle import close_session, lock_or_defer
 from zuora_sync.lock_lease import LockLease, renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.planning import (
@@ -125,12 +126,10 @@ class BeginSyncSessionOperator(BaseOperator):
         store = StateStore.from_airflow(self.state_conn_id)
         dag_run = context["dag_run"]
         holder = holder_name(dag_run.dag_id, dag_run.run_id)
-        acquired, other = store.try_lock([self.scope], holder, lease_seconds=settings.lock_lease_seconds)
-        if not acquired:
-            self.log.info("Waiting: session %s holds the %s lock; checking again in %d s (deferred, no worker slot held)",
-                          other, self.scope, settings.lock_poll_seconds)
-            self.defer(trigger=TimeDeltaTrigger(dt.timedelta(seconds=settings.lock_poll_seconds)),
-                       method_name="execute_after_wait", kwargs={"first_attempt": began_at.isoformat()})
+        lock_or_defer(self, store, [self.scope], holder, settings, method_name="execute_after_wait",
+                      kwargs={"first_attempt": began_at.isoformat()},
+                      waiting=f"Waiting: session {{other}} holds the {self.scope} lock; checking again in {{seconds}} s "
+                              "(deferred, no worker slot held)")
         synced = self._interval_already_synced(context, store)
         if synced:
             store.release_lock(holder)
@@ -141,7 +140,7 @@ class BeginSyncSessionOperator(BaseOperator):
 
     def _begin(self, context: Any, store: Any, settings: Any, lease: LockLease, began_at: dt.datetime) -> dict[str, Any]:
         """With the lock held: plan the session, record it and check the Salesforce API budget."""
-        from zuora_sync.salesforce_loader import ApiBudgetExhausted, SalesforceBulkLoader
+        from zuora_sync.salesforce_loader import ApiBudgetExhausted
 
         # Read before planning: every event up to this id arrived before the window's end.
         events_up_to = store.last_event_id() if self.session_type == REAL_TIME and not self.dry_run else None
@@ -151,7 +150,7 @@ class BeginSyncSessionOperator(BaseOperator):
         for obj, (start, end) in plan.windows.items():
             self.log.info("  %s: changes from %s to %s", obj, start, end)
         if not plan.dry_run:
-            loader = SalesforceBulkLoader(self.salesforce_conn_id, api_reserve=settings.salesforce_api_reserve)
+            loader = clients.salesforce(self.salesforce_conn_id, settings=settings)
             try:
                 remaining, maximum = loader.check_budget()
                 self.log.info("Salesforce API requests left today: %d of %d (reserve %d)", remaining, maximum,
@@ -265,11 +264,10 @@ class MappingPreflightOperator(BaseOperator):
     @renews_session_lock()
     def execute(self, context: Any) -> dict[str, dict[str, Any]]:
         from zuora_sync.preflight import check_mapping
-        from zuora_sync.salesforce_loader import SalesforceBulkLoader
         from zuora_sync.state import StateStore
 
         plan = session_plan(context)
-        loader = SalesforceBulkLoader(self.salesforce_conn_id)
+        loader = clients.salesforce(self.salesforce_conn_id, reserve=False)
         result = check_mapping(load_mapping(), plan.objects, loader.describe)
         store = StateStore.from_airflow()
         store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
@@ -339,8 +337,8 @@ class EndSyncSessionOperator(BaseOperator):
         preflight = (store.get_session(plan.session_id).get("details") or {}).get("preflight_problems")
         if missing and preflight:
             error = "The mapping does not fit this Salesforce org (nothing was written): " + "; ".join(preflight)
-        status = store.finish_session(plan.session_id, error=error, stopped=bool(stopped) and not missing)
-        store.release_lock(plan.holder)
+        status = close_session(store, plan.session_id, plan.holder, error=error,
+                               stopped=bool(stopped) and not missing, log=self.log)
         self._consume_events(store, ti, plan, status)
         purged = store.purge(load_settings().retention_days)
         if any(purged.values()):
@@ -349,7 +347,6 @@ class EndSyncSessionOperator(BaseOperator):
         self.log.info("Session %d (%s) ended: %s", plan.session_id, plan.session_type, status)
         for obj, counts in (summary.get("objects") or {}).items():
             self.log.info("  %s: %s", obj, ", ".join(f"{k} {v}" for k, v in counts.items()))
-        notify_session_end(store, plan.session_id, load_settings(), log=self.log)
         if missing:
             raise AirflowException(f"Session {plan.session_id} failed: {error}")
         return status

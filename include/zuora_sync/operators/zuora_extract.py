@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
+from zuora_sync import clients
 from zuora_sync import task_ids
 from zuora_sync.lineage import record_event
 from zuora_sync.links import SyncSessionLink
@@ -51,7 +52,6 @@ class ZuoraExtractOperator(BaseOperator):
     @renews_session_lock()
     def execute(self, context: Any) -> dict[str, Any]:
         from zuora_sync.extract import Selection, extract_object
-        from zuora_sync.hooks.zuora import ZuoraHook
         from zuora_sync.state import StateStore
 
         plan = session_plan(context)
@@ -82,7 +82,7 @@ class ZuoraExtractOperator(BaseOperator):
         preflight = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}
         field_types = (preflight.get("types") or {}).get(obj.name, {})
         directory = ObjectStoragePath(f"{plan.staging}/{obj.name}")
-        hook = ZuoraHook(self.zuora_conn_id)
+        hook = clients.zuora(self.zuora_conn_id)
         try:
             manifest = extract_object(hook, obj, selection, directory, field_types=field_types, tz=settings.tz)
         finally:

@@ -51,6 +51,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
+from zuora_sync import clients
 from zuora_sync.queries import changed_records_query, monitored_tables
 from zuora_sync.realtime_status import BACKOFF_MINUTES, NextSync, next_sync
 from zuora_sync.vocabulary import EventSource
@@ -337,9 +338,8 @@ class RealTimeSyncTrigger(BaseTrigger):
             while True:
                 ask = self.event_source == "polling" and time.monotonic() >= next_count
                 if ask and zuora is None:
-                    from zuora_sync.hooks.zuora import ZuoraHook
 
-                    zuora = ZuoraHook(self.zuora_conn_id)  # lazy: no request until the first count
+                    zuora = clients.zuora(self.zuora_conn_id)  # lazy: no request until the first count
                 seen = await asyncio.to_thread(self._tick, store, zuora if ask else None, changes)
                 if ask:
                     changes = seen.changed_records

@@ -52,6 +52,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep, bearer_scheme, get
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
+from zuora_sync import clients
 from zuora_sync.events import event_object
 from zuora_sync.settings import SettingsError, check_time_zone
 from zuora_sync.webapp import PAGE_PATH
@@ -324,9 +325,9 @@ def event_view(event: dict[str, Any]) -> dict[str, Any]:
 
 def read_salesforce_allowance(conn_id: str = "salesforce_default") -> dict[str, Any]:
     """The org's daily API allowance from Salesforce's ``/limits`` (one API request)."""
-    from zuora_sync.salesforce_loader import ApiBudgetExhausted, SalesforceBulkLoader
+    from zuora_sync.salesforce_loader import ApiBudgetExhausted
 
-    loader = SalesforceBulkLoader(conn_id, api_reserve=0, max_retries=1, request_timeout=(10.0, 20.0))
+    loader = clients.salesforce(conn_id, reserve=False, interactive=True)
     try:
         remaining, maximum = loader.check_budget()
     except ApiBudgetExhausted as exc:  # REQUEST_LIMIT_EXCEEDED: the allowance is used up
