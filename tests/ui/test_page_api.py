@@ -11,6 +11,8 @@ mounts it. Nothing of ours is mocked.
 
 from __future__ import annotations
 
+import re
+
 import csv
 import datetime as dt
 import io
@@ -27,7 +29,8 @@ from webapp_server import ADMIN_PASSWORD, WebApp, airflow_env, airflow_python, m
     start_webapp
 
 from zuora_sync.state import StateStore
-from zuora_sync.webapp.page import AllowanceCache, csv_cell, usage_per_day
+from zuora_sync.webapp.services import AllowanceCache
+from zuora_sync.webapp.views import csv_cell, usage_per_day
 
 UTC = dt.UTC
 #: "Now" for the sessions the ``history`` fixture records (set again when it runs, not at import:
@@ -179,11 +182,17 @@ def test_without_a_login_the_page_redirects_to_the_login_and_the_data_answers_40
 def test_the_page_and_its_assets_are_served_from_the_package_with_a_login(webapp, token):
     page = requests.get(webapp.url + "/ui/", cookies={"_token": token}, timeout=30)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert '<script src="assets/page.js" defer></script>' in page.text
+    assert '<script type="module" src="assets/page.js"></script>' in page.text
     assert "http://" not in page.text and "https://" not in page.text  # nothing from elsewhere
     policy = page.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'self'" in policy
-    for name, media in (("page.js", "text/javascript"), ("page.css", "text/css"), ("icon.svg", "image/svg+xml")):
+    static = Path(__file__).resolve().parents[2] / "include/zuora_sync/webapp/static"
+    modules = sorted(p.name for p in static.glob("*.js"))
+    assert len(modules) > 1  # page.js imports the others, relative to it
+    imported = {m for name in modules for m in re.findall(r'from "\./([a-z]+\.js)"|import "\./([a-z]+\.js)"',
+                                                       (static / name).read_text()) for m in m if m}
+    assert imported <= set(modules) and imported | {"page.js"} == set(modules)  # each module served is used
+    for name, media in [(m, "text/javascript") for m in modules] + [("page.css", "text/css"), ("icon.svg", "image/svg+xml")]:
         asset = requests.get(f"{webapp.url}/ui/assets/{name}", cookies={"_token": token}, timeout=30)
         assert asset.status_code == 200 and asset.headers["content-type"].startswith(media), name
         assert asset.content == (Path(__file__).resolve().parents[2] / "include/zuora_sync/webapp/static" / name).read_bytes()
