@@ -1,7 +1,7 @@
 """The Zuora sync's Airflow plugin: mounts the sync's web app on the API server at ``/zuora-sync``,
 and listens for sync runs ending to put their session's outcome in the run's note.
 
-Thin on purpose (SPEC §2): the app lives in the package (:mod:`zuora_sync.webapp`). Airflow imports
+Thin on purpose (``docs/architecture.md``): the app lives in the package (:mod:`zuora_sync.webapp`). Airflow imports
 this module in every process that loads plugins, tasks included, so it imports nothing heavy and
 touches no network or database: the app itself is imported on its first request.
 """

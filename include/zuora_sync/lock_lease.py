@@ -5,7 +5,7 @@ A session's lock (:meth:`StateStore.try_lock <zuora_sync.state.StateStore.try_lo
 expires and the next session can take it over. A session that is alive must therefore keep
 renewing it: otherwise an extract, load, delete or cleanup that runs longer than the lease loses
 the lock to another session while it is still writing, and two sessions write the same objects
-(SPEC §4 forbids it).
+(``docs/operations.md`` forbids it: one session per scope at a time).
 
 :class:`LockLease` renews the lease when a task starts and then, from a daemon thread, every third
 of the lease, so that a renewal can fail (the state store out of reach for a moment) and the next

@@ -5,7 +5,7 @@ After each session the End task calls :func:`notify_session_end`, which decides 
 writes it (:func:`compose`: type, status, window, counts per object, API requests, the first
 errors) and sends it to ``email_recipients`` through the ``smtp_default`` connection.
 
-The options, as decided here (SPEC §5, the Real-Time Sync seed, step 5):
+The options, as decided here (``docs/operations.md``, "Email"; Zuora 360's own):
 
 ``none``
     Never.
@@ -23,7 +23,7 @@ The options, as decided here (SPEC §5, the Real-Time Sync seed, step 5):
 ``all_including_zero_records``
     Every session that ended.
 
-Which setting applies (the seed: the Email Notifications setting "is available only to Recurring
+Which setting applies (Zuora 360: the Email Notifications setting "is available only to Recurring
 Sync jobs", and All (Including Zero Records) "is the default option for all other types of Zuora
 360 syncs, such as On-demand or Manual Syncs"): ``email_notifications`` for recurring sessions —
 scheduled runs (real-time runs are scheduled runs of their continuous DAG) and backfill runs, which

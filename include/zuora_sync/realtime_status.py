@@ -4,14 +4,14 @@
 endpoint, the sync page and the real-time sensor's log, and acted on by the real-time trigger, so
 all of them say (and do) the same.
 
-The rule (SPEC §5, the seed "Real-Time sync"): a session starts when ``threshold`` data change
+The rule (``docs/operations.md``, "Real-time sync"; Zuora 360's own): a session starts when ``threshold`` data change
 events are pending, or when ``max_minutes`` have passed since the scope's last session ended,
 whichever comes first. One exception keeps a continuous DAG from restarting a failing session in a
 loop: after a session that ended *Failure* or *Stopped*, pending events start the next session
 only ``backoff_minutes`` after it ended (the *hold*); the maximum-time rule is unchanged, so the
 hold never delays a session beyond it.
 
-A change of the sync mode starts the session at once (the seed: "Turbo Sync automatically runs Full
+A change of the sync mode starts the session at once (Zuora 360: "Turbo Sync automatically runs Full
 Sync, first, when changing from Scheduled Sync to Real-time Sync or when changing from None to
 Real-time Sync"): when :func:`zuora_sync.sync_mode.mode_change` says the next real-time session is
 a full sync, it is due now (``due`` ``"mode_change"``), hold permitting — so a mode-change full

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from zuora_sync.vocabulary import EventSource
 
 VARIABLE = "zuora_sync_settings"
-#: Zuora 360's choices for "Maximum Data Change Events Before Sync" (the seed document).
+#: Zuora 360's choices for "Maximum Data Change Events Before Sync".
 MAX_EVENTS_CHOICES = (1, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500)
 #: Zuora 360's email notification options: None, Errors Only, All (Excluding / Including Zero Records).
 EMAIL_CHOICES = ("none", "errors_only", "all_excluding_zero_records", "all_including_zero_records")
@@ -30,7 +30,7 @@ EVENT_SOURCES = tuple(source.value for source in EventSource)
 #: How often Scheduled mode runs ``zuora_incremental_sync`` (Zuora 360's Scheduled Sync: every two
 #: hours or daily), as the cron expression of its ``CronDataIntervalTimetable`` (UTC).
 SCHEDULES = {"every_2_hours": "0 */2 * * *", "daily": "0 0 * * *"}
-#: ``max_events_before_sync`` below this uses more Salesforce API requests (the seed: "We recommend
+#: ``max_events_before_sync`` below this uses more Salesforce API requests (Zuora 360: "We recommend
 #: that you set this to 10 or higher").
 RECOMMENDED_MIN_EVENTS = 10
 #: ``lock_lease_seconds``' bounds: it is renewed every third of it (so at least every second), and a

@@ -1,6 +1,6 @@
 """Whether a real-time session follows a change of the sync mode, and so must be a full sync.
 
-Zuora 360 (the seed "Real-Time sync"): "Turbo Sync automatically runs Full Sync, first, when
+Zuora 360's Real-Time Sync: "Turbo Sync automatically runs Full Sync, first, when
 changing from Scheduled Sync to Real-time Sync or when changing from None to Real-time Sync". Here
 the sync mode is which DAG is unpaused, and tasks may not read Airflow's metadata database, so the
 change is inferred from the scope's sync history in the state store. A real-time session is a full

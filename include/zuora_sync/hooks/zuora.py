@@ -4,7 +4,7 @@
 (``zuora_default``: ``host`` = REST base URL, ``login`` = OAuth client id, ``password`` = client
 secret, ``extra`` = optional ``entity_id`` and ``timeout``), the OAuth bearer token, the HTTP
 session, retries and Zuora's error shapes. On top of that it offers the two read paths the sync
-uses: Data Query (``POST /query/jobs``, poll, stream the result file; SPEC §8) for extraction, and
+uses: Data Query (``POST /query/jobs``, poll, stream the result file) for extraction, and
 ZOQL (``action/query`` + ``queryMore``) for small look-ups.
 
 Why not ``HttpHook``: it adds Basic auth whenever the connection has a ``login``, while Zuora's

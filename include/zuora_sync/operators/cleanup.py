@@ -2,10 +2,10 @@
 
 ``BeginCleanupOperator`` takes the exclusive cleanup lock (running sync sessions finish first; new
 ones wait, deferred, until the cleanup ends), counts what would be removed, lists the custom lookup
-fields in the org that point at those objects (the broken-linkage warning of the seed document)
+fields in the org that point at those objects (the broken-linkage warning Zuora 360 gives)
 with how many records use them, and refuses above the record limit unless the form accepts it.
 Nothing is deleted in a dry run; a run with dry run off but without the form's confirmation fails
-at once, before it takes the lock, saying what to tick (SPEC §11: a cleanup without confirmation is
+at once, before it takes the lock, saying what to tick (``docs/operations.md``: a cleanup without confirmation is
 a clear error, not a green run that did nothing). Otherwise it resets the
 scope's watermarks *before* anything is deleted, so the next sync of the scope is a full sync that
 restores whatever is gone — also after a cleanup that fails, or is stopped or killed, half-way

@@ -17,7 +17,7 @@ did its job, but the end task leaves a note for the run that says so, with the c
 (:mod:`zuora_sync.run_notes`); so do Stopped and Failure sessions. Every task of the session has a
 "Zuora Sync session" link to it on the Zuora Sync page (:mod:`zuora_sync.links`).
 
-Real-time event consumption (SPEC §5, "events that arrive during a session count toward the
+Real-time event consumption (``docs/operations.md``, "events that arrive during a session count toward the
 next"): the begin task reads the newest stored event id *before* it plans the window and pushes it
 as the XCom ``events_up_to``; the end task marks the events up to that id consumed once the
 session ended Finished or Finished with Errors. Events received later stay pending, and a session

@@ -1,6 +1,6 @@
 """The real-time sync's trigger: wait, in the triggerer, until the next real-time session is due.
 
-Zuora 360's rule (SPEC §5, the seed "Real-Time sync"): a session starts when ``threshold`` data
+Zuora 360's rule (``docs/operations.md``, "Real-time sync"): a session starts when ``threshold`` data
 change events have accumulated, or when ``max_minutes`` have passed since the last session ended,
 whichever comes first. :func:`zuora_sync.realtime_status.next_sync` decides; this module only
 gathers its inputs — the pending events and when the scope's last session ended — and waits.
@@ -196,7 +196,7 @@ class RealTimeSyncTrigger(BaseTrigger):
     :param clock: dotted path of a callable returning "now" (aware); for tests. Default: wall time.
     :param end_from_trigger: end the waiting task from the triggerer (``TaskSuccessEvent`` with the
         payload as its XCom) instead of resuming it on a worker: the session begins one task
-        start-up sooner (SPEC §10, real-time latency).
+        start-up sooner (real-time latency, ``docs/benchmarks.md``).
     :param dag_id: the real-time DAG, whose own full syncs are real-time sessions for the mode rule.
     """
 

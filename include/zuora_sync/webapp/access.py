@@ -1,4 +1,4 @@
-"""Who may do what in the sync's web app: Airflow's auth manager decides (issue 12; SPEC §11).
+"""Who may do what in the sync's web app: Airflow's auth manager decides (``docs/ui.md``).
 
 A login is not enough: the web app asks Airflow's auth manager (whichever is configured: the
 SimpleAuthManager's Viewer/User/Op/Admin roles, FAB's roles and per-DAG permissions, ...) about

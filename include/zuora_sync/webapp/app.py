@@ -170,7 +170,7 @@ def _jsonable(value: Any) -> Any:
 
 
 async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    """400 (not FastAPI's 422) with a readable reason: SPEC §5 asks 400 for malformed input."""
+    """400 (not FastAPI's 422) with a readable reason, as ``docs/ui.md`` promises for malformed input."""
     reasons = []
     for error in exc.errors():
         if error.get("type") == "json_invalid":

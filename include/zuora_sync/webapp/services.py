@@ -157,7 +157,7 @@ def read_dag_states(dag_ids: tuple[str, ...] = (INCREMENTAL_DAG, REALTIME_DAG)) 
 
 
 def sync_mode(dags: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The sync mode (None, Scheduled or Real-time): which of the two DAGs is unpaused (SPEC §5)."""
+    """The sync mode (None, Scheduled or Real-time): which of the two DAGs is unpaused (``docs/operations.md``)."""
     def active(dag_id: str) -> bool:
         state = dags.get(dag_id) or {}
         return bool(state.get("present")) and state.get("paused") is False
