@@ -237,7 +237,9 @@ def test_query_batches_in_csv_and_xml(sf, bulk, unique, account_ids, content_typ
 
 
 def test_batches_are_queued_then_processed_and_an_abort_leaves_queued_ones_not_processed(sf, sf_sandbox, bulk, unique, account_ids):
-    sf_sandbox.admin("POST", "faults", {"kind": "bulk_delay", "seconds": 1.5})  # each batch stays InProgress 1.5 s
+    # Each batch stays InProgress 6 s: long enough that the first is still running, and the others queued,
+    # when the job is read and aborted below, even on a loaded machine.
+    sf_sandbox.admin("POST", "faults", {"kind": "bulk_delay", "seconds": 6})
     job = bulk.open_job("insert", CA, "XML")
     posted = [
         bulk.add_batch(job["id"], sobjects(f"<Name>A{i}</Name><{EXT}>{unique}-a{i}</{EXT}>"
