@@ -252,6 +252,9 @@ def test_executor_database_and_broker_agree(env):
         assert url.username == postgres["POSTGRES_USER"]
         assert url.password == postgres["POSTGRES_PASSWORD"] == env.get("POSTGRES_PASSWORD", url.password)
         assert url.database == postgres["POSTGRES_DB"]
+        # A bare postgresql:// is psycopg 3 to SQLAlchemy 2.1: a worker then fails at start (found by
+        # running the file's shape, tests/production/).
+        assert url.drivername == "postgresql+psycopg2", f"name the driver: {url.drivername}"
 
     broker = urlsplit(airflow_env["AIRFLOW__CELERY__BROKER_URL"])
     assert broker.scheme == "redis" and broker.hostname == "redis" and broker.hostname in svc
