@@ -75,10 +75,9 @@ TEST_SETTINGS = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
     "AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": "5",
-    # Two cores: two task slots per worker (Celery's default is 16) and one API server process
-    # (Airflow's default is 4). Two slots each also make a run's parallel extracts use both workers.
+    # Two cores: two task slots per worker (Celery's default is 16). Two slots each also make a
+    # run's parallel extracts use both workers.
     "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
-    "AIRFLOW__API__WORKERS": "1",
 }
 #: The services' addresses in the compose network (host:port as the file writes them).
 ADDRESSES = {"postgres": 5432, "redis": 6379, "airflow-apiserver": 8080, "salesforce-sandbox": 8443,

@@ -1,7 +1,7 @@
 """The production shape of docker-compose.yaml, run for real: CeleryExecutor, PostgreSQL, Redis,
 two Celery workers and shared staging (``celery_stack.py`` starts it as local processes).
 
-In order, on one stack (``conftest.py``), against a 2,000-account tenant:
+One test in five phases, in order, on one stack (``conftest.py``), against a 2,000-account tenant:
 
 1. every Airflow process runs with its service's environment from the compose file, changed only
    where a container and a local process must differ, plus the test's documented settings;
@@ -111,14 +111,13 @@ def last_session(stack: CeleryStack, dag_id: str, run_id: str) -> dict:
 # -- 1. the compose file's environment -----------------------------------------------------------------------
 
 
-def test_every_airflow_process_runs_with_its_compose_environment(celery_stack):
+def every_airflow_process_runs_with_its_compose_environment(stack: CeleryStack) -> None:
     """The environment each process was started with (``/proc/PID/environ`` is no witness: Airflow's
     setproctitle writes over it): each key of the service's environment in the compose file (with
     the .env) is there, and its value is the file's once the local addresses and paths are turned
     back into the compose network's and the containers' (an independent inverse of ``localize``);
     the only other Airflow settings are a container's own and TEST_SETTINGS. That they are in
     force shows in what the stack does: the FAB login, tasks on the Celery workers, the databases."""
-    stack = celery_stack
     back = {f"127.0.0.1:{stack.ports[service]}": f"{service}:{port}" for service, port in ADDRESSES.items()}
     back.update({str(local): container for container, local in IMAGE_PATHS.items()})
     back.update({str(local): container for container, local in stack.volumes.items()})
@@ -178,10 +177,9 @@ def loading(stack: CeleryStack, run_id: str, sf: Any, known: set[str]) -> tuple[
     return None
 
 
-def test_full_sync_spreads_over_both_workers_and_survives_one_killed_mid_load(celery_stack, tmp_path):
+def full_sync_spreads_over_both_workers_and_survives_one_killed_mid_load(stack: CeleryStack, tmp_path: Path) -> None:
     from zuora_oracle import ZuoraOracle
 
-    stack = celery_stack
     airflow = stack.airflow
     sf = stack.salesforce.login()
     assert len(stack.worker_names()) == 2
@@ -241,11 +239,10 @@ def test_full_sync_spreads_over_both_workers_and_survives_one_killed_mid_load(ce
 # -- 3. an incremental sync, staging on s3:// -----------------------------------------------------------------
 
 
-def test_incremental_sync_with_staging_on_s3(celery_stack, tmp_path):
+def incremental_sync_with_staging_on_s3(stack: CeleryStack, tmp_path: Path) -> None:
     from test_oracle import Zuora, apply_changes, catalog_setup, check_batch_in_expectation
     from zuora_oracle import ZuoraOracle
 
-    stack = celery_stack
     airflow = stack.airflow
     connection = airflow.call("POST", "/api/v2/connections", json=stack.aws_connection())
     assert connection.status_code == 201, connection.text
@@ -313,10 +310,9 @@ def zuora_call(stack: CeleryStack, method: str, path: str, body: Any) -> Any:
     return call(stack.zuora, method, path, body)
 
 
-def test_a_real_time_session_started_by_callouts(celery_stack, tmp_path):
+def a_real_time_session_started_by_callouts(stack: CeleryStack, tmp_path: Path) -> None:
     from zuora_oracle import ZuoraOracle
 
-    stack = celery_stack
     airflow = stack.airflow
     stack.zuora.admin("POST", "callouts", {"retry_interval_seconds": 2})  # not Zuora's 30 minutes
     saved = airflow.call("PUT", "/zuora-sync/settings", json={
@@ -358,8 +354,7 @@ def test_a_real_time_session_started_by_callouts(celery_stack, tmp_path):
 # -- 5. secrets ---------------------------------------------------------------------------------------------------
 
 
-def test_no_secret_in_any_log(celery_stack):
-    stack = celery_stack
+def no_secret_in_any_log(stack: CeleryStack) -> None:
     secrets = stack.secrets()
     dotenv = (stack.base / ".env").read_text()  # where they are: the scan below does find them
     assert all(secrets[key] in dotenv for key in secrets if key in stack.dotenv) and len(secrets) >= 9
@@ -370,3 +365,17 @@ def test_no_secret_in_any_log(celery_stack):
         text = path.read_text(errors="replace")
         found += [f"{what} in {path}" for what, value in secrets.items() if value in text]
     assert not found, "\n".join(found)
+
+
+# -- the test -------------------------------------------------------------------------------------------------
+
+
+def test_the_compose_shape_on_two_celery_workers(celery_stack, tmp_path):
+    """The module's five phases, in order, on one stack. One test: each phase needs the one before,
+    and a test runner that spreads tests over processes must not split them (each would start a
+    stack of its own)."""
+    every_airflow_process_runs_with_its_compose_environment(celery_stack)
+    full_sync_spreads_over_both_workers_and_survives_one_killed_mid_load(celery_stack, tmp_path)
+    incremental_sync_with_staging_on_s3(celery_stack, tmp_path)
+    a_real_time_session_started_by_callouts(celery_stack, tmp_path)
+    no_secret_in_any_log(celery_stack)
