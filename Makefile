@@ -24,13 +24,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-# The browser tests drive Debian's Chromium (/usr/bin/chromium): installed here when missing.
+# Debian packages the tests run, installed here when missing: Chromium (/usr/bin/chromium) for the
+# browser tests, PostgreSQL for the state store's tests and the production shape's metadata DB,
+# Redis (redis-server) for the production shape's Celery broker and curl for its healthchecks
+# (tests/production).
 test: $(STAMP)
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
-		echo "Installing Debian packages the tests need:$$missing (browser tests; the PostgreSQL state store) ..."; \
+		echo "Installing Debian packages the tests need:$$missing (browser tests; PostgreSQL; the Celery broker and healthchecks) ..."; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; \
 		elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; \
 		else echo "error: missing$$missing and this is not root (no sudo): apt-get install -y$$missing" >&2; exit 1; fi; \

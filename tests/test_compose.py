@@ -30,8 +30,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from compose_file import COMPOSE_FILE, interpolate, load
+
 ROOT = Path(__file__).resolve().parents[1]
-COMPOSE_FILE = ROOT / "docker-compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
@@ -48,55 +49,6 @@ COMMANDS = {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
             "airflow-triggerer": "triggerer", "flower": "celery flower"}
 ONE_SHOT = {"airflow-init", "sandbox-connections", "airflow-cli"}
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$")
-
-
-# ------------------------------------------------------------------------------------------------
-# Compose's interpolation
-
-_TOKEN = re.compile(r"\$\$|\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-_EXPRESSION = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:-|-|:\?|\?|:\+|\+)(.*))?", re.S)
-
-
-def interpolate(text: str, env: dict[str, str]) -> str:
-    """``text`` as Compose passes it on, with ``env`` as the shell and .env variables."""
-
-    def one(match: re.Match) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        if match.group(2):
-            return env.get(match.group(2), "")
-        expression = _EXPRESSION.fullmatch(match.group(1))
-        assert expression, f"unsupported interpolation ${{{match.group(1)}}}"
-        name, operator, argument = expression.groups()
-        assert argument is None or not re.search(r"[${]", argument), (
-            f"${{{match.group(1)}}}: nested interpolation or braces in a default are not checked here; keep defaults plain")
-        value = env.get(name)
-        if operator is None:
-            return value or ""
-        if operator == ":-":
-            return value if value else argument
-        if operator == "-":
-            return value if value is not None else argument
-        if operator in (":+", "+"):
-            return argument if (value if operator == ":+" else value is not None) else ""
-        assert value, f"{name} is required: {argument}"
-        return value
-
-    return _TOKEN.sub(one, text)
-
-
-def resolve(node, env: dict[str, str]):
-    if isinstance(node, str):
-        return interpolate(node, env)
-    if isinstance(node, list):
-        return [resolve(item, env) for item in node]
-    if isinstance(node, dict):
-        return {key: resolve(value, env) for key, value in node.items()}
-    return node
-
-
-def load(env: dict[str, str] | None = None) -> dict:
-    return resolve(yaml.safe_load(COMPOSE_FILE.read_text()), env or {})
 
 
 @pytest.fixture(scope="module")
@@ -300,6 +252,9 @@ def test_executor_database_and_broker_agree(env):
         assert url.username == postgres["POSTGRES_USER"]
         assert url.password == postgres["POSTGRES_PASSWORD"] == env.get("POSTGRES_PASSWORD", url.password)
         assert url.database == postgres["POSTGRES_DB"]
+        # A bare postgresql:// is psycopg 3 to SQLAlchemy 2.1: a worker then fails at start (found by
+        # running the file's shape, tests/production/).
+        assert url.drivername == "postgresql+psycopg2", f"name the driver: {url.drivername}"
 
     broker = urlsplit(airflow_env["AIRFLOW__CELERY__BROKER_URL"])
     assert broker.scheme == "redis" and broker.hostname == "redis" and broker.hostname in svc
