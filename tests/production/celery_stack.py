@@ -219,7 +219,8 @@ class CeleryStack:
         self.base = Path(self.base).resolve()
         self.base.mkdir(parents=True, exist_ok=True)
         self.base.chmod(0o700)  # the .env's secrets, the databases, the sandboxes' credentials
-        names = ["postgres", "redis", "airflow-apiserver", "salesforce-sandbox", "zuora-sandbox", "s3",
+        names = ["postgres", "redis", "airflow-apiserver", "salesforce-sandbox", "zuora-sandbox", "s3", "mail-smtp",
+                 "mail-web",
                  "scheduler-health", "trigger-log"] + [f"worker-log-{n}" for n in range(1, self.workers + 1)]
         used: set[int] = set()
         for name in names:
@@ -366,6 +367,11 @@ class CeleryStack:
         self._spawn("s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.ports["s3"])])
         for sandbox in ("salesforce-sandbox", "zuora-sandbox"):
             self._spawn(sandbox, self._sandbox_command(sandbox))
+        # The compose file's sandbox profile's mail catcher: sandbox-connections reads its env file.
+        self._spawn("mail-sandbox", [str(BIN / "zuora-sync-sandbox"), "mail", "--host", "127.0.0.1", "--port",
+                                     str(self.ports["mail-smtp"]), "--web-port", str(self.ports["mail-web"]),
+                                     "--data-dir", self.localize("/opt/sandbox/mail"),
+                                     "--env-file", self.localize("/opt/sandbox/mail.env")])
         with ThreadPoolExecutor(4) as pool:
             redis = pool.submit(self.wait_healthy, "redis", 60)
             pg = pool.submit(self.wait_healthy, "postgres", 60)
@@ -381,6 +387,7 @@ class CeleryStack:
             sandboxes = [pool.submit(self.wait_healthy, s, 600) for s in ("salesforce-sandbox", "zuora-sandbox")]
             for future in sandboxes:
                 future.result()
+            self.wait_for("the mail catcher's env file", lambda: Path(self.localize("/opt/sandbox/mail.env")).exists(), 120)
             connections = pool.submit(self.sandbox_connections)
             checks = [pool.submit(self.wait_healthy, service, 300) for service in AIRFLOW_SERVICES]
             checks += [pool.submit(self.wait_healthy, WORKER, 300, f"{WORKER}-{n}") for n in range(1, self.workers + 1)]

@@ -391,7 +391,9 @@ def test_polling_counts_changed_records_in_zuora(store, zuora, monkeypatch):
     assert payload["pending_events"] == sum(payload["changed_records"].values()) >= 5
     assert used_jobs <= elapsed / 1 + 1, f"{used_jobs} Data Query jobs in {elapsed:.1f} s: more than one a second"
     assert 0 < payload["zuora_api_requests"] <= 6 * used_jobs
-    assert worst_gap < 0.5, f"the event loop was blocked for {worst_gap:.2f} s"
+    # A blocking count (submit, polls, download of a Data Query job) holds the loop for seconds; a loaded
+    # machine alone delays a 0.1 s heartbeat by up to about 1.5 s.
+    assert worst_gap < 3.0, f"the event loop was blocked for {worst_gap:.2f} s"
 
 
 # -- the Turbo Sync mode rule (BeginSyncSessionOperator._plan) -------------------------------------------------

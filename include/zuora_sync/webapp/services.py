@@ -204,7 +204,7 @@ def change_mode(body: dict[str, Any], store: Any, user_name: str,
     now = now or dt.datetime.now(dt.UTC)
     unknown = sorted(set(body) - {"mode"})
     mode = body.get("mode")
-    if unknown or mode not in MODES:
+    if unknown or not isinstance(mode, str) or mode not in MODES:  # a list or object is not hashable
         detail = (f"unknown keys {unknown}; the body is {{\"mode\": ...}}" if unknown
                   else f"mode: {mode!r} is not a sync mode; choose one of {list(MODES)}")
         return 400, {"detail": detail, "allowed": list(MODES)}
