@@ -36,6 +36,47 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))  # dag.t
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
 
 
+#: Test packages that run as one unit on one worker under ``make test``: their tests share a
+#: package-scoped fixture (``tests/stack/``: one ``airflow standalone`` stack, started once).
+XDIST_PACKAGES = ("tests/stack/",)
+
+
+def xdist_unit(nodeid: str) -> str:
+    """What ``make test``'s workers are handed at once: a whole test module (its module-scoped
+    fixtures start once, its tests run in order in one process, as under plain ``pytest``), or a
+    whole package of :data:`XDIST_PACKAGES`."""
+    module = nodeid.split("::")[0]
+    return next((package for package in XDIST_PACKAGES if module.startswith(package)), module)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` (pyproject's addopts) hands out :func:`xdist_unit` units, in the order
+    the workers collected them (``--no-loadscope-reorder``; see ``pytest_collection_modifyitems``).
+
+    Not ``--dist loadgroup`` with ``xdist_group`` marks: pytest-xdist 3.8 marks a group by editing
+    the test's node id, which pytest 9.2 no longer reads (pytest-xdist issue #1386), so every
+    marked test would run wherever it lands."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_unit(nodeid)
+
+    return UnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: units holding a ``slow`` test first (in collection order otherwise), so
+    that none of them is left running alone at the end. Plain ``pytest`` keeps collection order."""
+    if not XDIST_WORKER:
+        return
+    slow = {xdist_unit(item.nodeid) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: xdist_unit(item.nodeid) not in slow)  # stable
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
     """A private PostgreSQL server for the run (``tests/postgres_server.py``)."""
