@@ -917,6 +917,12 @@ class StateStore:
         return {"record_count": int(row.record_count), "last_modified": row.last_modified,
                 "hashed_count": int(row.hashed_count or 0), "measured_at": row.measured_at}
 
+    def forget_fingerprints(self, scope: str, objects: Iterable[str]) -> None:
+        """Forget what Salesforce held of these objects: their next session reads Salesforce's keys."""
+        f = _fingerprints.c
+        with self._write() as conn:
+            conn.execute(delete(_fingerprints).where(f.scope == scope, f.object.in_(list(objects))))
+
     def set_fingerprint(self, scope: str, obj: str, *, record_count: int, last_modified: str | None,
                         hashed_count: int) -> None:
         """Remember what Salesforce held of the object, and how many hashes the store had, just now."""
