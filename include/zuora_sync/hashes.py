@@ -14,10 +14,12 @@ rejected row, a row sent again with an optional lookup emptied (:mod:`zuora_sync
 row whose second-pass links failed get none (and lose an old one), so the next session sends them
 again — that is how a lookup is written once its target is in Salesforce.
 
-Whether Salesforce "still holds" a record: the stored hashes describe Salesforce as long as
-nothing else changed it since the last session ended (:func:`fingerprint_trusted`); then a record
-is present exactly when it has a hash. Otherwise the extract reads Salesforce's owned keys and
-asks :class:`KeySet`. ``docs/operations.md`` ("Send only what changed") says when hashes are cleared.
+Whether Salesforce "still holds" a record as hashed: the stored hashes describe Salesforce as long
+as nothing else changed it since the last session ended (:func:`fingerprint_trusted`); then a
+record is present exactly when it has a hash. Otherwise the extract reads Salesforce's owned keys
+with their ``SystemModstamp`` and asks :class:`KeySet`: a record Salesforce lacks is created
+again, one changed there since the last session (a person's edit, a lookup Salesforce cleared when
+its target was deleted) is sent again. ``docs/operations.md`` ("Send only what changed") says when hashes are cleared.
 
 Everything here is pure (no Salesforce, no state store): the callers pass functions and files in.
 """
@@ -25,8 +27,10 @@ Everything here is pure (no Salesforce, no state store): the callers pass functi
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +39,7 @@ from typing import IO, Any
 
 __all__ = [
     "CREATED", "UNCHANGED", "UPDATED", "HashCounts", "HashFilter", "HashSource", "KeySet", "PENDING_HASHES", "SEEN_KEYS",
-    "commit_plan", "fingerprint_trusted", "read_pending", "row_hash", "StoredHashes",
+    "commit_plan", "fingerprint_trusted", "read_pending", "row_hash", "salesforce_instant", "StoredHashes",
 ]
 
 #: Staged file of the rows sent, ``key,hash,kind`` (kind: ``c`` created, ``u`` updated).
@@ -97,23 +101,36 @@ class StoredHashes:
 
 
 class KeySet:
-    """Salesforce's owned keys of an object (from the reconciliation's ``Id,<key>`` export), on disk.
+    """Salesforce's owned records of an object (``Id,<key>,SystemModstamp`` rows), on disk.
 
     An SQLite file in a private working directory, so membership tests stay cheap and memory flat.
+
+    :param since: the newest ``SystemModstamp`` Salesforce had when the last writing session ended
+        (the recorded fingerprint), or None when unknown. A record changed after it was changed
+        outside the sync (by a person, or by Salesforce itself: deleting a lookup's target clears
+        the lookup), so its stored hash no longer says what Salesforce holds: it is *touched*.
+        Unknown: every record counts as touched.
     """
 
-    def __init__(self, salesforce_csv: Path, workdir: Path):
+    def __init__(self, salesforce_csv: Path, workdir: Path, since: str | None = None):
         self._db = sqlite3.connect(workdir / "salesforce-keys.db")
-        self._db.execute("CREATE TABLE k (key TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE k (key TEXT PRIMARY KEY, touched INTEGER) WITHOUT ROWID")
+        limit = salesforce_instant(since) if since else None
         with open(salesforce_csv, newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
             next(reader, None)
-            self._db.executemany("INSERT OR IGNORE INTO k VALUES (?)",
-                                 ((row[1],) for row in reader if len(row) > 1 and row[1]))
+            self._db.executemany("INSERT OR IGNORE INTO k VALUES (?, ?)", (
+                (row[1], int(limit is None or len(row) < 3 or not row[2] or salesforce_instant(row[2]) > limit))
+                for row in reader if len(row) > 1 and row[1]))
         self._db.commit()
 
     def __contains__(self, key: object) -> bool:
         return self._db.execute("SELECT 1 FROM k WHERE key = ?", (key,)).fetchone() is not None
+
+    def touched(self, key: str) -> bool:
+        """Whether Salesforce changed the record since the last session ended (see ``since``)."""
+        row = self._db.execute("SELECT touched FROM k WHERE key = ?", (key,)).fetchone()
+        return bool(row and row[0])
 
     def missing(self, keys: Iterable[str]) -> Iterator[str]:
         """The keys given that Salesforce lacks."""
@@ -125,6 +142,15 @@ class KeySet:
         self._db.close()
 
 
+def salesforce_instant(text: str) -> dt.datetime:
+    """A Salesforce datetime as REST (``…000+0000``) or a Bulk query CSV (``…000Z``) writes it."""
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    value = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", value)
+    return dt.datetime.fromisoformat(value)
+
+
 class HashFilter:
     """Decides, row by row in the extract's loop, whether a staged row goes to Salesforce.
 
@@ -134,12 +160,16 @@ class HashFilter:
     :param pending: where the sent rows' ``key,hash,kind`` lines go (:data:`PENDING_HASHES`).
     :param seen: where every key goes (:data:`SEEN_KEYS`), or None.
     :param force: send every row (a full sync's ``force``; an on-demand sync), classified all the same.
+    :param touched: whether Salesforce changed a record since the last session (a :class:`KeySet`
+        ``touched``): then its stored hash proves nothing and the row is sent. None: nothing was.
     """
 
     def __init__(self, stored: Callable[[str], str | None], present: Callable[[str], bool] | None,
-                 pending: IO[str], seen: IO[str] | None = None, *, force: bool = False):
+                 pending: IO[str], seen: IO[str] | None = None, *, force: bool = False,
+                 touched: Callable[[str], bool] | None = None):
         self._stored = stored
         self._present = present
+        self._touched = touched
         self._pending = csv.writer(pending, lineterminator="\n")
         self._seen = seen
         self.force = force
@@ -152,7 +182,7 @@ class HashFilter:
         there = (old is not None) if self._present is None else self._present(key)
         if self._seen is not None:
             self._seen.write(key + "\n")
-        if there and old == digest and not self.force:
+        if there and old == digest and not self.force and not (self._touched and self._touched(key)):
             self.counts.unchanged += 1
             return False
         kind = UPDATED if there else CREATED
@@ -172,14 +202,16 @@ class HashSource:
     :ivar present: Salesforce's keys (a :class:`KeySet` ``__contains__``), or None when the stored
         hashes describe Salesforce (:func:`fingerprint_trusted`).
     :ivar force: send every row.
+    :ivar touched: records Salesforce changed since the last session (a :class:`KeySet` ``touched``).
     """
 
     stored: Callable[[str], str | None]
     present: Callable[[str], bool] | None = None
     force: bool = False
+    touched: Callable[[str], bool] | None = None
 
     def filter(self, pending: IO[str], seen: IO[str] | None = None) -> HashFilter:
-        return HashFilter(self.stored, self.present, pending, seen, force=self.force)
+        return HashFilter(self.stored, self.present, pending, seen, force=self.force, touched=self.touched)
 
 
 def read_pending(lines: Iterable[str]) -> Iterator[tuple[str, str, str]]:

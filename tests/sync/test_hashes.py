@@ -16,6 +16,7 @@ from zuora_sync.hashes import (
     fingerprint_trusted,
     read_pending,
     row_hash,
+    salesforce_instant,
 )
 
 
@@ -95,6 +96,33 @@ def test_the_key_set_answers_from_disk(tmp_path: Path) -> None:
         assert list(keys.missing(["a", "c", "d"])) == ["c", "d"]
     finally:
         keys.close()
+
+
+def test_records_changed_in_salesforce_since_the_last_session_are_touched(tmp_path: Path) -> None:
+    export = tmp_path / "sf.csv"
+    export.write_text("Id,Zuora__External_Id__c,SystemModstamp\n001A,a,2026-12-05T10:00:00.000Z\n"
+                      "001B,b,2026-12-05T10:00:01.000Z\n", encoding="utf-8")
+    keys = KeySet(export, tmp_path, since="2026-12-05T10:00:00.000+0000")
+    try:
+        assert not keys.touched("a") and keys.touched("b") and not keys.touched("nope")
+    finally:
+        keys.close()
+    (tmp_path / "u").mkdir()
+    everything = KeySet(export, tmp_path / "u")              # no recorded fingerprint: all touched
+    try:
+        assert everything.touched("a") and everything.touched("b")
+    finally:
+        everything.close()
+    # A touched record is sent although its hash is unchanged (a lookup Salesforce cleared, an edit).
+    stored = {"a": row_hash(["a"]), "b": row_hash(["b"])}
+    hashes = HashFilter(stored.get, {"a", "b"}.__contains__, io.StringIO(), touched={"b"}.__contains__)
+    assert hashes.admit("a", ["a"]) is False and hashes.admit("b", ["b"]) is True
+    assert hashes.counts.as_dict() == {"created": 0, "updated": 1, "unchanged": 1}
+
+
+def test_salesforce_datetimes_read_alike_from_rest_and_bulk() -> None:
+    assert salesforce_instant("2026-12-05T10:00:00.000+0000") == salesforce_instant("2026-12-05T10:00:00.000Z")
+    assert salesforce_instant("2026-12-05T10:00:00.001Z") > salesforce_instant("2026-12-05T10:00:00.000+0000")
 
 
 def test_the_hashes_are_trusted_only_when_salesforce_did_not_move_and_matches_them() -> None:

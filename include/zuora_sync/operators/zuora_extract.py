@@ -100,7 +100,8 @@ class ZuoraExtractOperator(BaseOperator):
             stored = StoredHashes(lambda key, limit: store.stored_hashes(plan.scope, obj.name, from_key=key, limit=limit))
             # An on-demand sync is a repair: its accounts' rows go whatever their hashes say.
             source = HashSource(stored.get, keys.__contains__ if keys is not None else None,
-                                force=plan.force or plan.mode == "accounts")
+                                force=plan.force or plan.mode == "accounts",
+                                touched=keys.touched if keys is not None else None)
             try:
                 manifest = extract_object(hook, obj, selection, directory, field_types=field_types, tz=settings.tz,
                                           hashes=source)
@@ -132,6 +133,7 @@ class ZuoraExtractOperator(BaseOperator):
                          tmp: Path) -> KeySet | None:
         """Salesforce's owned keys of the object, when its stored hashes may not describe Salesforce
         (the preflight's check, :func:`zuora_sync.hashes.fingerprint_trusted`); None when they do.
+        Records changed in Salesforce after the last session's measure are *touched*: sent again.
 
         The export (the reconciliation's query) is staged too, so the delete task reconciles with
         the same keys. Hashes of records Salesforce lacks are dropped (not in a dry run): they claim
@@ -142,13 +144,15 @@ class ZuoraExtractOperator(BaseOperator):
         loader = clients.salesforce(self.salesforce_conn_id)
         exported = tmp / SALESFORCE_KEYS
         try:
-            loader.query_to_csv(f"SELECT Id, {obj.key} FROM {obj.salesforce} WHERE {obj.key} != null", exported)
+            loader.query_to_csv(f"SELECT Id, {obj.key}, SystemModstamp FROM {obj.salesforce} WHERE {obj.key} != null",
+                                exported)
         finally:
             store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
         staged.create()
         with open(exported, encoding="utf-8") as source, staged.open_for_writing(SALESFORCE_KEYS) as target:
             shutil.copyfileobj(source, target)
-        keys = KeySet(exported, tmp)
+        recorded = store.get_fingerprint(plan.scope, obj.name)
+        keys = KeySet(exported, tmp, since=(recorded or {}).get("last_modified"))
         if not plan.dry_run:
             lacking = list(keys.missing(store.hashed_keys(plan.scope, obj.name)))
             if lacking:
