@@ -212,6 +212,8 @@ def test_the_zuora_sync_page_in_the_airflow_ui(stack: Stack, browser: Any, shots
     for name, key in (("extracted", "extracted"), ("upserted", "upserted"), ("deleted", "deleted"),
                       ("rejected", "failed")):
         expect(row.locator(f'[data-count="{name}"]')).to_have_text(fmt(session["totals"][key]))
+    expect(row.locator('[data-count="changes"]')).to_have_text(
+        " / ".join(fmt(session["totals"][k]) for k in ("created", "updated", "unchanged", "removed")))
     expect(row).to_contain_text(f'{fmt(session["api_calls"]["zuora"])} / {fmt(session["api_calls"]["salesforce"])}')
     expect(frame.locator("#sessions tbody tr")).to_have_count(2)
     shots(page, "zuora-sync-page")
@@ -234,8 +236,9 @@ def test_the_zuora_sync_page_in_the_airflow_ui(stack: Stack, browser: Any, shots
     expect(frame.locator("#detail-title")).to_have_text(f"Session #{session['id']}: Full, Finished with Errors")
     for obj, counts in session["objects"].items():
         object_row = frame.locator(f'#detail-objects tbody tr[data-object="{obj}"]')
-        for key in ("extracted", "upserted", "deleted", "failed"):
+        for key in ("extracted", "upserted", "deleted", "failed", "created", "updated", "unchanged", "removed"):
             expect(object_row.locator(f'[data-count="{key}"]')).to_have_text(fmt(counts[key]))
+    expect(frame.locator("#detail-changes-note")).to_contain_text("unchanged: rows not sent")
     stored = list(store.rejected_for_session(session["id"]))
     expect(frame.locator("#rejected tbody tr")).to_have_count(min(len(stored), 100))
     expect(frame.locator("#rejected-summary")).to_contain_text(f"{fmt(len(stored))} rejected record")
