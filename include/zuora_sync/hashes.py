@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
-    "CREATED", "UNCHANGED", "UPDATED", "HashCounts", "HashFilter", "HashSource", "KeySet", "PENDING_HASHES", "SEEN_KEYS",
+    "CREATED", "NOT_AS_STAGED", "UNCHANGED", "UPDATED", "HashCounts", "HashFilter", "HashSource", "KeySet", "PENDING_HASHES", "SEEN_KEYS",
     "commit_plan", "fingerprint_trusted", "read_pending", "row_hash", "salesforce_instant", "StoredHashes",
 ]
 
@@ -48,6 +48,8 @@ PENDING_HASHES = "hashes-pending.csv"
 SEEN_KEYS = "hashes-seen.txt"
 
 CREATED, UPDATED, UNCHANGED = "c", "u", "="
+#: Stored for a record Salesforce holds, but not as staged (see :func:`commit_plan`): no row's hash.
+NOT_AS_STAGED = "-"
 
 
 def row_hash(cells: Iterable[str], links: Iterable[str] = ()) -> str:
@@ -231,27 +233,33 @@ class Commit:
     updated: int = 0
 
 
-def commit_plan(pending: Iterable[tuple[str, str, str]], failed: set[str], emptied: set[str]) -> Commit:
-    """Which pending hashes to store: only rows Salesforce accepted exactly as staged.
+def commit_plan(pending: Iterable[tuple[str, str, str]], failed: set[str], partial: set[str]) -> Commit:
+    """Which pending hashes to store: a real hash only for rows Salesforce accepted exactly as staged.
 
-    :param failed: keys Salesforce (or the conversion) rejected, in the first pass or the links.
-    :param emptied: keys written with an optional lookup emptied (sent as staged they were refused).
+    A row Salesforce holds but not as staged — written with an optional lookup emptied, its
+    second-pass link refused, or an update refused (its old values stay) — gets :data:`NOT_AS_STAGED`
+    instead of a hash: it equals no row's hash, so the row is sent again next session, while the
+    store still knows Salesforce holds the record (so :func:`fingerprint_trusted` can hold). A
+    refused row Salesforce never had gets nothing.
+
+    :param failed: keys refused in the first pass (or by the conversion).
+    :param partial: keys written, but not as staged (lookup emptied, second-pass link refused).
     :returns: hashes to keep and to drop, and the created / updated counts of the rows written
-        (an emptied row was written, so it counts; a failed one did not).
+        (a partial row was written, so it counts; a failed one did not).
     """
     result = Commit()
     for key, digest, kind in pending:
         if key in failed:
-            result.drop.append(key)
+            if kind == CREATED:
+                result.drop.append(key)
+            else:
+                result.keep.append((key, NOT_AS_STAGED))
             continue
         if kind == CREATED:
             result.created += 1
         else:
             result.updated += 1
-        if key in emptied:
-            result.drop.append(key)
-        else:
-            result.keep.append((key, digest))
+        result.keep.append((key, NOT_AS_STAGED if key in partial else digest))
     return result
 
 

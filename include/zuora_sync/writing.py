@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zuora_sync.hashes import PENDING_HASHES, SEEN_KEYS, commit_plan, read_pending
+from zuora_sync.hashes import NOT_AS_STAGED, PENDING_HASHES, SEEN_KEYS, commit_plan, read_pending
 from zuora_sync.lookups import Lookup, upsert_keeping_records
 from zuora_sync.mapping import ObjectMapping
 from zuora_sync.planning import SessionPlan, parse_instant
@@ -70,8 +70,10 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, manifest: Manifest, sta
             (r.external_id, r.error_code, r.message, r.row) for r in conversion])
     failed_keys = {r.external_id for r in conversion}
     if failed_keys:
-        store.forget_hashes(plan.scope, obj.name, failed_keys)
-    emptied_keys: set[str] = set()
+        # Not sent; where Salesforce holds the record, it holds it as last taken: say "not as staged".
+        store.mark_hashes(plan.scope, obj.name, failed_keys, NOT_AS_STAGED)
+    emptied_keys: set[str] = set()   # written, but not as staged: a lookup emptied, a link refused
+    first_pass_failed: set[str] = set(failed_keys)
     result = UpsertResult(rejected=len(conversion))
     try:
         for name in manifest.upsert_files + manifest.link_files:
@@ -89,12 +91,16 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, manifest: Manifest, sta
                 store.add_rejected(plan.session_id, obj.name, [
                     (r.external_id, r.error_code, r.message, r.row) for r in outcome.rejected])
                 failed_keys.update(r.external_id for r in outcome.rejected if r.external_id)
+                if name in manifest.upsert_files:
+                    first_pass_failed.update(r.external_id for r in outcome.rejected if r.external_id)
+                else:
+                    emptied_keys.update(r.external_id for r in outcome.rejected if r.external_id)
     except ApiBudgetExhausted as exc:
         result.stopped = str(exc)
         return result
     finally:
         store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
-    created, updated = _commit_hashes(plan, obj, manifest, staged, store, failed_keys, emptied_keys)
+    created, updated = _commit_hashes(plan, obj, manifest, staged, store, first_pass_failed, emptied_keys)
     store.record_counts(plan.session_id, obj.name, upserted=result.upserted, failed=result.rejected,
                         created=created, updated=updated)
     still_open = set(store.open_rejected_ids(plan.scope, obj.name))
@@ -185,9 +191,13 @@ def _reconcile(plan: SessionPlan, obj: ObjectMapping, staged: StagedObject, load
 
 
 def _commit_hashes(plan: SessionPlan, obj: ObjectMapping, manifest: Manifest, staged: StagedObject, store: Any,
-                   failed: set[str], emptied: set[str]) -> tuple[int, int]:
-    """Store the hashes of the rows Salesforce accepted exactly as staged; drop the others'
-    (:func:`zuora_sync.hashes.commit_plan`), a chunk at a time. Returns (created, updated) written."""
+                   failed: set[str], partial: set[str]) -> tuple[int, int]:
+    """Store the hashes of the rows Salesforce accepted exactly as staged; mark or drop the others'
+    (:func:`zuora_sync.hashes.commit_plan`), a chunk at a time. Returns (created, updated) written.
+
+    :param failed: keys refused in the first pass (or by the conversion).
+    :param partial: keys written but not as staged: an optional lookup emptied, a second-pass link refused.
+    """
     if manifest.hashes is None:
         return 0, 0
     created = updated = 0
@@ -197,7 +207,7 @@ def _commit_hashes(plan: SessionPlan, obj: ObjectMapping, manifest: Manifest, st
             chunk = [line for _, line in zip(range(_HASH_CHUNK), pending)]
             if not chunk:
                 break
-            decided = commit_plan(chunk, failed, emptied)
+            decided = commit_plan(chunk, failed, partial)
             store.put_hashes(plan.scope, obj.name, decided.keep)
             store.forget_hashes(plan.scope, obj.name, decided.drop)
             created += decided.created

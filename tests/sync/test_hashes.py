@@ -8,6 +8,7 @@ from pathlib import Path
 
 from zuora_sync.hashes import (
     CREATED,
+    NOT_AS_STAGED,
     UPDATED,
     HashFilter,
     KeySet,
@@ -66,11 +67,17 @@ def test_force_sends_everything_an_unchanged_row_as_an_update() -> None:
 
 
 def test_only_rows_accepted_exactly_as_staged_keep_a_hash() -> None:
-    pending = [("a", "ha", CREATED), ("b", "hb", UPDATED), ("c", "hc", CREATED), ("d", "hd", UPDATED)]
-    plan = commit_plan(pending, failed={"b"}, emptied={"c"})
-    assert plan.keep == [("a", "ha"), ("d", "hd")]
-    assert sorted(plan.drop) == ["b", "c"]             # rejected; written with a lookup emptied
+    pending = [("a", "ha", CREATED), ("b", "hb", UPDATED), ("c", "hc", CREATED), ("d", "hd", UPDATED),
+               ("e", "he", CREATED)]
+    plan = commit_plan(pending, failed={"b", "e"}, partial={"c"})
+    # a: taken as staged. b: an update refused, Salesforce keeps the old record. c: written with a lookup
+    # emptied (or its link refused). d: taken. e: a create refused, Salesforce has nothing.
+    assert plan.keep == [("a", "ha"), ("b", NOT_AS_STAGED), ("c", NOT_AS_STAGED), ("d", "hd")]
+    assert plan.drop == ["e"]
     assert (plan.created, plan.updated) == (2, 1)      # what was written: a, c created; d updated
+    assert NOT_AS_STAGED != row_hash([])               # it never matches a row: the row goes again
+    hashes = HashFilter({"c": NOT_AS_STAGED}.get, None, io.StringIO())
+    assert hashes.admit("c", ["c"]) is True and hashes.counts.updated == 1   # present, sent again
 
 
 def test_stored_hashes_are_read_a_key_range_at_a_time() -> None:

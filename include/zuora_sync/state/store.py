@@ -894,6 +894,16 @@ class StateStore:
                                                             h.external_id.in_(chunk))).rowcount
         return count
 
+    def mark_hashes(self, scope: str, obj: str, keys: Iterable[str], value: str) -> int:
+        """Replace the stored hashes of these records (those that have one) by ``value``; returns how many."""
+        h = _hashes.c
+        count = 0
+        for chunk in _chunks(sorted({str(k) for k in keys if k})):
+            with self._write() as conn:
+                count += conn.execute(update(_hashes).where(h.scope == scope, h.object == obj, h.external_id.in_(chunk))
+                                      .values(hash=value)).rowcount
+        return count
+
     def clear_hashes(self, scope: str, objects: Iterable[str] | None = None) -> int:
         """Drop the scope's hashes and Salesforce fingerprints (all objects, or these); returns the hashes dropped."""
         h, f = _hashes.c, _fingerprints.c
