@@ -4,10 +4,11 @@
 it) and keeps every row Salesforce refused, with its code and message, for the next session to
 retry; rows refused only for a missing optional lookup go again with it empty
 (:mod:`zuora_sync.lookups`). Once Salesforce has answered, the rows it took exactly as staged keep
-their hash (:mod:`zuora_sync.hashes`); the others lose it, so the next session sends them again. :func:`remove_object` removes (or flags) the rows that left Zuora or
-no longer qualify — for a full sync every owned record whose Zuora source is gone
-(:mod:`zuora_sync.reconcile`) — and their hashes, and only then moves the object's watermark: a change counts as
-synced once it is safely in Salesforce. Both stop cleanly when the Salesforce API budget runs low
+their hash (:mod:`zuora_sync.hashes`); the others lose it, so the next session sends them again.
+:func:`remove_object` removes (or flags) the rows that left Zuora or no longer qualify — for a full
+sync every owned record whose Zuora source is gone (:mod:`zuora_sync.reconcile`) — dropping their
+hashes first, and only then moves the object's watermark: a change counts as synced once it is
+safely in Salesforce. Both stop cleanly when the Salesforce API budget runs low
 (``docs/operations.md``, "API budget"). The operators (:mod:`zuora_sync.operators.salesforce_load`)
 only gather the inputs and record the result.
 """
