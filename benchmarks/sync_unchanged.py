@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="working directory (default: a temporary one)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="zuora-sync-unchanged-"))
+    work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     runs = measure(args.accounts, work)
     first, second = runs
