@@ -422,6 +422,8 @@ def test_airflows_trigger_forms_offer_the_objects_as_a_pick_list_and_warn_before
     dialog.get_by_role("heading", name=re.compile("Trigger Dag")).click()  # closes the menu (Escape would close the dialog)
     dialog.locator("label").filter(has=page.locator('input[name="element_dry_run"]')).click()
     expect(dialog.locator('input[name="element_dry_run"]')).to_be_checked()
+    # Force (send every record, whatever its hash) is offered, off by default.
+    expect(dialog.locator('input[name="element_force"]')).not_to_be_checked()
     shots(page, "trigger-form-objects")
     before = {r["dag_run_id"] for r in stack.api("GET", "/api/v2/dags/zuora_full_sync/dagRuns").json()["dag_runs"]}
     dialog.get_by_role("button", name="Trigger").click()
@@ -431,7 +433,7 @@ def test_airflows_trigger_forms_offer_the_objects_as_a_pick_list_and_warn_before
         return next((r for r in runs if r["dag_run_id"] not in before), None)
 
     run = wait_for("the triggered run", new_run, 60, stack.log)
-    assert run["conf"] == {"objects": ["Subscription", "CustomerAccount"], "dry_run": True}, run["conf"]
+    assert run["conf"] == {"objects": ["Subscription", "CustomerAccount"], "dry_run": True, "force": False}, run["conf"]
 
     page.goto(stack.base + "/dags/zuora_cleanup")
     page.get_by_role("button", name="Trigger").first.click()
