@@ -41,6 +41,8 @@ MANIFEST = "manifest.json"
 DELETE_KEYS = "delete-keys.txt"
 KEEP_KEYS = "keep-keys.txt"
 REJECTED = "rejected.jsonl"
+#: Salesforce's owned records of the object, ``Id,<key>``, when the extract had to read them.
+SALESFORCE_KEYS = "salesforce-keys.csv"
 
 
 @dataclass
@@ -71,6 +73,10 @@ class Manifest:
     link_files: list[str] = field(default_factory=list)
     on_delete: str = "delete"
     flag: str | None = None
+    #: When rows were compared with their stored hashes (:mod:`zuora_sync.hashes`): ``created``,
+    #: ``updated``, ``unchanged`` (not staged), ``trusted`` (the hashes described Salesforce), and
+    #: ``salesforce_keys``, the staged export of Salesforce's owned keys when they did not.
+    hashes: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (XCom, ``manifest.json``)."""
