@@ -68,3 +68,12 @@ def test_make_up_binds_the_airflow_api_server_to_this_machine_unless_asked(tmp_p
     assert env["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:18080"  # reached on loopback still
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     assert "AIRFLOW_HOST ?= 127.0.0.1" in makefile and "--airflow-host $(AIRFLOW_HOST)" in makefile
+
+
+def test_a_finished_task_frees_its_executor_slot_within_a_second(tmp_path):
+    """Airflow's task supervisor notices that its task process exited only when its wait (at most
+    ``[workers] min_heartbeat_interval``, by default 5 s) ends, if the process closed its sockets
+    before exiting; the LocalExecutor slot is taken until then. ``make up`` bounds that wait to 1 s
+    (real-time latency, docs/benchmarks.md): the setting must be one Airflow reads."""
+    env = stack.airflow_env(tmp_path, 18080, {"REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem")}, {})
+    assert float(_airflow_setting(env, "workers", "min_heartbeat_interval")) == 1
