@@ -120,6 +120,13 @@ def airflow_env(directory: Path, port: int, sf_env: dict[str, str], zuora_env: d
         # Airflow's fixed defaults (8793, 8794): a second stack on the machine needs others.
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_log_port),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log_port),
+        # How long a task's supervisor may block between looks at its task process (and its least
+        # time between heartbeats; Airflow's default is 5 s). When the task process closes its
+        # sockets a moment before it exits, the supervisor notices the exit only when that wait ends,
+        # and the LocalExecutor slot stays taken until then: about a third of the tasks held their
+        # slot 5 s after they had finished, and with 4 slots the next task of a real-time session
+        # queued behind them (docs/benchmarks.md, "Real-time sync: latency"). 1 s bounds that.
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         # The connection form's Test button (off by default in Airflow): a local stack's admin may use it.
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "REQUESTS_CA_BUNDLE": sf_env["REQUESTS_CA_BUNDLE"],

@@ -86,3 +86,12 @@ def test_make_up_keeps_airflows_log_server_ports_unless_asked(tmp_path):
                             trigger_log_port=other.trigger_log_port)
     assert _airflow_setting(env, "logging", "worker_log_server_port") == "18793"
     assert _airflow_setting(env, "logging", "trigger_log_server_port") == "18794"
+
+
+def test_a_finished_task_frees_its_executor_slot_within_a_second(tmp_path):
+    """Airflow's task supervisor notices that its task process exited only when its wait (at most
+    ``[workers] min_heartbeat_interval``, by default 5 s) ends, if the process closed its sockets
+    before exiting; the LocalExecutor slot is taken until then. ``make up`` bounds that wait to 1 s
+    (real-time latency, docs/benchmarks.md): the setting must be one Airflow reads."""
+    env = stack.airflow_env(tmp_path, 18080, {"REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem")}, {})
+    assert float(_airflow_setting(env, "workers", "min_heartbeat_interval")) == 1
