@@ -1,7 +1,7 @@
 """Writing one object's staged rows to Salesforce: the upserts, then what no longer belongs.
 
-:func:`upsert_object` upserts the staged rows (then the second-pass links of the rows that made
-it) and keeps every row Salesforce refused, with its code and message, for the next session to
+:func:`upsert_object` upserts the staged rows, each chunk as soon as the extract has staged it
+(:mod:`zuora_sync.pipeline`), then the second-pass links of the rows that made it, and keeps every row Salesforce refused, with its code and message, for the next session to
 retry; rows refused only for a missing optional lookup go again with it empty
 (:mod:`zuora_sync.lookups`). :func:`remove_object` removes (or flags) the rows that left Zuora or
 no longer qualify — for a full sync every owned record whose Zuora source is gone
@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from zuora_sync.mapping import ObjectMapping
 from zuora_sync.planning import SessionPlan, parse_instant
 from zuora_sync.reconcile import advanced_watermark, orphans
 from zuora_sync.salesforce_loader import ApiBudgetExhausted
+from zuora_sync.pipeline import ChunkStream, StagedFiles
 from zuora_sync.staging import Manifest, StagedObject, local_copy
 
 __all__ = ["RemoveResult", "UpsertResult", "remove_object", "upsert_object"]
@@ -33,6 +34,9 @@ __all__ = ["RemoveResult", "UpsertResult", "remove_object", "upsert_object"]
 log = logging.getLogger(__name__)
 
 _ID_CHUNK = 50_000
+
+#: Bulk jobs of one object uploaded and not yet collected, at most (Salesforce processes them in turn).
+JOBS_IN_FLIGHT = 8
 
 
 @dataclass
@@ -44,6 +48,7 @@ class UpsertResult:
     emptied: Counter = field(default_factory=Counter)
     stopped: str | None = None
     would_upsert: int | None = None   # a dry run's count
+    manifest: Manifest | None = None  # what the extract staged (None when stopped)
 
 
 @dataclass
@@ -56,38 +61,69 @@ class RemoveResult:
     would_remove: int | None = None   # a dry run's count
 
 
-def upsert_object(plan: SessionPlan, obj: ObjectMapping, manifest: Manifest, staged: StagedObject, loader: Any,
-                  store: Any, lookups: list[Lookup]) -> UpsertResult:
-    """Upsert ``obj``'s staged rows; keep the rejected ones; resolve the ones that are in now."""
-    conversion = staged.rejected_conversions()
-    if plan.dry_run:
-        return UpsertResult(would_upsert=manifest.counts.upserts)
-    if conversion:
-        store.add_rejected(plan.session_id, obj.name, [
-            (r.external_id, r.error_code, r.message, r.row) for r in conversion])
-    failed_keys = {r.external_id for r in conversion}
-    result = UpsertResult(rejected=len(conversion))
+def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | StagedFiles | Manifest,
+                  staged: StagedObject, loader: Any, store: Any, lookups: list[Lookup]) -> UpsertResult:
+    """Upsert ``obj``'s staged rows as they are staged; keep the rejected ones; resolve the ones that are in now.
+
+    :param chunks: the object's upsert files as the extract closes them (:class:`ChunkStream`), or
+        an object staged before (its :class:`Manifest`).
+
+    Each chunk becomes a Bulk job as soon as it exists; the next one is uploaded without waiting
+    for Salesforce to process the one before (up to :data:`JOBS_IN_FLIGHT` jobs); the jobs are
+    collected, oldest first, when the extract is done. Then the second-pass links (of the rows
+    the first pass wrote). The object's results (rejected rows, counts, fixed rejections) are
+    recorded only once every chunk is through: an extract or a job that fails leaves nothing
+    half-recorded, and the task's retry starts the object again (upserts by external id converge).
+    """
+    if isinstance(chunks, Manifest):
+        chunks = StagedFiles(chunks)
+    result = UpsertResult()
+    refused: list[tuple[Any, str, str, Any]] = []   # (key, code, message, row), stored at the end
+    failed_keys: set[str] = set()
+    pending: deque[_Pending] = deque()
+
+    def collect(job: _Pending, *, counted: bool = True) -> None:
+        with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
+            outcome = upsert_keeping_records(loader, obj.salesforce, obj.key, Path(job.name), lookups, Path(tmp),
+                                             outcome=loader.finish(job.started), header=job.header)
+        if counted:
+            result.upserted += outcome.succeeded
+        result.emptied += outcome.emptied
+        refused.extend((r.external_id, r.error_code, r.message, r.row) for r in outcome.rejected)
+        failed_keys.update(r.external_id for r in outcome.rejected if r.external_id)
+
     try:
-        for name in manifest.upsert_files + manifest.link_files:
-            with local_copy(staged.path(name)) as path, tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
-                if name in manifest.link_files and failed_keys:
-                    # Second-pass links only for records the first pass wrote.
-                    path = _without_keys(path, failed_keys, Path(tmp) / name)
-                outcome = upsert_keeping_records(loader, obj.salesforce, obj.key, path, lookups, Path(tmp))
-            if name in manifest.upsert_files:
-                result.upserted += outcome.succeeded
-            result.rejected += len(outcome.rejected)
-            result.emptied += outcome.emptied
-            if outcome.rejected:
-                store.add_rejected(plan.session_id, obj.name, [
-                    (r.external_id, r.error_code, r.message, r.row) for r in outcome.rejected])
-                failed_keys.update(r.external_id for r in outcome.rejected if r.external_id)
+        for name in chunks.files():
+            if plan.dry_run:
+                continue
+            pending.append(_start(loader, obj, staged, name))
+            while len(pending) > JOBS_IN_FLIGHT:
+                collect(pending.popleft())
+        manifest = chunks.manifest()
+        if plan.dry_run:
+            store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted)
+            return UpsertResult(would_upsert=manifest.counts.upserts, manifest=manifest)
+        while pending:
+            collect(pending.popleft())
+        conversion = staged.rejected_conversions()
+        refused[:0] = [(r.external_id, r.error_code, r.message, r.row) for r in conversion]
+        failed_keys.update(r.external_id for r in conversion)
+        for name in manifest.link_files:
+            # Second-pass links only for records the first pass wrote.
+            collect(_start(loader, obj, staged, name, without=failed_keys), counted=False)
     except ApiBudgetExhausted as exc:
         result.stopped = str(exc)
+        if refused:  # a clean stop: what Salesforce refused so far is kept, as it was before pipelining
+            store.add_rejected(plan.session_id, obj.name, refused)
+        result.rejected = len(refused)
         return result
     finally:
         store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
-    store.record_counts(plan.session_id, obj.name, upserted=result.upserted, failed=result.rejected)
+    result.rejected, result.manifest = len(refused), manifest
+    if refused:
+        store.add_rejected(plan.session_id, obj.name, refused)
+    store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted, upserted=result.upserted,
+                        failed=result.rejected)
     still_open = set(store.open_rejected_ids(plan.scope, obj.name))
     if still_open:
         fixed = [k for k in staged.keep_keys() if k in still_open and k not in failed_keys]
@@ -95,6 +131,26 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, manifest: Manifest, sta
             store.resolve_rejected(obj.name, fixed, plan.session_id)
             log.info("%d record(s) rejected before are now in Salesforce", len(fixed))
     return result
+
+
+@dataclass
+class _Pending:
+    """A staged file's Bulk job, uploaded and closed, waiting to be collected."""
+
+    name: str
+    header: list[str]
+    started: Any
+
+
+def _start(loader: Any, obj: ObjectMapping, staged: StagedObject, name: str, *,
+           without: set[str] | None = None) -> _Pending:
+    """Upload one staged file as a Bulk job (not waiting for it); ``without``: keys to leave out."""
+    with local_copy(staged.path(name)) as path, tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
+        if without:
+            path = _without_keys(path, without, Path(tmp) / name)
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+        return _Pending(name, header, loader.start_upsert(obj.salesforce, obj.key, path))
 
 
 def remove_object(plan: SessionPlan, obj: ObjectMapping, staged: StagedObject, loader: Any,

@@ -493,7 +493,8 @@ class ZuoraHook(BaseHook):
         """The Data Query job as Zuora shows it now (one ``GET /query/jobs/{id}``)."""
         return _job_of(self.request("GET", f"/query/jobs/{job_id}"))
 
-    def wait_for_data_query(self, job_id: str, *, timeout: float | None = 3 * 3600) -> dict[str, Any]:
+    def wait_for_data_query(self, job_id: str, *, timeout: float | None = 3 * 3600,
+                            poll_first: bool = False) -> dict[str, Any]:
         """Poll a Data Query job until it ends and return the completed job.
 
         The wait between polls starts at ``poll_interval`` and doubles up to ``max_poll_interval``:
@@ -501,6 +502,8 @@ class ZuoraHook(BaseHook):
 
         :param timeout: seconds to wait before cancelling the job (``None``: no limit; Zuora itself
             stops a query after an hour).
+        :param poll_first: ask at once, before the first wait (a job submitted a while ago is
+            probably done).
         :raises DataQueryFailed: the job ended ``failed`` or ``cancelled`` (with Zuora's
             ``errorMessage``), or the timeout passed.
         """
@@ -510,7 +513,9 @@ class ZuoraHook(BaseHook):
         polls = 0
         next_note = started + 60
         while True:
-            time.sleep(interval)
+            if not poll_first:
+                time.sleep(interval)
+            poll_first = False
             job = self.get_data_query(job_id)
             polls += 1
             status = job.get("queryStatus")
@@ -625,6 +630,16 @@ class ZuoraHook(BaseHook):
         """
         job_id = self.submit_data_query(sql, read_deleted=read_deleted, compression=compression)
         job = self.wait_for_data_query(job_id)
+        yield from self.stream_data_query(job)
+
+    def data_query_rows(self, job_id: str) -> Iterator[dict]:
+        """The rows of a Data Query job submitted before (:meth:`submit_data_query`), streamed once
+        it completes: the second half of :meth:`data_query`, for a job submitted ahead of time
+        (so its first poll is at once).
+
+        :raises DataQueryFailed: as :meth:`data_query`.
+        """
+        job = self.wait_for_data_query(job_id, poll_first=True)
         yield from self.stream_data_query(job)
 
     # -- ZOQL -----------------------------------------------------------------------------------------

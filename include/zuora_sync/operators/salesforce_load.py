@@ -2,7 +2,10 @@
 
 Each gathers its inputs (the plan, the object, the staged files, the clients), calls one function
 of :mod:`zuora_sync.writing` (the upserts; what no longer belongs, and the watermark), and records
-the result: its XCom, its log lines, its asset event. Both stop cleanly, without failing the run,
+the result: its XCom, its log lines, its asset event. The upsert task also reads the object from
+Zuora: the extract task only chose the rows and submitted their Data Query job, and the load runs
+the extract's row loop in a producer thread, uploading each staged chunk as soon as it is closed
+(:mod:`zuora_sync.pipeline`). Both stop cleanly, without failing the run,
 when the Salesforce API budget runs low.
 
 Their outlet, when the DAG gives them one, is the Salesforce object's asset
@@ -28,7 +31,8 @@ from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
 from zuora_sync.operators.zuora_extract import PREFLIGHT_TASK
 from zuora_sync.settings import load_settings
-from zuora_sync.staging import Manifest, StagedObject
+from zuora_sync.pipeline import ChunkStream
+from zuora_sync.staging import CHUNK_ROWS, StagedObject
 
 _ID_CHUNK = 50_000
 
@@ -40,12 +44,13 @@ class _ObjectTask(BaseOperator):
     operator_extra_links = (SyncSessionLink(),)
 
     def __init__(self, *, object_name: str, salesforce_conn_id: str = "salesforce_default",
-                 state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
+                 state_conn_id: str = "zuora_sync_state", zuora_conn_id: str = "zuora_default", **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "none_failed")  # an unselected parent (skipped) must not skip its children
         super().__init__(**kwargs)
         self.object_name = object_name
         self.salesforce_conn_id = salesforce_conn_id
         self.state_conn_id = state_conn_id
+        self.zuora_conn_id = zuora_conn_id
 
     def _setup(self, context: Any):
         from zuora_sync.state import StateStore
@@ -53,32 +58,53 @@ class _ObjectTask(BaseOperator):
         plan = session_plan(context)
         if self.object_name not in plan.objects:
             raise AirflowSkipException(f"{self.object_name} is not part of this session")
-        manifest = Manifest.from_dict(context["ti"].xcom_pull(task_ids=task_ids.extract(self.object_name)))
+        submitted = context["ti"].xcom_pull(task_ids=task_ids.extract(self.object_name)) or {}
         settings = load_settings()
         loader = clients.salesforce(self.salesforce_conn_id, settings=settings)
         store = StateStore.from_airflow(self.state_conn_id)
-        staged = StagedObject(ObjectStoragePath(manifest.directory))
-        return plan, load_mapping().get(self.object_name), manifest, staged, loader, store
+        staged = StagedObject(ObjectStoragePath(submitted["directory"]))
+        return plan, load_mapping().get(self.object_name), submitted, staged, loader, store
 
 
 class SalesforceUpsertOperator(_ObjectTask):
-    """Upsert an object's staged rows into Salesforce; store the rows it rejects
-    (:func:`zuora_sync.writing.upsert_object`).
+    """Read an object's rows from Zuora (the Data Query job its extract task submitted) and upsert
+    them into Salesforce chunk by chunk as they are staged; store the rows it rejects
+    (:class:`~zuora_sync.pipeline.ChunkStream`, :func:`zuora_sync.writing.upsert_object`).
+
+    :param zuora_conn_id: the Zuora connection the rows are read through.
 
     Asset event ``extra``: ``session_id``, ``session_type``, ``operation`` (``upsert``), ``upserted``,
-    ``rejected``, and ``stopped: true`` (with the counts so far) when the API budget stopped it.
+    ``rejected``, the extract's counts ``extracted``, ``to_upsert``, ``to_delete``; and
+    ``stopped: true`` (with the counts so far) when the API budget stopped it.
     """
 
     ui_color = "#fde8e8"
 
     @renews_session_lock()
     def execute(self, context: Any) -> dict[str, Any]:
+        from zuora_sync.extract import extract_object
         from zuora_sync.writing import upsert_object
 
-        plan, obj, manifest, staged, loader, store = self._setup(context)
+        plan, obj, submitted, staged, loader, store = self._setup(context)
         preflight = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}
         lookups = [Lookup.from_dict(v) for v in (preflight.get("lookups") or {}).get(obj.name, [])]
-        result = upsert_object(plan, obj, manifest, staged, loader, store, lookups)
+        field_types = (preflight.get("types") or {}).get(obj.name, {})
+        selection = staged.selection()
+        # The job the extract task submitted, on the first try; a retry reads Zuora afresh (the
+        # job may be what failed).
+        first_job = submitted.get("data_query_job") if context["ti"].try_number <= 1 else None
+        tz = load_settings().tz
+        hook = clients.zuora(self.zuora_conn_id)
+
+        def extract(on_upsert_file):
+            return extract_object(hook, obj, selection, staged.directory, field_types=field_types, tz=tz,
+                                  first_job=first_job, chunk_rows=CHUNK_ROWS, on_upsert_file=on_upsert_file)
+
+        try:
+            with ChunkStream(extract, name=f"extract-{obj.name}") as chunks:
+                result = upsert_object(plan, obj, chunks, staged, loader, store, lookups)
+        finally:
+            store.add_api_calls(plan.session_id, zuora=hook.api_requests)
         if result.would_upsert is not None:
             self.log.info("Dry run: %d %s rows would be upserted into %s", result.would_upsert, obj.name,
                           obj.salesforce)
@@ -86,6 +112,9 @@ class SalesforceUpsertOperator(_ObjectTask):
             return {"dry_run": True, "would_upsert": result.would_upsert}
         event = {"session_id": plan.session_id, "session_type": plan.session_type, "operation": "upsert",
                  "upserted": result.upserted, "rejected": result.rejected}
+        if result.manifest is not None:
+            counts = result.manifest.counts
+            event.update(extracted=counts.extracted, to_upsert=counts.upserts, to_delete=counts.deletes)
         if result.stopped:
             self.log.warning("Stopping %s: %s; the next session resumes", obj.name, result.stopped)
             record_event(self, context, {**event, "stopped": True})
@@ -113,7 +142,7 @@ class SalesforceDeleteOperator(_ObjectTask):
     def execute(self, context: Any) -> dict[str, Any]:
         from zuora_sync.writing import remove_object
 
-        plan, obj, _manifest, staged, loader, store = self._setup(context)
+        plan, obj, _submitted, staged, loader, store = self._setup(context)
         upserts = context["ti"].xcom_pull(task_ids=task_ids.load(self.object_name)) or {}
         if upserts.get("stopped"):
             no_event(self)

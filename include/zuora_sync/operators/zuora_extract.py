@@ -1,9 +1,15 @@
-"""``ZuoraExtractOperator``: one mapped object, one session's selection → staged files.
+"""``ZuoraExtractOperator``: one mapped object, one session's selection → a Data Query job under way.
 
-The files land on an ``ObjectStoragePath`` (local disk by default, ``s3://`` and the like when
-``staging_url`` says so), so whichever worker runs the load can read them. Its outlet, when the DAG
-gives it one, is the Zuora object's asset (:mod:`zuora_sync.lineage`); the asset event says what the
-session read.
+The task decides which rows the session reads (the selection: a window plus the rows to retry,
+everything, or chosen accounts), keeps it in the object's staging directory (an
+``ObjectStoragePath``: local disk by default, ``s3://`` and the like when ``staging_url`` says so,
+so whichever worker runs the load can read it) and submits the selection's first Data Query job,
+without waiting for it: Zuora runs the job while other objects load. The load task
+(:class:`~zuora_sync.operators.salesforce_load.SalesforceUpsertOperator`) reads the job's rows,
+stages and uploads them chunk by chunk (``docs/architecture.md``, "A sync session").
+
+Its outlet, when the DAG gives it one, is the Zuora object's asset (:mod:`zuora_sync.lineage`); the
+asset event says what the session reads (the counts of what it read are on the load's event).
 """
 
 from __future__ import annotations
@@ -21,21 +27,22 @@ from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
 from zuora_sync.planning import parse_instant
-from zuora_sync.settings import load_settings
 
 PREFLIGHT_TASK = task_ids.PREFLIGHT
 
 
 class ZuoraExtractOperator(BaseOperator):
-    """Extract ``object_name`` for this session from Zuora Data Query into staged files.
+    """Choose ``object_name``'s rows for this session and submit their first Data Query job.
 
     :param object_name: the mapped object (e.g. ``Subscription``); templated.
     :param zuora_conn_id: the Zuora connection.
 
+    Its XCom: ``object``, ``directory`` (the staging directory, holding ``selection.json``),
+    ``mode`` and ``data_query_job`` (the submitted job's id), for the load task.
+
     Asset events of its outlets (the Zuora object) carry ``extra``: ``session_id``,
-    ``session_type``, ``mode`` (full, window, accounts), ``dry_run``, the counts ``extracted``,
-    ``to_upsert``, ``to_delete``, ``rejected`` (rows that could not be converted), and for a
-    window its ``window_start`` / ``window_end``.
+    ``session_type``, ``mode`` (full, window, accounts), ``dry_run``, ``data_query_job``, and for
+    a window its ``window_start`` / ``window_end``.
     """
 
     template_fields: Sequence[str] = ("object_name",)
@@ -51,13 +58,13 @@ class ZuoraExtractOperator(BaseOperator):
 
     @renews_session_lock()
     def execute(self, context: Any) -> dict[str, Any]:
-        from zuora_sync.extract import Selection, extract_object
+        from zuora_sync.extract import Selection, submit_selection
+        from zuora_sync.staging import StagedObject
         from zuora_sync.state import StateStore
 
         plan = session_plan(context)
         if self.object_name not in plan.objects:
             raise AirflowSkipException(f"{self.object_name} is not part of this session")
-        settings = load_settings()
         mapping = load_mapping()
         obj = mapping.get(self.object_name)
         store = StateStore.from_airflow(self.state_conn_id)
@@ -79,20 +86,20 @@ class ZuoraExtractOperator(BaseOperator):
             selection = Selection("accounts", account_keys=plan.accounts)
         else:
             selection = Selection("full")
-        preflight = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}
-        field_types = (preflight.get("types") or {}).get(obj.name, {})
         directory = ObjectStoragePath(f"{plan.staging}/{obj.name}")
+        staged = StagedObject(directory)
+        staged.create()
+        staged.write_selection(selection)
         hook = clients.zuora(self.zuora_conn_id)
         try:
-            manifest = extract_object(hook, obj, selection, directory, field_types=field_types, tz=settings.tz)
+            job = submit_selection(hook, obj, selection)
         finally:
             store.add_api_calls(plan.session_id, zuora=hook.api_requests)
-        store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted)
-        counts = manifest.counts
+        self.log.info("Submitted Data Query job %s for %s (%s); %s reads its rows", job, obj.name, selection.mode,
+                      task_ids.load(obj.name))
         window = {"window_start": plan.windows[obj.name][0], "window_end": plan.windows[obj.name][1]} \
             if plan.mode == "window" else {}
         record_event(self, context, {
             "session_id": plan.session_id, "session_type": plan.session_type, "mode": plan.mode,
-            "dry_run": plan.dry_run, "extracted": counts.extracted, "to_upsert": counts.upserts,
-            "to_delete": counts.deletes, "rejected": counts.rejected, **window})
-        return manifest.to_dict()
+            "dry_run": plan.dry_run, "data_query_job": job, **window})
+        return {"object": obj.name, "directory": str(directory), "mode": selection.mode, "data_query_job": job}

@@ -1,0 +1,239 @@
+"""The pipelined load over real HTTP: an object read from the Zuora sandbox in a producer thread
+(:class:`~zuora_sync.pipeline.ChunkStream` around the real ``extract_object``) and upserted into the
+Salesforce sandbox chunk by chunk (``writing.upsert_object``), with small chunks so that one object
+spans many Bulk jobs.
+
+* every staged row of a multi-chunk object is in Salesforce or rejected with its reason;
+* a producer that fails mid-extract (a truncated Data Query result file) fails the load, and the
+  state store holds nothing of that object for the session (no half-recorded rejections or counts);
+* the queue between producer and load never holds more than its depth of closed chunks: a producer
+  that runs ahead waits (memory stays flat whatever the object's size);
+* staged files on object storage (an ``ObjectStoragePath`` that is not local disk) work the same.
+
+No timed assertions: the tests wait for states, not for durations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import pytest
+from sync_harness import running_stack
+
+ACCOUNTS = 30
+SEED = 5
+EXT = "Zuora__External_Id__c"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("pipeline"), accounts=ACCOUNTS, seed=SEED) as value:
+        yield value
+
+
+@pytest.fixture(scope="module")
+def preflight(stack):
+    """Field types and lookups of the org, as the preflight task hands them to the loads."""
+    from zuora_sync import clients
+    from zuora_sync.mapping import load_mapping
+    from zuora_sync.preflight import check_mapping
+
+    mapping = load_mapping()
+    result = check_mapping(mapping, mapping.scopes["accounts"], clients.salesforce(reserve=False).describe)
+    assert not result.problems, result.problems
+    return result.as_xcom()
+
+
+def store_and_plan(stack, objects: list[str]):
+    from zuora_sync.planning import SessionPlan
+    from zuora_sync.state import StateStore
+
+    store = StateStore(f"sqlite:///{stack['base'] / 'state.db'}")
+    started = dt.datetime.now(dt.timezone.utc)
+    session = store.start_session(session_type="Full", scope="accounts", trigger="manual", dag_id="test_pipeline",
+                                  run_id=f"run-{time.monotonic_ns()}", window_start=None, window_end=None)
+    plan = SessionPlan(session_id=session, session_type="Full", scope="accounts", mode="full", objects=objects,
+                       holder="test", staging=str(stack["base"] / "staging" / str(session)),
+                       started=started.isoformat())
+    return store, plan
+
+
+def load_object(stack, preflight, name: str, directory, *, chunk_rows=(3, 8), depth: int = 2, first_job=True):
+    """What ``load_<name>`` does, with small chunks: returns (result, stream, store, plan)."""
+    from zuora_sync import clients
+    from zuora_sync.extract import Selection, extract_object, submit_selection
+    from zuora_sync.lookups import Lookup
+    from zuora_sync.mapping import load_mapping
+    from zuora_sync.pipeline import ChunkStream
+    from zuora_sync.staging import StagedObject
+    from zuora_sync.writing import upsert_object
+
+    obj = load_mapping().get(name)
+    store, plan = store_and_plan(stack, [name])
+    hook = clients.zuora()
+    job = submit_selection(hook, obj, Selection("full")) if first_job else None
+    staged = StagedObject(directory)
+
+    def extract(on_file):
+        return extract_object(hook, obj, Selection("full"), directory, field_types=preflight["types"][name],
+                              tz=dt.timezone.utc, first_job=job, chunk_rows=chunk_rows, on_upsert_file=on_file)
+
+    lookups = [Lookup.from_dict(v) for v in preflight["lookups"].get(name, [])]
+    with ChunkStream(extract, depth=depth) as stream:
+        result = upsert_object(plan, obj, stream, staged, clients.salesforce(), store, lookups)
+    return result, stream, store, plan
+
+
+def in_salesforce(stack, sobject: str) -> set[str]:
+    sf = stack["salesforce"].login()
+    return {r[EXT] for r in sf.query_all(f"SELECT {EXT} FROM {sobject}")["records"]}
+
+
+def staged_keys(directory: Path, files: list[str]) -> list[str]:
+    import csv
+
+    keys = []
+    for name in files:
+        with open(directory / name, newline="", encoding="utf-8") as handle:
+            keys += [row[EXT] for row in csv.DictReader(handle)]
+    return keys
+
+
+def test_an_object_spanning_many_chunks_writes_every_row(stack, preflight, tmp_path):
+    directory = tmp_path / "CustomerAccount"
+    result, stream, store, plan = load_object(stack, preflight, "CustomerAccount", directory)
+    manifest = result.manifest
+    assert len(manifest.upsert_files) >= 4, manifest.upsert_files   # 3, 6, 8, 8, ... rows
+    keys = staged_keys(directory, manifest.upsert_files)
+    assert len(keys) == len(set(keys)) == manifest.counts.upserts > 0
+    rejected = {r["external_id"]: r["error_code"] for r in store.rejected_for_session(plan.session_id)}
+    written = in_salesforce(stack, "Zuora__CustomerAccount__c")
+    # Every staged row is either in Salesforce or kept as rejected with its reason; none both.
+    assert set(keys) - set(rejected) <= written
+    assert not (set(rejected) & written)
+    assert rejected and set(rejected.values()) <= {"MALFORMED_ID", "INVALID_CROSS_REFERENCE_KEY"}
+    assert result.upserted == len(set(keys) - set(rejected)) and result.rejected == len(rejected)
+    session = store.get_session(plan.session_id)
+    assert session["objects"]["CustomerAccount"]["extracted"] == manifest.counts.extracted
+    assert session["objects"]["CustomerAccount"]["upserted"] == result.upserted
+    assert stream.peak_depth <= stream.depth
+
+
+def test_children_after_their_parent_in_many_chunks(stack, preflight, tmp_path):
+    """A child object (relationship columns to its parents) chunk by chunk: the parents are in."""
+    load_object(stack, preflight, "CustomerAccount", tmp_path / "CustomerAccount", chunk_rows=(50, 100))
+    result, _stream, store, plan = load_object(stack, preflight, "Subscription", tmp_path / "Subscription",
+                                               chunk_rows=(4, 16), first_job=False)
+    keys = staged_keys(tmp_path / "Subscription", result.manifest.upsert_files)
+    rejected = {r["external_id"] for r in store.rejected_for_session(plan.session_id)}
+    assert len(result.manifest.upsert_files) >= 3
+    assert set(keys) - rejected <= in_salesforce(stack, "Zuora__Subscription__c")
+    assert result.upserted == len(set(keys) - rejected)
+
+
+def test_a_producer_failure_mid_extract_fails_the_load_and_records_nothing(stack, preflight, tmp_path):
+    from zuora_sync.hooks.zuora import DataQueryFailed
+
+    stack["zuora"].admin("POST", "dataquery", {"truncate_next": True})   # the next result file is cut in half
+    try:
+        with pytest.raises(DataQueryFailed):
+            load_object(stack, preflight, "Subscription", tmp_path / "Subscription", chunk_rows=(2, 4))
+    finally:
+        stack["zuora"].admin("POST", "dataquery", {"truncate_next": False})
+    # Chunks closed before the cut were uploaded (upserts converge on the retry), but nothing of the
+    # object is recorded for the session: no rejected rows, no counts; its manifest was never written.
+    from zuora_sync.state import StateStore
+
+    store = StateStore(f"sqlite:///{stack['base'] / 'state.db'}")
+    session = store.list_sessions(limit=1)[0]
+    assert session["objects"] == {} or "Subscription" not in session["objects"], session["objects"]
+    assert list(store.rejected_for_session(session["id"])) == []
+    assert list((tmp_path / "Subscription").glob("upsert-*.csv")), "the extract had staged chunks before the cut"
+    assert not (tmp_path / "Subscription" / "manifest.json").exists()
+
+
+def test_the_queue_holds_at_most_its_depth_of_closed_chunks(stack, preflight, tmp_path):
+    """A producer far ahead of the load waits: while the load does not read, at most ``depth``
+    closed chunks wait in the queue (plus the one being written), however many the object has."""
+    from zuora_sync import clients
+    from zuora_sync.extract import Selection, extract_object
+    from zuora_sync.mapping import load_mapping
+    from zuora_sync.pipeline import ChunkStream
+
+    obj = load_mapping().get("RatePlanCharge")
+    directory = tmp_path / "RatePlanCharge"
+    hook = clients.zuora()
+
+    def extract(on_file):
+        return extract_object(hook, obj, Selection("full"), directory, field_types=preflight["types"][obj.name],
+                              tz=dt.timezone.utc, chunk_rows=(2, 2), on_upsert_file=on_file)
+
+    with ChunkStream(extract, depth=3) as stream:
+        files = stream.files()
+        first = next(files)
+        deadline = time.monotonic() + 120
+        while stream._queue.qsize() < 3 and time.monotonic() < deadline:   # the producer fills the queue...
+            time.sleep(0.05)
+        assert stream._queue.qsize() == 3
+        time.sleep(0.5)
+        # ... and then waits: one chunk handed over, three queued, at most one more being written.
+        assert len(list(directory.glob("upsert-*.csv"))) <= 1 + 3 + 1
+        assert stream._thread.is_alive()
+        rest = [first, *files]
+    manifest = stream.manifest()
+    assert rest == manifest.upsert_files and len(rest) > 10
+    assert stream.peak_depth == 3
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch, tmp_path):
+    """An S3 server (moto's, from PyPI, as ``tests/production`` uses) with one bucket, reached
+    through the ``aws_default`` connection as an operator configures it for ``s3://`` staging."""
+    import json
+    import subprocess
+    import sys
+
+    import boto3
+    from conftest import free_port
+
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=open(tmp_path / "moto.log", "wb"), stderr=subprocess.STDOUT)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="test", aws_secret_access_key="test")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.create_bucket(Bucket="staging")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+            "conn_type": "aws", "login": "test", "password": "test",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}))
+        yield client
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_staged_chunks_on_s3(stack, preflight, s3_bucket):
+    """Staging on ``s3://`` (an ``ObjectStoragePath`` that is not local disk): each chunk is
+    written to the bucket, then copied to a local file for its upload."""
+    from airflow.sdk import ObjectStoragePath
+
+    load_object(stack, preflight, "CustomerAccount", ObjectStoragePath("s3://aws_default@staging/s/CustomerAccount"),
+                chunk_rows=(50, 100))
+    directory = ObjectStoragePath("s3://aws_default@staging/s/Payment")
+    result, _stream, store, plan = load_object(stack, preflight, "Payment", directory, chunk_rows=(5, 10))
+    assert len(result.manifest.upsert_files) >= 3
+    keys = {item["Key"] for item in s3_bucket.list_objects_v2(Bucket="staging", Prefix="s/Payment/")["Contents"]}
+    assert {f"s/Payment/{name}" for name in result.manifest.upsert_files} | {"s/Payment/manifest.json"} <= keys
+    rejected = {r["external_id"] for r in store.rejected_for_session(plan.session_id)}
+    assert result.upserted > 0 and result.upserted + len(rejected) == result.manifest.counts.upserts
