@@ -13,6 +13,10 @@ retries of single requests. The loader owns the jobs, with these rules (``docs/o
   any operation.
 * **Close.** Closing a job (``PATCH UploadComplete``) is not blindly repeated: after a failure the
   loader reads the job's state and only closes it again if it is still ``Open``.
+* **Pipelining.** :meth:`SalesforceBulkLoader.start_upsert` creates, uploads and closes a job and
+  returns at once; :meth:`SalesforceBulkLoader.finish` polls it and reads its failed rows. A load
+  uploads its next chunk while Salesforce processes the one before, and collects the jobs later
+  (one poll each when they are done by then).
 * **Failures.** A job that ends ``Failed`` or ``Aborted`` raises :class:`BulkJobFailed` with
   Salesforce's ``errorMessage``. Rejected rows never raise: they come back as
   :class:`RejectedRow` in the :class:`JobOutcome`, parsed from ``failedResults``, which are only

@@ -96,9 +96,9 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
         for name in chunks.files():
             if plan.dry_run:
                 continue
-            pending.append(_start(loader, obj, staged, name))
-            while len(pending) > JOBS_IN_FLIGHT:
+            while len(pending) >= JOBS_IN_FLIGHT:
                 collect(pending.popleft())
+            pending.append(_start(loader, obj, staged, name))
         manifest = chunks.manifest()
         if plan.dry_run:
             store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted)
