@@ -87,6 +87,7 @@ def extract_object(
     convert = [converter(field_types.get(c.salesforce, "string"), tz) for c in columns]
     convert_second = [converter("string", tz) for _ in obj.second_pass]
     key_index = columns.index(obj.key_column)
+    value_names = [f"c{i}" for i in range(len(columns) + len(obj.second_pass))]  # the statement's columns
     upserts = staged.csv_parts("upsert", header, max_bytes, chunk_rows=chunk_rows, on_close=on_upsert_file)
     links = staged.csv_parts("links", [obj.key] + [c.salesforce for c in obj.second_pass], max_bytes)
     counts = Counts()
@@ -94,13 +95,13 @@ def extract_object(
             staged.open_for_writing(REJECTED) as rejected:
         for row in _pages(source, obj, selection, page_rows, first_job):
             counts.extracted += 1
-            values = [row.get(f"c{i}") for i in range(len(columns) + len(obj.second_pass))]
             key = str(row["zs_id"])
             belongs = _truthy(row.get("zs_keep")) and not _truthy(row.get("zs_deleted"))
             if not belongs and not flagging:
                 deletes.write(key + "\n")
                 counts.deletes += 1
                 continue
+            values = [row.get(name) for name in value_names]
             try:
                 cells = [fn(value) for fn, value in zip(convert, values[: len(columns)])]
             except ValueConversionError as exc:
