@@ -46,21 +46,23 @@ def preflight(stack):
     return result.as_xcom()
 
 
-def store_and_plan(stack, objects: list[str]):
+def store_and_plan(stack, objects: list[str], *, dry_run: bool = False):
     from zuora_sync.planning import SessionPlan
     from zuora_sync.state import StateStore
 
     store = StateStore(f"sqlite:///{stack['base'] / 'state.db'}")
     started = dt.datetime.now(dt.timezone.utc)
     session = store.start_session(session_type="Full", scope="accounts", trigger="manual", dag_id="test_pipeline",
-                                  run_id=f"run-{time.monotonic_ns()}", window_start=None, window_end=None)
+                                  run_id=f"run-{time.monotonic_ns()}", window_start=None, window_end=None,
+                                  dry_run=dry_run)
     plan = SessionPlan(session_id=session, session_type="Full", scope="accounts", mode="full", objects=objects,
                        holder="test", staging=str(stack["base"] / "staging" / str(session)),
-                       started=started.isoformat())
+                       started=started.isoformat(), dry_run=dry_run)
     return store, plan
 
 
-def load_object(stack, preflight, name: str, directory, *, chunk_rows=(3, 8), depth: int = 2, first_job=True):
+def load_object(stack, preflight, name: str, directory, *, chunk_rows=(3, 8), depth: int = 2, first_job=True,
+                dry_run: bool = False):
     """What ``load_<name>`` does, with small chunks: returns (result, stream, store, plan)."""
     from zuora_sync import clients
     from zuora_sync.extract import Selection, extract_object, submit_selection
@@ -71,7 +73,7 @@ def load_object(stack, preflight, name: str, directory, *, chunk_rows=(3, 8), de
     from zuora_sync.writing import upsert_object
 
     obj = load_mapping().get(name)
-    store, plan = store_and_plan(stack, [name])
+    store, plan = store_and_plan(stack, [name], dry_run=dry_run)
     hook = clients.zuora()
     job = submit_selection(hook, obj, Selection("full")) if first_job else None
     staged = StagedObject(directory)
@@ -119,6 +121,18 @@ def test_an_object_spanning_many_chunks_writes_every_row(stack, preflight, tmp_p
     assert session["objects"]["CustomerAccount"]["extracted"] == manifest.counts.extracted
     assert session["objects"]["CustomerAccount"]["upserted"] == result.upserted
     assert stream.peak_depth <= stream.depth
+
+
+def test_a_dry_run_reads_and_counts_every_row_and_writes_nothing(stack, preflight, tmp_path):
+    before = in_salesforce(stack, "Zuora__Payment__c")
+    api_before = stack["salesforce"].admin("GET", "limits")
+    result, _stream, store, plan = load_object(stack, preflight, "Payment", tmp_path / "Payment", dry_run=True)
+    assert stack["salesforce"].admin("GET", "limits") == api_before   # not one Salesforce request
+    assert result.would_upsert == result.manifest.counts.upserts > 0
+    assert len(result.manifest.upsert_files) >= 3   # staged in chunks, none uploaded
+    assert in_salesforce(stack, "Zuora__Payment__c") == before
+    assert store.get_session(plan.session_id)["objects"]["Payment"]["extracted"] == result.manifest.counts.extracted
+    assert list(store.rejected_for_session(plan.session_id)) == []
 
 
 def test_children_after_their_parent_in_many_chunks(stack, preflight, tmp_path):
