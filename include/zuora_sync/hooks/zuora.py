@@ -47,6 +47,10 @@ __all__ = ["DataQueryFailed", "ZuoraApiError", "ZuoraHook"]
 TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 #: Compressions whose result file can be decompressed while it streams (ZIP needs the whole file).
 STREAMABLE_COMPRESSIONS = ("NONE", "GZIP")
+#: The longest wait between two polls of a Data Query job whose rows a load is waiting for
+#: (:meth:`ZuoraHook.data_query_rows`): a few more requests (SPEC §10 allows two per 10,000
+#: records) against seconds of an idle load.
+READER_POLL_INTERVAL = 2.0
 #: ZOQL pages hold at most this many records.
 ZOQL_MAX_BATCH = 2000
 
@@ -494,7 +498,7 @@ class ZuoraHook(BaseHook):
         return _job_of(self.request("GET", f"/query/jobs/{job_id}"))
 
     def wait_for_data_query(self, job_id: str, *, timeout: float | None = 3 * 3600,
-                            poll_first: bool = False) -> dict[str, Any]:
+                            poll_first: bool = False, max_interval: float | None = None) -> dict[str, Any]:
         """Poll a Data Query job until it ends and return the completed job.
 
         The wait between polls starts at ``poll_interval`` and doubles up to ``max_poll_interval``:
@@ -504,6 +508,7 @@ class ZuoraHook(BaseHook):
             stops a query after an hour).
         :param poll_first: ask at once, before the first wait (a job submitted a while ago is
             probably done).
+        :param max_interval: the longest wait between polls (default ``max_poll_interval``).
         :raises DataQueryFailed: the job ended ``failed`` or ``cancelled`` (with Zuora's
             ``errorMessage``), or the timeout passed.
         """
@@ -536,7 +541,7 @@ class ZuoraHook(BaseHook):
             if now >= next_note:
                 self.log.info("Data Query job %s still %s after %.0f s", job_id, status, now - started)
                 next_note = now + 300
-            interval = min(interval * 2, self.max_poll_interval)
+            interval = min(interval * 2, max_interval or self.max_poll_interval)
 
     def _cancel_quietly(self, job_id: str) -> None:
         try:
@@ -635,11 +640,13 @@ class ZuoraHook(BaseHook):
     def data_query_rows(self, job_id: str) -> Iterator[dict]:
         """The rows of a Data Query job submitted before (:meth:`submit_data_query`), streamed once
         it completes: the second half of :meth:`data_query`, for a job submitted ahead of time
-        (so its first poll is at once).
+        (so its first poll is at once). A load waits on this job with Salesforce idle, so the wait
+        between polls grows to :data:`READER_POLL_INTERVAL` at most: a job that ends just after a
+        poll costs seconds, not ``max_poll_interval``.
 
         :raises DataQueryFailed: as :meth:`data_query`.
         """
-        job = self.wait_for_data_query(job_id, poll_first=True)
+        job = self.wait_for_data_query(job_id, poll_first=True, max_interval=READER_POLL_INTERVAL)
         yield from self.stream_data_query(job)
 
     # -- ZOQL -----------------------------------------------------------------------------------------
