@@ -437,7 +437,7 @@ class SalesforceBulkLoader:
         if job.outcome is not None:
             return job.outcome
         before = self.api_requests
-        info = self._wait(job.job_id, is_query=False, closed_at=job.closed_at)
+        info = self._wait(job.job_id, is_query=False, closed_at=job.closed_at, growth=2.0)
         processed = int(info.get("numberRecordsProcessed") or 0)
         failed = int(info.get("numberRecordsFailed") or 0)
         rejected: list[RejectedRow] = []
@@ -542,11 +542,14 @@ class SalesforceBulkLoader:
                 if state != "Open":
                     return  # the earlier PATCH did land
 
-    def _wait(self, job_id: str, *, is_query: bool, closed_at: float | None = None) -> dict:
-        """Poll the job until it is complete; the wait grows from ``poll_interval`` by half.
+    def _wait(self, job_id: str, *, is_query: bool, closed_at: float | None = None, growth: float = 1.5) -> dict:
+        """Poll the job until it is complete; the wait grows from ``poll_interval`` by ``growth``.
 
         :param closed_at: when the job was closed (``time.monotonic()``); the first wait is only
             what is left of ``poll_interval`` since then.
+        :param growth: how the wait grows after each poll (up to ``max_poll_interval``); a job
+            collected late (:meth:`finish`) is either done at the first poll or a large one, and
+            doubles, so a long wait costs fewer requests.
         """
         deadline = time.monotonic() + self.job_timeout
         delay = self._first_poll()
@@ -569,7 +572,7 @@ class SalesforceBulkLoader:
                     log.warning("Could not abort Bulk API 2.0 job %s (%s)", job_id, describe_error(exc))
                 raise BulkJobFailed(job_id, str(state),
                                     f"not finished within {self.job_timeout:.0f} s; aborted")
-            delay = min(delay * 1.5, self.max_poll_interval)
+            delay = min(delay * growth, self.max_poll_interval)
 
     def _first_poll(self) -> float:
         """The first wait before a job-status poll: as asked, else the connection's hint, else 0.2 s."""

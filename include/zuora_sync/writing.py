@@ -25,7 +25,7 @@ from zuora_sync.lookups import Lookup, upsert_keeping_records
 from zuora_sync.mapping import ObjectMapping
 from zuora_sync.planning import SessionPlan, parse_instant
 from zuora_sync.reconcile import advanced_watermark, orphans
-from zuora_sync.salesforce_loader import ApiBudgetExhausted
+from zuora_sync.salesforce_loader import ApiBudgetExhausted, JobOutcome
 from zuora_sync.pipeline import ChunkStream, StagedFiles
 from zuora_sync.staging import Manifest, StagedObject, local_copy
 
@@ -70,7 +70,8 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
 
     Each chunk becomes a Bulk job as soon as it exists; the next one is uploaded without waiting
     for Salesforce to process the one before (up to :data:`JOBS_IN_FLIGHT` jobs); the jobs are
-    collected, oldest first, when the extract is done. Then the second-pass links (of the rows
+    collected, oldest first, when the extract is done, and the rows they refused only for a
+    missing optional lookup go again, all in one job. Then the second-pass links (of the rows
     the first pass wrote). The object's results (rejected rows, counts, fixed rejections) are
     recorded only once every chunk is through: an extract or a job that fails leaves nothing
     half-recorded, and the task's retry starts the object again (upserts by external id converge).
@@ -82,15 +83,23 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
     failed_keys: set[str] = set()
     pending: deque[_Pending] = deque()
 
-    def collect(job: _Pending, *, counted: bool = True) -> None:
+    chunked: list[Any] = []      # the chunks' job outcomes, settled together once all are in
+    header: list[str] = []
+
+    def settle(outcome: Any, columns: list[str], stem: str, *, counted: bool = True) -> None:
+        """Rows refused only for a missing optional lookup go again without it; keep the rest."""
         with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
-            outcome = upsert_keeping_records(loader, obj.salesforce, obj.key, Path(job.name), lookups, Path(tmp),
-                                             outcome=loader.finish(job.started), header=job.header)
+            done = upsert_keeping_records(loader, obj.salesforce, obj.key, Path(stem), lookups, Path(tmp),
+                                          outcome=outcome, header=columns)
         if counted:
-            result.upserted += outcome.succeeded
-        result.emptied += outcome.emptied
-        refused.extend((r.external_id, r.error_code, r.message, r.row) for r in outcome.rejected)
-        failed_keys.update(r.external_id for r in outcome.rejected if r.external_id)
+            result.upserted += done.succeeded
+        result.emptied += done.emptied
+        refused.extend((r.external_id, r.error_code, r.message, r.row) for r in done.rejected)
+        failed_keys.update(r.external_id for r in done.rejected if r.external_id)
+
+    def collect(job: _Pending) -> None:
+        header[:] = job.header  # every chunk has the same header
+        chunked.append(loader.finish(job.started))
 
     try:
         for name in chunks.files():
@@ -105,12 +114,18 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
             return UpsertResult(would_upsert=manifest.counts.upserts, manifest=manifest)
         while pending:
             collect(pending.popleft())
+        if chunked:
+            # One resend for the whole object, not one per chunk: fewer jobs, fewer API requests.
+            settle(JobOutcome(",".join(o.job_id for o in chunked if o.job_id), "upsert", obj.salesforce,
+                              sum(o.processed for o in chunked), sum(o.failed for o in chunked),
+                              [row for o in chunked for row in o.rejected]), header, "upsert")
         conversion = staged.rejected_conversions()
         refused[:0] = [(r.external_id, r.error_code, r.message, r.row) for r in conversion]
         failed_keys.update(r.external_id for r in conversion)
         for name in manifest.link_files:
             # Second-pass links only for records the first pass wrote.
-            collect(_start(loader, obj, staged, name, without=failed_keys), counted=False)
+            job = _start(loader, obj, staged, name, without=failed_keys)
+            settle(loader.finish(job.started), job.header, Path(name).stem, counted=False)
     except ApiBudgetExhausted as exc:
         result.stopped = str(exc)
         if refused:  # a clean stop: what Salesforce refused so far is kept, as it was before pipelining
