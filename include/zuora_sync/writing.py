@@ -1,8 +1,9 @@
 """Writing one object's staged rows to Salesforce: the upserts, then what no longer belongs.
 
 :func:`upsert_object` upserts the staged rows, each chunk as soon as the extract has staged it
-(:mod:`zuora_sync.pipeline`), then the second-pass links of the rows that made it, and keeps every row Salesforce refused, with its code and message, for the next session to
-retry; rows refused only for a missing optional lookup go again with it empty
+(:mod:`zuora_sync.pipeline`), then the second-pass links of the rows that made it, and keeps
+every row Salesforce refused, with its code and message, for the next session to retry; rows
+refused only for a missing optional lookup go again with it empty
 (:mod:`zuora_sync.lookups`). :func:`remove_object` removes (or flags) the rows that left Zuora or
 no longer qualify — for a full sync every owned record whose Zuora source is gone
 (:mod:`zuora_sync.reconcile`) — and only then moves the object's watermark: a change counts as
@@ -85,6 +86,7 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
 
     chunked: list[Any] = []      # the chunks' job outcomes, settled together once all are in
     header: list[str] = []
+    settled = False
 
     def settle(outcome: Any, columns: list[str], stem: str, *, counted: bool = True) -> None:
         """Rows refused only for a missing optional lookup go again without it; keep the rest."""
@@ -116,6 +118,7 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
             collect(pending.popleft())
         if chunked:
             # One resend for the whole object, not one per chunk: fewer jobs, fewer API requests.
+            settled = True
             settle(JobOutcome(",".join(o.job_id for o in chunked if o.job_id), "upsert", obj.salesforce,
                               sum(o.processed for o in chunked), sum(o.failed for o in chunked),
                               [row for o in chunked for row in o.rejected]), header, "upsert")
@@ -128,6 +131,8 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
             settle(loader.finish(job.started), job.header, Path(name).stem, counted=False)
     except ApiBudgetExhausted as exc:
         result.stopped = str(exc)
+        if not settled:  # the chunks collected before the stop, not yet settled
+            refused.extend((r.external_id, r.error_code, r.message, r.row) for o in chunked for r in o.rejected)
         if refused:  # a clean stop: what Salesforce refused so far is kept, as it was before pipelining
             store.add_rejected(plan.session_id, obj.name, refused)
         result.rejected = len(refused)
