@@ -34,18 +34,19 @@ from typing import Any
 from zuora_sync.private_files import make_private_dir, open_private
 
 __all__ = [
-    "CHUNK_ROWS", "MAX_FILE_BYTES", "Counts", "CsvParts", "Manifest", "RejectedConversion", "StagedObject", "local_copy",
+    "CHUNK_ROWS", "MAX_FILE_BYTES", "Counts", "CsvParts", "Manifest", "RejectedConversion", "StagedObject",
+    "local_copy",
 ]
 
 #: Bulk API 2.0 takes 100 MB a job; leave room for its base64 estimate.
 MAX_FILE_BYTES = 90 * 1024 * 1024
 
 #: Rows of the first upsert chunk and the most of any later one. Each chunk becomes one Bulk job
-#: as soon as it is closed, so a small first chunk starts Salesforce early (Salesforce waits for
-#: nothing but the first 4,000 rows); the size then doubles, so a large object costs few jobs: the
-#: 245,000 RatePlanCharge rows of the 100,000-account tenant are 6 (4k, 8k, ..., 64k, then the rest). Each job costs about
-#: five API requests (create, upload, close, a poll, failed rows); SPEC §10 allows two per 10,000
-#: records. 128,000 rows of the widest object stay far below the 90 MB of a file.
+#: as soon as it is closed, so a small first chunk starts Salesforce early (it waits for nothing
+#: but the first 4,000 rows); the size then doubles, so a large object costs few jobs: the 245,000
+#: RatePlanCharge rows of the 100,000-account tenant are 6 (4k, 8k, ..., 64k, then the rest). Each
+#: job costs about five API requests (create, upload, close, a poll, failed rows); SPEC §10 allows
+#: two per 10,000 records. 128,000 rows of the widest object stay far below the 90 MB of a file.
 CHUNK_ROWS = (4_000, 128_000)
 
 MANIFEST = "manifest.json"
