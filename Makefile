@@ -14,6 +14,8 @@ SF_PORT ?= 8443
 SF_DATA ?= .sandbox/salesforce
 ZUORA_PORT ?= 8081
 ZUORA_DATA ?= .sandbox/zuora
+# pytest-xdist workers of `make test` (the suite mostly waits on servers; 0: one process, no xdist).
+TEST_WORKERS ?= 2
 
 .PHONY: install test up down sandbox-salesforce sandbox-zuora clean
 
@@ -42,7 +44,7 @@ test: $(STAMP)
 		$$SUDO apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -n $(TEST_WORKERS)
 
 up: $(STAMP)
 	$(BIN)/python -m sandbox.stack up --dir .sandbox/stack --airflow-host $(AIRFLOW_HOST)

@@ -69,8 +69,9 @@ _CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r}); sys.path.insert(0, {sync!r})
 from sync_harness import run_dag
+{prelude}
 started = time.perf_counter()
-state = run_dag("zuora_full_sync")
+state = run_dag({dag_id!r})
 print("RESULT", state, time.perf_counter() - started)
 """
 
@@ -94,44 +95,67 @@ def task_seconds(log_text: str) -> dict[str, float]:
     return seconds
 
 
+def sync_env(zuora, salesforce, work: Path, settings: dict | None = None) -> dict[str, str]:
+    """The environment a sync DAG runs in against these sandboxes (state store and staging under
+    ``work``; ``settings``: more of the ``zuora_sync_settings`` Variable); Airflow's metadata
+    database is migrated once here."""
+    settings = json.dumps({"staging_url": f"file://{work / 'staging'}", "lock_poll_seconds": 1, **(settings or {})})
+    env = dict(os.environ)
+    env.update(stack_env(zuora, salesforce, work / "state.db", work / "staging", settings))
+    env.setdefault("AIRFLOW_HOME", str(work / "airflow"))
+    env.update({"AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "PYTHONPATH": str(ROOT / "include")})
+    airflow_db_migrate(env)
+    return env
+
+
+def run_dag_child(dag_id: str, env: dict[str, str], output: Path, prelude: str = "") -> tuple[float, float]:
+    """Run ``dag_id`` with ``dag.test()`` in a child process (every task runs there, one after
+    another): its seconds and its peak RSS in MB. The child's log goes to ``output``; ``prelude``
+    is Python the child runs first (e.g. instrumentation that prints to that log)."""
+    with open(output, "w") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD.format(tests=str(ROOT / "tests"), sync=str(ROOT / "tests" / "sync"),
+                                                 dag_id=dag_id, prelude=prelude)],
+            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        peak = 0
+        watched = psutil.Process(child.pid)
+        while child.poll() is None:  # the sync's own peak RSS: every task runs in this process
+            try:
+                peak = max(peak, watched.memory_info().rss)
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.1)
+    text = output.read_text()
+    result = [line for line in text.splitlines() if line.startswith("RESULT")]
+    if not result or result[0].split()[1] != "success":
+        raise SystemExit(f"{dag_id} did not succeed:\n{text[-5000:]}")
+    return float(result[0].split()[2]), peak / 1e6
+
+
+def last_session(work: Path) -> dict:
+    """The state store's newest session, with its counts and API requests."""
+    from zuora_sync.state import StateStore
+
+    store = StateStore(f"sqlite:///{work / 'state.db'}")
+    return store.get_session(store.list_sessions(limit=1)[0]["id"])
+
+
 def run_size(accounts: int, work: Path, keep_logs: Path | None = None) -> dict:
     zuora = start_zuora_sandbox(work / "zuora", accounts=accounts, seed=SEED)
     salesforce = start_salesforce_sandbox(work / "salesforce", accounts=accounts, seed=SEED)
     try:
-        settings = json.dumps({"staging_url": f"file://{work / 'staging'}", "lock_poll_seconds": 1})
-        env = dict(os.environ)
-        env.update(stack_env(zuora, salesforce, work / "state.db", work / "staging", settings))
-        env.setdefault("AIRFLOW_HOME", str(work / "airflow"))
-        env.update({"AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-                    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "PYTHONPATH": str(ROOT / "include")})
-        airflow_db_migrate(env)
+        env = sync_env(zuora, salesforce, work)
         output = work / "sync.log"
-        with open(output, "w") as log:
-            child = subprocess.Popen(
-                [sys.executable, "-c", _CHILD.format(tests=str(ROOT / "tests"), sync=str(ROOT / "tests" / "sync"))],
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-            peak = 0
-            watched = psutil.Process(child.pid)
-            while child.poll() is None:  # the sync's own peak RSS: every task runs in this process
-                try:
-                    peak = max(peak, watched.memory_info().rss)
-                except psutil.NoSuchProcess:
-                    break
-                time.sleep(0.1)
+        try:
+            seconds, peak_mb = run_dag_child("zuora_full_sync", env, output)
+        finally:
+            if keep_logs is not None and output.exists():
+                keep_logs.mkdir(parents=True, exist_ok=True)
+                (keep_logs / f"sync-{accounts}.log").write_text(output.read_text())
         text = output.read_text()
-        if keep_logs is not None:
-            keep_logs.mkdir(parents=True, exist_ok=True)
-            (keep_logs / f"sync-{accounts}.log").write_text(text)
-        result = [line for line in text.splitlines() if line.startswith("RESULT")]
-        if not result or result[0].split()[1] != "success":
-            raise SystemExit(f"the full sync did not succeed:\n{text[-5000:]}")
-        seconds = float(result[0].split()[2])
-        peak_mb = peak / 1e6
         os.environ.update({k: env[k] for k in ("AIRFLOW_CONN_ZUORA_SYNC_STATE",)})
-        from zuora_sync.state import StateStore
-
-        store = StateStore(f"sqlite:///{work / 'state.db'}")
-        session = store.get_session(store.list_sessions(limit=1)[0]["id"])
+        session = last_session(work)
         session_seconds = (_instant(session["ended_at"]) - _instant(session["started_at"])).total_seconds()
         totals, calls = session["totals"], session["api_calls"]
         records = totals["extracted"]

@@ -17,12 +17,64 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# `make test` runs the tests on pytest-xdist workers (``-n``): each is a process of its own, named
+# by PYTEST_XDIST_WORKER ("gw0", "gw1", ...), with the environment of the pytest that started it.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
 # Airflow reads these at import: keep it off the user's ~/airflow and quiet about test mode.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="zuora-sync-airflow-"))
+# A temporary AIRFLOW_HOME of each process: a worker inherits the one its controller made, and two
+# workers on one SQLite airflow.db (dag.test() runs) would see "database is locked". An
+# AIRFLOW_HOME the user set is kept (and is then shared by the workers).
+_MADE_HOME = "ZUORA_SYNC_TESTS_MADE_AIRFLOW_HOME"  # the AIRFLOW_HOME this file made, not the user
+if "AIRFLOW_HOME" not in os.environ or os.environ["AIRFLOW_HOME"] == os.environ.get(_MADE_HOME):
+    os.environ["AIRFLOW_HOME"] = os.environ[_MADE_HOME] = tempfile.mkdtemp(
+        prefix=f"zuora-sync-airflow-{XDIST_WORKER + '-' if XDIST_WORKER else ''}")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))  # dag.test() syncs this bundle
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
+
+
+#: Test packages that run as one unit on one worker under ``make test``: their tests share a
+#: package-scoped fixture (``tests/stack/``: one ``airflow standalone`` stack, started once).
+XDIST_PACKAGES = ("tests/stack/",)
+
+
+def xdist_unit(nodeid: str) -> str:
+    """What ``make test``'s workers are handed at once: a whole test module (its module-scoped
+    fixtures start once, its tests run in order in one process, as under plain ``pytest``), or a
+    whole package of :data:`XDIST_PACKAGES`."""
+    module = nodeid.split("::")[0]
+    return next((package for package in XDIST_PACKAGES if module.startswith(package)), module)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` (pyproject's addopts) hands out :func:`xdist_unit` units, in the order
+    the workers collected them (``--no-loadscope-reorder``; see ``pytest_collection_modifyitems``).
+
+    Not ``--dist loadgroup`` with ``xdist_group`` marks: pytest-xdist 3.8 marks a group by editing
+    the test's node id, which pytest 9.2 no longer reads (pytest-xdist issue #1386), so every
+    marked test would run wherever it lands."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_unit(nodeid)
+
+    return UnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: units holding a ``slow`` test first (in collection order otherwise), so
+    that none of them is left running alone at the end. Plain ``pytest`` keeps collection order."""
+    if not XDIST_WORKER:
+        return
+    slow = {xdist_unit(item.nodeid) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: xdist_unit(item.nodeid) not in slow)  # stable
 
 
 @pytest.fixture(scope="session")
@@ -37,10 +89,42 @@ def postgres_server() -> Iterator[Any]:
         server.stop()
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel picks a port from for ``bind(port 0)``."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_EPHEMERAL = _ephemeral_ports()
+# A worker that replaces a crashed one gets the next name (gw2 of 2): it takes the crashed one's share.
+_XDIST_INDEX = int(XDIST_WORKER[2:]) % XDIST_WORKERS if XDIST_WORKER[2:].isdigit() else 0
+_ports_given: set[int] = set()
+
+
+def _share(port: int) -> int:
+    """Which worker's share of the port range ``port`` is in."""
+    low, high = _EPHEMERAL
+    if not low <= port <= high:
+        return port % XDIST_WORKERS
+    return min((port - low) * XDIST_WORKERS // (high - low + 1), XDIST_WORKERS - 1)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now, for a server a test starts.
+
+    Nothing holds it until that server binds it (seconds later for Airflow), so under xdist each
+    worker takes ports from its own share of the range only: the other worker's ``free_port()``
+    cannot hand out the same port meanwhile. Nor does a process get the same port twice."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if _share(port) == _XDIST_INDEX and port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def read_env_file(path: Path) -> dict[str, str]:

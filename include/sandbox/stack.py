@@ -97,8 +97,10 @@ def reachable_host(host: str) -> str:
 
 
 def airflow_env(directory: Path, port: int, sf_env: dict[str, str], zuora_env: dict[str, str],
-                host: str = DEFAULT_AIRFLOW_HOST) -> dict[str, str]:
-    """The environment of ``airflow standalone``: its API server listens on ``host``:``port``."""
+                host: str = DEFAULT_AIRFLOW_HOST, *, worker_log_port: int = 8793,
+                trigger_log_port: int = 8794) -> dict[str, str]:
+    """The environment of ``airflow standalone``: its API server listens on ``host``:``port``, the
+    scheduler's and the triggerer's task-log servers on ``worker_log_port`` and ``trigger_log_port``."""
     home = directory / "airflow"
     base = f"http://{reachable_host(host)}:{port}"
     return {
@@ -115,6 +117,16 @@ def airflow_env(directory: Path, port: int, sf_env: dict[str, str], zuora_env: d
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # Airflow's fixed defaults (8793, 8794): a second stack on the machine needs others.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log_port),
+        # How long a task's supervisor may block between looks at its task process (and its least
+        # time between heartbeats; Airflow's default is 5 s). When the task process closes its
+        # sockets a moment before it exits, the supervisor notices the exit only when that wait ends,
+        # and the LocalExecutor slot stays taken until then: about a third of the tasks held their
+        # slot 5 s after they had finished, and with 4 slots the next task of a real-time session
+        # queued behind them (docs/benchmarks.md, "Real-time sync: latency"). 1 s bounds that.
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         # The connection form's Test button (off by default in Airflow): a local stack's admin may use it.
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "REQUESTS_CA_BUNDLE": sf_env["REQUESTS_CA_BUNDLE"],
@@ -179,7 +191,8 @@ def up(args: argparse.Namespace) -> None:
     _wait("the mail catcher", lambda: requests.get(f"{_read_env(mail_env_file)['MAIL_CATCHER_URL']}health",
                                                    timeout=2).ok, 60, directory, "mail")
     sf_env, zuora_env, mail_env = _read_env(sf_env_file), _read_env(zuora_env_file), _read_env(mail_env_file)
-    env_values = airflow_env(directory, args.airflow_port, sf_env, zuora_env, args.airflow_host)
+    env_values = airflow_env(directory, args.airflow_port, sf_env, zuora_env, args.airflow_host,
+                             worker_log_port=args.worker_log_port, trigger_log_port=args.trigger_log_port)
     home = Path(env_values["AIRFLOW_HOME"])
     make_private_dir(home)  # airflow.db holds the connections, airflow.cfg the key that decrypts them
     passwords = home / "passwords.json"
@@ -269,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--mail-port", type=int, default=1025, help="the mail catcher's SMTP port (default 1025)")
     start.add_argument("--mail-web-port", type=int, default=8025,
                        help="the port of the mail catcher's page with the messages (default 8025)")
+    start.add_argument("--worker-log-port", type=int, default=8793,
+                       help="the port of the scheduler's task-log server (Airflow's worker_log_server_port, "
+                            "default 8793)")
+    start.add_argument("--trigger-log-port", type=int, default=8794,
+                       help="the port of the triggerer's log server (Airflow's trigger_log_server_port, "
+                            "default 8794)")
     stop = commands.add_parser("down", help="stop what `up` started")
     stop.add_argument("--dir", default=".sandbox")
     return parser

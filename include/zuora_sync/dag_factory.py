@@ -61,7 +61,15 @@ def objects_param(scope: str) -> Param:
 
 def dry_run_param() -> Param:
     return Param(False, type="boolean", title="Dry run",
-                 description="Extract from Zuora and count what would change; write nothing to Salesforce.")
+                 description="Extract from Zuora and count per object what would be created, updated, "
+                             "unchanged and removed; write nothing to Salesforce.")
+
+
+def force_param() -> Param:
+    """The full sync's ``force``: send every row, whatever its stored hash says (then store fresh hashes)."""
+    return Param(False, type="boolean", title="Force: send every record",
+                 description="Ignore the stored hashes: send every record to Salesforce, changed or not (it "
+                             "overwrites edits made in Salesforce), then store fresh hashes.")
 
 
 def window_params() -> dict[str, Param]:
@@ -102,6 +110,7 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
         begin = BeginSyncSessionOperator(
             task_id=SESSION_TASK, session_type=session_type, scope=scope,
             objects="{{ params.get('objects') }}", dry_run="{{ params.get('dry_run', False) }}",
+            force="{{ params.get('force', False) }}",
             window_start="{{ params.get('window_start') }}", window_end="{{ params.get('window_end') }}",
             accounts="{{ params.get('accounts') }}", retries=0,
         )

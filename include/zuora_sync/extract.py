@@ -13,17 +13,21 @@ Pipelined (``docs/architecture.md``): the extract task only submits the selectio
 Query job (:func:`submit_selection`), so Zuora works on it while other objects load; the load task
 runs :func:`extract_object` with that job (``first_job``) in a producer thread
 (:mod:`zuora_sync.pipeline`) and uploads each upsert chunk as soon as ``on_upsert_file`` says it
-is closed.
+is closed. There, after the parents' loads, each converted row is compared with its stored hash
+(``hashes``: :mod:`zuora_sync.hashes`) and only the rows that changed or that Salesforce lacks are
+staged; the load commits the pending hashes once Salesforce has answered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 from dataclasses import asdict
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
+from zuora_sync.hashes import PENDING_HASHES, SEEN_KEYS, HashSource
 from zuora_sync.mapping import Column, ObjectMapping
 from zuora_sync.queries import PAGE_ROWS, Selection, build_query, selection_parts
 from zuora_sync.staging import (
@@ -67,7 +71,7 @@ def extract_object(
     source: RowSource, obj: ObjectMapping, selection: Selection, directory: Any, *,
     field_types: dict[str, str], tz: dt.tzinfo, max_bytes: int = MAX_FILE_BYTES, page_rows: int = PAGE_ROWS,
     first_job: str | None = None, chunk_rows: tuple[int, int] | None = None,
-    on_upsert_file: Callable[[str], None] | None = None,
+    on_upsert_file: Callable[[str], None] | None = None, hashes: HashSource | None = None,
 ) -> Manifest:
     """Stage ``obj``'s rows for ``selection`` in ``directory`` (a Path or ObjectStoragePath).
 
@@ -77,6 +81,9 @@ def extract_object(
         ``None``: files are cut by ``max_bytes`` only.
     :param on_upsert_file: called with each upsert file's name once it is complete, while the
         extract goes on (a pipelined load uploads it at once).
+    :param hashes: compare each row with its stored hash (:mod:`zuora_sync.hashes`) and stage only
+        the rows that changed or that Salesforce lacks; the others are counted as unchanged (and
+        still kept, so reconciliation leaves them be). None: stage every row.
     :returns: the manifest, also written beside the files (only once every row is staged).
     """
     staged = StagedObject(directory)
@@ -91,8 +98,12 @@ def extract_object(
     upserts = staged.csv_parts("upsert", header, max_bytes, chunk_rows=chunk_rows, on_close=on_upsert_file)
     links = staged.csv_parts("links", [obj.key] + [c.salesforce for c in obj.second_pass], max_bytes)
     counts = Counts()
-    with staged.open_for_writing(DELETE_KEYS) as deletes, staged.open_for_writing(KEEP_KEYS) as keeps, \
-            staged.open_for_writing(REJECTED) as rejected:
+    with contextlib.ExitStack() as files:
+        deletes = files.enter_context(staged.open_for_writing(DELETE_KEYS))
+        keeps = files.enter_context(staged.open_for_writing(KEEP_KEYS))
+        rejected = files.enter_context(staged.open_for_writing(REJECTED))
+        changed = hashes.filter(files.enter_context(staged.open_for_writing(PENDING_HASHES)),
+                                files.enter_context(staged.open_for_writing(SEEN_KEYS))) if hashes else None
         for row in _pages(source, obj, selection, page_rows, first_job):
             counts.extracted += 1
             key = str(row["zs_id"])
@@ -111,25 +122,33 @@ def extract_object(
                 continue
             if flagging:
                 cells.append("false" if belongs else "true")
+            second = [fn(v) for fn, v in zip(convert_second, values[len(columns):])] if obj.second_pass else []
+            if changed is not None and not changed.admit(key, cells, second):
                 if belongs:
-                    counts.upserts += 1
-                else:
-                    counts.deletes += 1
+                    keeps.write(key + "\n")
+                continue
+            if flagging and not belongs:
+                counts.deletes += 1
             else:
                 counts.upserts += 1
             upserts.write(cells)
             if belongs:
                 keeps.write(key + "\n")
                 if obj.second_pass:
-                    links.write([cells[key_index]] + [fn(v) for fn, v in zip(convert_second, values[len(columns):])])
+                    links.write([cells[key_index]] + second)
     upserts.close()
     links.close()
     manifest = Manifest(object=obj.name, salesforce=obj.salesforce, key=obj.key, mode=selection.mode,
                         directory=str(directory), counts=counts, upsert_files=upserts.files,
-                        link_files=links.files, on_delete=obj.on_delete, flag=obj.flag)
+                        link_files=links.files, on_delete=obj.on_delete, flag=obj.flag,
+                        hashes=changed.counts.as_dict() if changed is not None else None)
     staged.write_manifest(manifest)
     log.info("Extracted %s (%s): %d rows from Zuora, %d to upsert, %d to remove, %d rejected",
              obj.name, selection.mode, counts.extracted, counts.upserts, counts.deletes, counts.rejected)
+    if changed is not None:
+        log.info("%s against the stored hashes: %d to create, %d to update, %d unchanged%s", obj.name,
+                 changed.counts.created, changed.counts.updated, changed.counts.unchanged,
+                 " (force: sent all the same)" if changed.force else " (not sent)")
     return manifest
 
 

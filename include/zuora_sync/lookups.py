@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -107,6 +107,9 @@ class Upserted:
     succeeded: int
     rejected: list[Any]
     emptied: Counter
+    #: Keys of the rows sent again with a lookup emptied: not written exactly as staged, so they keep
+    #: no hash (:mod:`zuora_sync.hashes`) and go again next session, when the target may be there.
+    emptied_keys: set = field(default_factory=set)
 
 
 def upsert_keeping_records(loader: Any, sobject: str, external_id_field: str, path: Path,
@@ -125,6 +128,7 @@ def upsert_keeping_records(loader: Any, sobject: str, external_id_field: str, pa
         outcome = loader.upsert_csv(sobject, external_id_field, path)
     succeeded, rejected, emptied = outcome.processed - outcome.failed, list(outcome.rejected), Counter()
     pending: dict[Any, list[str]] = {}  # key -> lookups emptied so far, while it is being sent again
+    emptied_keys: set = set()
     for attempt in range(sum(1 for lookup in lookups if not lookup.required)):
         resend, rejected = split_missing_lookups(rejected, lookups)
         if not resend:
@@ -143,7 +147,8 @@ def upsert_keeping_records(loader: Any, sobject: str, external_id_field: str, pa
         refused = {r.external_id for r in outcome.rejected}
         for row, columns in resend:
             key = row.get(external_id_field)
+            emptied_keys.add(key)
             pending.setdefault(key, []).extend(columns)
             if key not in refused:
                 emptied.update(pending.pop(key))
-    return Upserted(succeeded, rejected, emptied)
+    return Upserted(succeeded, rejected, emptied, emptied_keys)

@@ -115,6 +115,7 @@ class SessionPlan:
     dry_run: bool = False
     windows: dict[str, list[str]] = field(default_factory=dict)   # object -> [start, end] ISO UTC
     accounts: list[str] = field(default_factory=list)
+    force: bool = False                         # send every row, whatever its stored hash (full sync's form)
 
     def as_xcom(self) -> dict[str, Any]:
         # Plain strings: XCom readers need no enum (a StrEnum member equals its value anyway).
@@ -122,7 +123,7 @@ class SessionPlan:
 
     @classmethod
     def from_xcom(cls, value: dict[str, Any]) -> "SessionPlan":
-        return cls(**value)
+        return cls(**{k: v for k, v in value.items() if k in cls.__dataclass_fields__})
 
     def window(self, obj: str) -> tuple[dt.datetime, dt.datetime] | None:
         if obj not in self.windows:

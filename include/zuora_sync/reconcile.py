@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["advanced_watermark", "orphans"]
+__all__ = ["advanced_watermark", "orphan_keys", "orphans"]
 
 
 def orphans(salesforce_csv: Path, keep_keys: Iterable[str], workdir: Path) -> dict[str, str]:
@@ -37,6 +37,23 @@ def orphans(salesforce_csv: Path, keep_keys: Iterable[str], workdir: Path) -> di
         # Only records the sync owns (they carry the external id) are ever removed.
         return dict(db.execute("SELECT id, key FROM sf WHERE key IS NOT NULL AND key <> '' "
                                "AND key NOT IN (SELECT key FROM keep)"))
+    finally:
+        db.close()
+
+
+def orphan_keys(known: Iterable[str], keep_keys: Iterable[str], workdir: Path) -> list[str]:
+    """The keys of ``known`` (the records the stored hashes say Salesforce holds) that Zuora no
+    longer keeps: a full sync's orphans when the hashes describe Salesforce
+    (:func:`zuora_sync.hashes.fingerprint_trusted`), found without asking Salesforce. On disk, as
+    :func:`orphans`.
+    """
+    db = sqlite3.connect(workdir / "reconcile-keys.db")
+    try:
+        db.execute("CREATE TABLE keep (key TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.execute("CREATE TABLE known (key TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.executemany("INSERT OR IGNORE INTO keep VALUES (?)", ((k,) for k in keep_keys))
+        db.executemany("INSERT OR IGNORE INTO known VALUES (?)", ((k,) for k in known))
+        return [row[0] for row in db.execute("SELECT key FROM known WHERE key NOT IN (SELECT key FROM keep)")]
     finally:
         db.close()
 

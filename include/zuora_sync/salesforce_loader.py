@@ -42,6 +42,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import requests
 
@@ -80,6 +81,7 @@ DEFAULT_QUERY_PAGE_SIZE = 50_000
 
 #: How many query jobs :meth:`SalesforceBulkLoader.ids_for_external_ids` keeps running at once.
 _QUERY_JOBS_IN_FLIGHT = 4
+_BATCH_SUBREQUESTS = 25   # composite batch: subrequests per request
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -414,6 +416,57 @@ class SalesforceBulkLoader:
         """
         return self.hook.describe_sobject(sobject)
 
+    def rest_batch(self, paths: list[str]) -> list[tuple[int, Any]]:
+        """GET several REST resources with composite batch: one API request per 25 paths.
+
+        :param paths: relative to the versioned REST base (``sobjects/X/describe``, ``query?q=…``).
+        :returns: ``(HTTP status, result)`` per path, in order; an error's result is Salesforce's
+            list of ``{"errorCode", "message"}``.
+        """
+        answers: list[tuple[int, Any]] = []
+        for start in range(0, len(paths), _BATCH_SUBREQUESTS):
+            for result in self.hook.composite_batch(paths[start:start + _BATCH_SUBREQUESTS]):
+                answers.append((int(result.get("statusCode") or 0), result.get("result")))
+        return answers
+
+    def describe_many(self, sobjects: list[str]) -> dict[str, dict | Exception]:
+        """The REST ``describe`` of each of ``sobjects`` through :meth:`rest_batch` (one request per 25);
+        an object Salesforce would not describe maps to an exception that says why."""
+        names = list(dict.fromkeys(sobjects))
+        described: dict[str, dict | Exception] = {}
+        for name, (status, result) in zip(names, self.rest_batch([f"sobjects/{name}/describe" for name in names])):
+            described[name] = result if status == 200 and isinstance(result, dict) else \
+                LookupError(f"describe {name}: HTTP {status} {_errors_text(result)}")
+        return described
+
+    def fingerprints(self, owned: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+        """What Salesforce holds of each object's owned records (those with the external id):
+        ``{sObject: {"record_count", "last_modified"}}`` (the newest ``SystemModstamp``).
+
+        Two REST queries per object (``SELECT COUNT()`` and the newest ``SystemModstamp``), all in
+        composite batches: one API request for up to twelve objects.
+
+        :param owned: ``(sObject, external id field)`` pairs.
+        :raises LookupError: Salesforce refused a query (the message says which and why).
+        """
+        paths: list[str] = []
+        for sobject, key in owned:
+            where = f"FROM {sobject} WHERE {key} != null"
+            paths.append("query?q=" + quote(f"SELECT COUNT() {where}", safe=""))
+            paths.append("query?q=" + quote(f"SELECT SystemModstamp {where} ORDER BY SystemModstamp DESC LIMIT 1",
+                                            safe=""))
+        answers = self.rest_batch(paths)
+        found: dict[str, dict[str, Any]] = {}
+        for index, (sobject, _key) in enumerate(owned):
+            (count_status, count), (newest_status, newest) = answers[2 * index], answers[2 * index + 1]
+            if count_status != 200 or newest_status != 200:
+                raise LookupError(f"counting {sobject}'s owned records: HTTP {count_status}/{newest_status} "
+                                  f"{_errors_text(count if count_status != 200 else newest)}")
+            records = newest.get("records") or []
+            found[sobject] = {"record_count": int(count["totalSize"]),
+                              "last_modified": records[0].get("SystemModstamp") if records else None}
+        return found
+
     # -- the ingest job ------------------------------------------------------------------------
 
     def start_upsert(self, sobject: str, external_id_field: str, path: str | os.PathLike, *,
@@ -728,6 +781,13 @@ class SalesforceBulkLoader:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _errors_text(result: Any) -> str:
+    """Salesforce's ``[{"errorCode", "message"}]`` as ``CODE: message; …``."""
+    if isinstance(result, list):
+        return "; ".join(f"{e.get('errorCode')}: {e.get('message')}" for e in result if isinstance(e, dict))
+    return str(result)
 
 
 def parse_sf_error(text: str) -> tuple[str, str]:

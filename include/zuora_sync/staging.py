@@ -13,6 +13,11 @@ The extract and load tasks write, per object, into ``<staging_url>/<session>/<Ob
 ``manifest.json``     :class:`Manifest`: what is there, and the counts (written last)
 ``selection.json``    which rows: the extract task's :class:`~zuora_sync.queries.Selection`, read
                       by the load task, which runs the row loop (``docs/architecture.md``)
+``salesforce-keys.csv`` Salesforce's owned keys, staged by the extract task when the stored hashes
+                      may not describe Salesforce; read by the load's hash filter and a full
+                      sync's reconciliation (:mod:`zuora_sync.hashes`)
+``hashes-pending.csv`` ``key,hash,kind`` of the rows sent, committed by the load once Salesforce
+                      answered; ``hashes-seen.txt`` every key the hash filter saw
 
 The load task reads only what the :class:`Manifest` names. Files hold customer data: on local disk
 they are created ``0600`` in directories created ``0700`` (:mod:`zuora_sync.private_files`).
@@ -54,6 +59,9 @@ DELETE_KEYS = "delete-keys.txt"
 KEEP_KEYS = "keep-keys.txt"
 REJECTED = "rejected.jsonl"
 SELECTION = "selection.json"
+#: Salesforce's owned records of the object, ``Id,<key>,SystemModstamp``, when the extract task
+#: had to read them (the stored hashes were not trusted): read by the load and the reconciliation.
+SALESFORCE_KEYS = "salesforce-keys.csv"
 
 
 @dataclass
@@ -84,6 +92,10 @@ class Manifest:
     link_files: list[str] = field(default_factory=list)
     on_delete: str = "delete"
     flag: str | None = None
+    #: When rows were compared with their stored hashes (:mod:`zuora_sync.hashes`): ``created``,
+    #: ``updated``, ``unchanged`` (not staged), ``trusted`` (the hashes described Salesforce), and
+    #: ``salesforce_keys``, the staged export of Salesforce's owned keys when they did not.
+    hashes: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (XCom, ``manifest.json``)."""

@@ -4,9 +4,12 @@
 (:mod:`zuora_sync.pipeline`), then the second-pass links of the rows that made it, and keeps
 every row Salesforce refused, with its code and message, for the next session to retry; rows
 refused only for a missing optional lookup go again with it empty
-(:mod:`zuora_sync.lookups`). :func:`remove_object` removes (or flags) the rows that left Zuora or
-no longer qualify — for a full sync every owned record whose Zuora source is gone
-(:mod:`zuora_sync.reconcile`) — and only then moves the object's watermark: a change counts as
+(:mod:`zuora_sync.lookups`). Once Salesforce has answered for the whole object, the rows it took
+exactly as staged keep their hash (:mod:`zuora_sync.hashes`; the extract's row loop, run by the
+load, staged only the rows that changed); the others lose it, so the next session sends them
+again. :func:`remove_object` removes (or flags) the rows that left Zuora or no longer qualify —
+for a full sync every owned record whose Zuora source is gone (:mod:`zuora_sync.reconcile`) —
+dropping their hashes first, and only then moves the object's watermark: a change counts as
 synced once it is safely in Salesforce. Both stop cleanly when the Salesforce API budget runs low
 (``docs/operations.md``, "API budget"). The operators (:mod:`zuora_sync.operators.salesforce_load`)
 only gather the inputs and record the result.
@@ -22,19 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zuora_sync.hashes import NOT_AS_STAGED, PENDING_HASHES, SEEN_KEYS, commit_plan, read_pending
 from zuora_sync.lookups import Lookup, upsert_keeping_records
 from zuora_sync.mapping import ObjectMapping
 from zuora_sync.planning import SessionPlan, parse_instant
-from zuora_sync.reconcile import advanced_watermark, orphans
+from zuora_sync.reconcile import advanced_watermark, orphan_keys, orphans
 from zuora_sync.salesforce_loader import ApiBudgetExhausted, JobOutcome
 from zuora_sync.pipeline import ChunkStream, StagedFiles
-from zuora_sync.staging import Manifest, StagedObject, local_copy
+from zuora_sync.staging import SALESFORCE_KEYS, Manifest, StagedObject, local_copy, read_keys
 
 __all__ = ["RemoveResult", "UpsertResult", "remove_object", "upsert_object"]
 
 log = logging.getLogger(__name__)
 
 _ID_CHUNK = 50_000
+_HASH_CHUNK = 5_000
 
 #: Bulk jobs of one object uploaded and not yet collected, at most (Salesforce processes them in turn).
 JOBS_IN_FLIGHT = 8
@@ -73,15 +78,19 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
     for Salesforce to process the one before (up to :data:`JOBS_IN_FLIGHT` jobs); the jobs are
     collected, oldest first, when the extract is done, and the rows they refused only for a
     missing optional lookup go again, all in one job. Then the second-pass links (of the rows
-    the first pass wrote). The object's results (rejected rows, counts, fixed rejections) are
-    recorded only once every chunk is through: an extract or a job that fails leaves nothing
-    half-recorded, and the task's retry starts the object again (upserts by external id converge).
+    the first pass wrote). The object's results (rejected rows, counts, fixed rejections, the
+    pending hashes: :func:`zuora_sync.hashes.commit_plan`) are recorded only once every chunk is
+    through: an extract or a job that fails leaves nothing half-recorded, and the task's retry
+    starts the object again (upserts by external id converge). A dry run counts what the rows
+    compared with their stored hashes would be (created, updated, unchanged) and sends nothing.
     """
     if isinstance(chunks, Manifest):
         chunks = StagedFiles(chunks)
     result = UpsertResult()
     refused: list[tuple[Any, str, str, Any]] = []   # (key, code, message, row), stored at the end
     failed_keys: set[str] = set()
+    first_pass_failed: set[str] = set()   # refused in the first pass, or by the conversion: no new hash
+    emptied_keys: set[str] = set()        # written, but not as staged: a lookup emptied, a link refused
     pending: deque[_Pending] = deque()
 
     chunked: list[Any] = []      # the chunks' job outcomes, settled together once all are in
@@ -96,8 +105,13 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
         if counted:
             result.upserted += done.succeeded
         result.emptied += done.emptied
+        emptied_keys.update(done.emptied_keys)
         refused.extend((r.external_id, r.error_code, r.message, r.row) for r in done.rejected)
-        failed_keys.update(r.external_id for r in done.rejected if r.external_id)
+        keys = {r.external_id for r in done.rejected if r.external_id}
+        failed_keys.update(keys)
+        # A first-pass refusal leaves Salesforce's record (if any) as it was; a refused link leaves
+        # the record written without it.
+        (first_pass_failed if counted else emptied_keys).update(keys)
 
     def collect(job: _Pending) -> None:
         header[:] = job.header  # every chunk has the same header
@@ -111,8 +125,11 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
                 collect(pending.popleft())
             pending.append(_start(loader, obj, staged, name))
         manifest = chunks.manifest()
+        compared = manifest.hashes or {}
         if plan.dry_run:
-            store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted)
+            store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted,
+                                created=compared.get("created", 0), updated=compared.get("updated", 0),
+                                unchanged=compared.get("unchanged", 0))
             return UpsertResult(would_upsert=manifest.counts.upserts, manifest=manifest)
         while pending:
             collect(pending.popleft())
@@ -125,6 +142,10 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
         conversion = staged.rejected_conversions()
         refused[:0] = [(r.external_id, r.error_code, r.message, r.row) for r in conversion]
         failed_keys.update(r.external_id for r in conversion)
+        first_pass_failed.update(r.external_id for r in conversion)
+        if conversion:
+            # Not sent; where Salesforce holds the record, it holds it as last taken: say "not as staged".
+            store.mark_hashes(plan.scope, obj.name, {r.external_id for r in conversion}, NOT_AS_STAGED)
         for name in manifest.link_files:
             # Second-pass links only for records the first pass wrote.
             job = _start(loader, obj, staged, name, without=failed_keys)
@@ -142,8 +163,10 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
     result.rejected, result.manifest = len(refused), manifest
     if refused:
         store.add_rejected(plan.session_id, obj.name, refused)
+    created, updated = _commit_hashes(plan, obj, manifest, staged, store, first_pass_failed, emptied_keys)
     store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted, upserted=result.upserted,
-                        failed=result.rejected)
+                        failed=result.rejected, created=created, updated=updated,
+                        unchanged=compared.get("unchanged", 0))
     still_open = set(store.open_rejected_ids(plan.scope, obj.name))
     if still_open:
         fixed = [k for k in staged.keep_keys() if k in still_open and k not in failed_keys]
@@ -179,18 +202,21 @@ def remove_object(plan: SessionPlan, obj: ObjectMapping, staged: StagedObject, l
     try:
         with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
             if plan.mode == "full":
-                doomed_keys, doomed_ids = _reconcile(obj, staged, loader, Path(tmp))
+                doomed_keys, doomed_ids = _reconcile(plan, obj, staged, loader, store, Path(tmp))
             else:
                 doomed_keys = list(staged.delete_keys()) if obj.on_delete == "delete" else []
                 doomed_ids = _ids_for(loader, obj, doomed_keys)
             if plan.dry_run:
+                store.record_counts(plan.session_id, obj.name, removed=len(doomed_ids))
                 return RemoveResult(would_remove=len(doomed_ids))
+            # Hashes go before their records: a hash always names a record Salesforce holds.
+            store.forget_hashes(plan.scope, obj.name, doomed_keys)
             removed, failed = _remove(plan, obj, loader, store, doomed_ids, Path(tmp))
     except ApiBudgetExhausted as exc:
         return RemoveResult(stopped=str(exc))
     finally:
         store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
-    store.record_counts(plan.session_id, obj.name, deleted=removed, failed=failed)
+    store.record_counts(plan.session_id, obj.name, deleted=removed, failed=failed, removed=removed)
     open_keys = set(store.open_rejected_ids(plan.scope, obj.name))
     gone = [k for k in doomed_keys if k in open_keys]
     if gone:
@@ -225,13 +251,52 @@ def _ids_for(loader: Any, obj: ObjectMapping, keys: list[str]) -> dict[str, str]
     return found
 
 
-def _reconcile(obj: ObjectMapping, staged: StagedObject, loader: Any, tmp: Path) -> tuple[list[str], dict[str, str]]:
-    """Every Salesforce record of the object whose key is not among the kept Zuora rows (on disk, not in memory)."""
+def _reconcile(plan: SessionPlan, obj: ObjectMapping, staged: StagedObject, loader: Any, store: Any,
+               tmp: Path) -> tuple[list[str], dict[str, str]]:
+    """Every Salesforce record of the object whose key is not among the kept Zuora rows (on disk, not in memory).
+
+    Which records Salesforce holds: the stored hashes, when the preflight found they still describe
+    Salesforce (then only orphans, if any, are looked up); else the owned keys the extract read
+    (staged); else (a flagged object, an older extract) the reconciliation's own query.
+    """
+    compared = staged.manifest().hashes or {}
+    if compared.get("trusted"):
+        doomed_keys = orphan_keys(store.hashed_keys(plan.scope, obj.name), read_keys(staged.path(SEEN_KEYS)), tmp)
+        return doomed_keys, _ids_for(loader, obj, doomed_keys)
+    if compared.get("salesforce_keys") and obj.on_delete != "flag":
+        with local_copy(staged.path(SALESFORCE_KEYS)) as exported:
+            doomed = orphans(exported, staged.keep_keys(), tmp)
+        return list(doomed.values()), doomed
     exported = tmp / "salesforce.csv"
     where = f" WHERE {obj.flag} = false" if obj.on_delete == "flag" else ""
     loader.query_to_csv(f"SELECT Id, {obj.key} FROM {obj.salesforce}{where}", exported)
     doomed = orphans(exported, staged.keep_keys(), tmp)
     return list(doomed.values()), doomed
+
+
+def _commit_hashes(plan: SessionPlan, obj: ObjectMapping, manifest: Manifest, staged: StagedObject, store: Any,
+                   failed: set[str], partial: set[str]) -> tuple[int, int]:
+    """Store the hashes of the rows Salesforce accepted exactly as staged; mark or drop the others'
+    (:func:`zuora_sync.hashes.commit_plan`), a chunk at a time. Returns (created, updated) written.
+
+    :param failed: keys refused in the first pass (or by the conversion).
+    :param partial: keys written but not as staged: an optional lookup emptied, a second-pass link refused.
+    """
+    if manifest.hashes is None:
+        return 0, 0
+    created = updated = 0
+    with staged.path(PENDING_HASHES).open("r", encoding="utf-8") as handle:
+        pending = read_pending(handle)
+        while True:
+            chunk = [line for _, line in zip(range(_HASH_CHUNK), pending)]
+            if not chunk:
+                break
+            decided = commit_plan(chunk, failed, partial)
+            store.put_hashes(plan.scope, obj.name, decided.keep)
+            store.forget_hashes(plan.scope, obj.name, decided.drop)
+            created += decided.created
+            updated += decided.updated
+    return created, updated
 
 
 def _remove(plan: SessionPlan, obj: ObjectMapping, loader: Any, store: Any, doomed: dict[str, str],

@@ -417,6 +417,42 @@ def test_query_columns_true_describes_the_columns_without_running_the_query(sf):
     assert caught.value.content[0]["errorCode"] == "INVALID_FIELD"
 
 
+# -- composite batch ---------------------------------------------------------------------------
+
+
+def test_composite_batch_runs_queries_and_describes_as_one_api_request(sf, sf_sandbox, customers, unique):
+    sf_sandbox.admin("POST", "limits", {"daily_api_requests": 5000, "used": 0})
+    where = f"WHERE Zuora__External_Id__c LIKE '{unique}-q%'"
+    answer = sf.restful("composite/batch", method="POST", json={"batchRequests": [
+        {"method": "GET", "url": f"v59.0/query?q=SELECT COUNT() FROM Zuora__CustomerAccount__c {where}"},
+        {"method": "GET", "url": "v59.0/query?q=SELECT SystemModstamp FROM Zuora__CustomerAccount__c "
+                                 f"{where} ORDER BY SystemModstamp DESC LIMIT 1"},
+        {"method": "GET", "url": "v59.0/sobjects/Zuora__Payment__c/describe"},
+        {"method": "GET", "url": "v59.0/query?q=SELECT Nope FROM Account"},
+    ]})
+    assert answer["hasErrors"] is True
+    count, newest, described, bad = answer["results"]
+    assert count == {"statusCode": 200, "result": {"totalSize": 5, "done": True, "records": []}}
+    assert newest["statusCode"] == 200 and len(newest["result"]["records"]) == 1
+    assert newest["result"]["records"][0]["SystemModstamp"].endswith("+0000")
+    assert described["statusCode"] == 200 and described["result"]["name"] == "Zuora__Payment__c"
+    assert bad["statusCode"] == 400 and bad["result"][0]["errorCode"] == "INVALID_FIELD"
+    assert sf.limits()["DailyApiRequests"]["Remaining"] == 5000 - 2      # the batch, then this call
+
+
+def test_composite_batch_halts_on_error_when_asked_and_refuses_more_than_25(sf):
+    halted = sf.restful("composite/batch", method="POST", json={"haltOnError": True, "batchRequests": [
+        {"method": "GET", "url": "v59.0/sobjects/Nope__c/describe"},
+        {"method": "GET", "url": "v59.0/limits"},
+    ]})
+    assert [r["statusCode"] for r in halted["results"]] == [404, 412]
+    assert halted["results"][1]["result"][0]["errorCode"] == "BATCH_PROCESSING_HALTED"
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sf.restful("composite/batch", method="POST", json={"batchRequests": [
+            {"method": "GET", "url": "v59.0/limits"}] * 26})
+    assert caught.value.content[0]["errorCode"] == "INVALID_BATCH_REQUEST"
+
+
 # -- limits ------------------------------------------------------------------------------------
 
 

@@ -201,12 +201,13 @@ class Standalone:
 def start(directory: Path) -> Standalone:
     """``python -m sandbox.stack up`` in ``directory`` on free ports; fails the test if it does not come up."""
     ports = {"airflow": free_port(), "sf": free_port(), "zuora": free_port(), "mail": free_port(),
-             "mail_web": free_port()}
+             "mail_web": free_port(), "worker_log": free_port(), "trigger_log": free_port()}
     up = subprocess.run(
         [sys.executable, "-m", "sandbox.stack", "up", "--dir", str(directory), "--accounts", str(ACCOUNTS),
          "--seed", str(SEED), "--airflow-port", str(ports["airflow"]), "--sf-port", str(ports["sf"]),
          "--zuora-port", str(ports["zuora"]), "--mail-port", str(ports["mail"]),
-         "--mail-web-port", str(ports["mail_web"])],
+         "--mail-web-port", str(ports["mail_web"]), "--worker-log-port", str(ports["worker_log"]),
+         "--trigger-log-port", str(ports["trigger_log"])],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     if up.returncode != 0:

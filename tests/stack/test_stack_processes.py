@@ -68,3 +68,30 @@ def test_make_up_binds_the_airflow_api_server_to_this_machine_unless_asked(tmp_p
     assert env["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:18080"  # reached on loopback still
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     assert "AIRFLOW_HOST ?= 127.0.0.1" in makefile and "--airflow-host $(AIRFLOW_HOST)" in makefile
+
+
+def test_make_up_keeps_airflows_log_server_ports_unless_asked(tmp_path):
+    """The scheduler's and the triggerer's log servers listen on Airflow's fixed 8793 and 8794; a
+    second stack on the machine (the tests start theirs side by side) is given other ports."""
+    sf_env = {"REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem")}
+    defaults = stack.build_parser().parse_args(["up", "--dir", str(tmp_path)])
+    env = stack.airflow_env(tmp_path, 18080, sf_env, {}, worker_log_port=defaults.worker_log_port,
+                            trigger_log_port=defaults.trigger_log_port)
+    assert _airflow_setting(env, "logging", "worker_log_server_port") == "8793"
+    assert _airflow_setting(env, "logging", "trigger_log_server_port") == "8794"
+
+    other = stack.build_parser().parse_args(["up", "--dir", str(tmp_path), "--worker-log-port", "18793",
+                                             "--trigger-log-port", "18794"])
+    env = stack.airflow_env(tmp_path, 18080, sf_env, {}, worker_log_port=other.worker_log_port,
+                            trigger_log_port=other.trigger_log_port)
+    assert _airflow_setting(env, "logging", "worker_log_server_port") == "18793"
+    assert _airflow_setting(env, "logging", "trigger_log_server_port") == "18794"
+
+
+def test_a_finished_task_frees_its_executor_slot_within_a_second(tmp_path):
+    """Airflow's task supervisor notices that its task process exited only when its wait (at most
+    ``[workers] min_heartbeat_interval``, by default 5 s) ends, if the process closed its sockets
+    before exiting; the LocalExecutor slot is taken until then. ``make up`` bounds that wait to 1 s
+    (real-time latency, docs/benchmarks.md): the setting must be one Airflow reads."""
+    env = stack.airflow_env(tmp_path, 18080, {"REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem")}, {})
+    assert float(_airflow_setting(env, "workers", "min_heartbeat_interval")) == 1

@@ -8,7 +8,9 @@ spans many Bulk jobs.
   state store holds nothing of that object for the session (no half-recorded rejections or counts);
 * the queue between producer and load never holds more than its depth of closed chunks: a producer
   that runs ahead waits (memory stays flat whatever the object's size);
-* staged files on object storage (an ``ObjectStoragePath`` that is not local disk) work the same.
+* staged files on object storage (an ``ObjectStoragePath`` that is not local disk) work the same;
+* send only what changed, pipelined: the producer's row loop compares each row with its stored
+  hash, and the load commits the pending hashes once the object's jobs are collected.
 
 No timed assertions: the tests wait for states, not for durations.
 """
@@ -62,8 +64,11 @@ def store_and_plan(stack, objects: list[str], *, dry_run: bool = False):
 
 
 def load_object(stack, preflight, name: str, directory, *, chunk_rows=(3, 8), depth: int = 2, first_job=True,
-                dry_run: bool = False):
-    """What ``load_<name>`` does, with small chunks: returns (result, stream, store, plan)."""
+                dry_run: bool = False, hashes=None):
+    """What ``load_<name>`` does, with small chunks: returns (result, stream, store, plan).
+
+    :param hashes: ``hashes(store)`` → the :class:`~zuora_sync.hashes.HashSource` the row loop compares with.
+    """
     from zuora_sync import clients
     from zuora_sync.extract import Selection, extract_object, submit_selection
     from zuora_sync.lookups import Lookup
@@ -80,7 +85,8 @@ def load_object(stack, preflight, name: str, directory, *, chunk_rows=(3, 8), de
 
     def extract(on_file):
         return extract_object(hook, obj, Selection("full"), directory, field_types=preflight["types"][name],
-                              tz=dt.timezone.utc, first_job=job, chunk_rows=chunk_rows, on_upsert_file=on_file)
+                              tz=dt.timezone.utc, first_job=job, chunk_rows=chunk_rows, on_upsert_file=on_file,
+                              hashes=hashes(store) if hashes else None)
 
     lookups = [Lookup.from_dict(v) for v in preflight["lookups"].get(name, [])]
     with ChunkStream(extract, depth=depth) as stream:
@@ -199,6 +205,52 @@ def test_the_queue_holds_at_most_its_depth_of_closed_chunks(stack, preflight, tm
     manifest = stream.manifest()
     assert rest == manifest.upsert_files and len(rest) > 10
     assert stream.peak_depth == 3
+
+
+def test_only_changed_rows_are_staged_and_hashes_are_committed_once_the_object_is_through(stack, preflight,
+                                                                                          tmp_path):
+    """The hash filter runs in the producer thread (the extract's row loop, inside the load); the
+    pending hashes are committed after every chunk's job is collected: rows Salesforce took exactly
+    as staged get their hash, refused rows none, rows written with a lookup emptied the mark
+    NOT_AS_STAGED. Loading the object again stages (and sends) only the rows without a real hash."""
+    import threading
+
+    from zuora_sync.hashes import NOT_AS_STAGED, HashSource, StoredHashes
+
+    name = "CustomerAccount"
+    threads: set[str] = set()
+
+    def compared(store):
+        def read(key, limit):
+            threads.add(threading.current_thread().name)
+            return store.stored_hashes("accounts", name, from_key=key, limit=limit)
+        return HashSource(StoredHashes(read).get)   # trusted: present exactly when hashed
+
+    def stored(store) -> dict[str, str]:
+        return dict(store.stored_hashes("accounts", name, from_key="", limit=10**6))
+
+    from zuora_sync.state import StateStore
+
+    StateStore(f"sqlite:///{stack['base'] / 'state.db'}").clear_hashes("accounts", [name])
+    first, _stream, store, plan = load_object(stack, preflight, name, tmp_path / "first", hashes=compared)
+    sent = set(staged_keys(tmp_path / "first", first.manifest.upsert_files))
+    refused = {r["external_id"] for r in store.rejected_for_session(plan.session_id)}
+    assert first.manifest.hashes == {"created": len(sent), "updated": 0, "unchanged": 0}
+    hashes = stored(store)
+    real = {k for k, h in hashes.items() if h != NOT_AS_STAGED}
+    assert refused and not (refused & set(hashes)), "a refused new row keeps no hash"
+    assert set(hashes) == sent - refused
+    assert real
+    counts = store.get_session(plan.session_id)["objects"][name]
+    assert (counts["created"], counts["updated"], counts["unchanged"]) == (len(sent - refused), 0, 0)
+    assert threads == {"zuora-sync-extract"}, threads
+
+    second, _stream, store, plan = load_object(stack, preflight, name, tmp_path / "second", hashes=compared)
+    again = set(staged_keys(tmp_path / "second", second.manifest.upsert_files))
+    assert again == sent - real
+    assert second.manifest.hashes["unchanged"] == len(real)
+    assert store.get_session(plan.session_id)["objects"][name]["unchanged"] == len(real)
+    assert {k for k, h in stored(store).items() if h != NOT_AS_STAGED} == real
 
 
 @pytest.fixture

@@ -32,7 +32,8 @@ from zuora_sync.state.models import Base
 UTC = dt.UTC
 T0 = dt.datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 TABLES = {"zuora_sync_watermark", "zuora_sync_scope_reset", "zuora_sync_session", "zuora_sync_session_object",
-          "zuora_sync_rejected", "zuora_sync_event", "zuora_sync_lock", "zuora_sync_alembic_version"}
+          "zuora_sync_rejected", "zuora_sync_event", "zuora_sync_lock", "zuora_sync_alembic_version",
+          "zuora_sync_record_hash", "zuora_sync_sf_fingerprint"}
 
 
 class Clock:
@@ -81,11 +82,11 @@ def test_migrations_create_the_schema_lazily_and_are_idempotent(tmp_path: Path, 
     assert not (tmp_path / "state.db").exists(), "no I/O before first use"
     assert store.get_watermark("accounts", "Account") is None          # first use migrates
     assert set(inspect(create_engine(url)).get_table_names()) == TABLES
-    assert store.schema_revision() == "0002"
+    assert store.schema_revision() == "0003"
 
     store.migrate()
     StateStore(url).migrate()                                          # again, from another instance
-    assert store.schema_revision() == "0002"
+    assert store.schema_revision() == "0003"
 
     # The models and the migrations describe the same schema.
     with create_engine(url).connect() as conn:
@@ -294,9 +295,10 @@ def test_sessions_keep_counts_api_calls_and_are_listed(store: StateStore, clock:
     clock.advance(minutes=3)
     store.finish_session(sid)
     got = store.get_session(sid)
-    assert got["objects"] == {"Account": {"extracted": 10, "upserted": 9, "deleted": 0, "failed": 1},
-                              "Subscription": {"extracted": 4, "upserted": 4, "deleted": 2, "failed": 0}}
-    assert got["totals"] == {"extracted": 14, "upserted": 13, "deleted": 2, "failed": 1}
+    zero = {"created": 0, "updated": 0, "unchanged": 0, "removed": 0}
+    assert got["objects"] == {"Account": {"extracted": 10, "upserted": 9, "deleted": 0, "failed": 1, **zero},
+                              "Subscription": {"extracted": 4, "upserted": 4, "deleted": 2, "failed": 0, **zero}}
+    assert got["totals"] == {"extracted": 14, "upserted": 13, "deleted": 2, "failed": 1, **zero}
     assert got["api_calls"] == {"zuora": 4, "salesforce": 5}
     assert (got["window_start"], got["window_end"]) == window
     assert got["dry_run"] is True and got["session_type"] == "Incremental"
@@ -521,5 +523,40 @@ def test_a_postgres_connection_reaches_a_real_server(postgres_server, monkeypatc
     store = StateStore.from_airflow()
     assert store.dialect == "postgresql"
     assert store.try_lock(["accounts"], "dag/run") == (True, None)
-    assert store.schema_revision() == "0002"
+    assert store.schema_revision() == "0003"
     assert StateStore(url).lock_holders() == {"accounts": "dag/run"}
+
+
+# ------------------------------------------------------------------------------ record hashes
+
+
+def test_record_hashes_are_stored_read_in_key_order_forgotten_and_cleared(store: StateStore) -> None:
+    assert store.hash_count("accounts", "Account") == 0
+    store.put_hashes("accounts", "Account", [(f"k{i:03}", f"h{i}") for i in range(1200)])
+    store.put_hashes("accounts", "Account", [("k005", "changed")])          # replaced, not added
+    store.put_hashes("accounts", "Invoice", [("k001", "x")])
+    assert store.hash_count("accounts", "Account") == 1200
+    assert store.stored_hashes("accounts", "Account", from_key="k004", limit=3) == [
+        ("k004", "h4"), ("k005", "changed"), ("k006", "h6")]
+    assert list(store.hashed_keys("accounts", "Account", page=500)) == sorted(f"k{i:03}" for i in range(1200))
+    assert store.forget_hashes("accounts", "Account", ["k001", "k002", "nope"]) == 2
+    assert store.hash_count("accounts", "Account") == 1198
+
+    store.set_fingerprint("accounts", "Account", record_count=1198, last_modified="2026-12-05T10:00:00.000+0000",
+                          hashed_count=1198)
+    assert store.get_fingerprint("accounts", "Account")["record_count"] == 1198
+    assert store.clear_hashes("accounts", ["Account"]) == 1198
+    assert store.get_fingerprint("accounts", "Account") is None
+    assert store.hash_count("accounts", "Invoice") == 1
+    store.clear_hashes("accounts")
+    assert store.hash_count("accounts", "Invoice") == 0
+
+
+def test_the_four_hash_counts_add_up_per_object(store: StateStore) -> None:
+    sid = _session(store)
+    store.record_counts(sid, "Account", created=2, unchanged=5)
+    store.record_counts(sid, "Account", updated=1, removed=3)
+    session = store.get_session(sid)
+    assert {k: session["objects"]["Account"][k] for k in ("created", "updated", "unchanged", "removed")} == {
+        "created": 2, "updated": 1, "unchanged": 5, "removed": 3}
+    assert session["totals"]["unchanged"] == 5

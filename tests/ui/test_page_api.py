@@ -115,8 +115,10 @@ def history(webapp: WebApp) -> dict[str, Any]:
     ids = {}
     ids["full"] = add_session(webapp, started=day(9), session_type="Full", dag_id="zuora_full_sync",
                               run_id="manual__2025-01-01T00:00:00+00:00", trigger="DagRunType.MANUAL",
-                              counts={"CustomerAccount": {"extracted": 30, "upserted": 27, "failed": 3},
-                                      "Subscription": {"extracted": 40, "upserted": 40}},
+                              counts={"CustomerAccount": {"extracted": 30, "upserted": 27, "failed": 3, "created": 20,
+                                                          "updated": 7, "unchanged": 0, "removed": 2},
+                                      "Subscription": {"extracted": 40, "upserted": 12, "created": 2, "updated": 10,
+                                                       "unchanged": 28}},
                               api=(12, 34), rejected={"CustomerAccount": TRICKY_ROWS})
     ids["inc1"] = add_session(webapp, started=day(7), counts={"CustomerAccount": {"extracted": 5, "upserted": 5}}, api=(4, 6))
     ids["inc2"] = add_session(webapp, started=day(7, 15), counts={"CustomerAccount": {"extracted": 2, "upserted": 1,
@@ -226,8 +228,11 @@ def test_sessions_newest_first_with_counts_api_requests_and_the_dag_run(webapp, 
     # The sync records the run type's str(); the page says it in words.
     assert full["type"] == "Full" and full["trigger"] == "manual" and full["status"] == "Finished with Errors"
     assert sessions[history["realtime"]]["trigger"] == "events"
-    assert full["objects"]["CustomerAccount"] == {"extracted": 30, "upserted": 27, "deleted": 0, "failed": 3}
-    assert full["totals"] == {"extracted": 70, "upserted": 67, "deleted": 0, "failed": 3}
+    # Rows compared with their hashes: created, updated, unchanged (not sent), removed (issue 14).
+    assert full["objects"]["CustomerAccount"] == {"extracted": 30, "upserted": 27, "deleted": 0, "failed": 3,
+                                                  "created": 20, "updated": 7, "unchanged": 0, "removed": 2}
+    assert full["totals"] == {"extracted": 70, "upserted": 39, "deleted": 0, "failed": 3,
+                              "created": 22, "updated": 17, "unchanged": 28, "removed": 2}
     assert full["rejected"] == 3 and full["api_calls"] == {"zuora": 12, "salesforce": 34}
     assert full["duration_seconds"] == 180.0 and full["ended_at"].endswith("Z")
     assert full["dag_run_path"] == "dags/zuora_full_sync/runs/manual__2025-01-01T00%3A00%3A00%2B00%3A00"
@@ -296,7 +301,8 @@ def test_one_session_with_its_counts_and_details(webapp, token, history):
     assert answer.status_code == 200
     body = answer.json()
     assert body["details"] == {"records_to_remove": {"CustomerAccount": 27}, "lookups_at_risk": []}
-    assert body["objects"] == {"CustomerAccount": {"extracted": 0, "upserted": 0, "deleted": 27, "failed": 0}}
+    assert body["objects"] == {"CustomerAccount": {"extracted": 0, "upserted": 0, "deleted": 27, "failed": 0,
+                                                   "created": 0, "updated": 0, "unchanged": 0, "removed": 0}}
     assert body["api_calls"] == {"zuora": 0, "salesforce": 8} and body["display_status"] == "Sync Clean-up"
     assert get(webapp, "/sessions/999999", token).status_code == 404
     assert get(webapp, "/sessions/999999/rejected", token).status_code == 404

@@ -82,12 +82,13 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("page-stack") / "stack"
     ports = {"airflow": free_port(), "sf": free_port(), "zuora": free_port(), "mail": free_port(),
-             "mail_web": free_port()}
+             "mail_web": free_port(), "worker_log": free_port(), "trigger_log": free_port()}
     up = subprocess.run(
         [sys.executable, "-m", "sandbox.stack", "up", "--dir", str(directory), "--accounts", str(ACCOUNTS),
          "--seed", str(SEED), "--airflow-port", str(ports["airflow"]), "--sf-port", str(ports["sf"]),
          "--zuora-port", str(ports["zuora"]), "--mail-port", str(ports["mail"]),
-         "--mail-web-port", str(ports["mail_web"])],
+         "--mail-web-port", str(ports["mail_web"]), "--worker-log-port", str(ports["worker_log"]),
+         "--trigger-log-port", str(ports["trigger_log"])],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     try:
@@ -212,6 +213,8 @@ def test_the_zuora_sync_page_in_the_airflow_ui(stack: Stack, browser: Any, shots
     for name, key in (("extracted", "extracted"), ("upserted", "upserted"), ("deleted", "deleted"),
                       ("rejected", "failed")):
         expect(row.locator(f'[data-count="{name}"]')).to_have_text(fmt(session["totals"][key]))
+    expect(row.locator('[data-count="changes"]')).to_have_text(
+        " / ".join(fmt(session["totals"][k]) for k in ("created", "updated", "unchanged", "removed")))
     expect(row).to_contain_text(f'{fmt(session["api_calls"]["zuora"])} / {fmt(session["api_calls"]["salesforce"])}')
     expect(frame.locator("#sessions tbody tr")).to_have_count(2)
     shots(page, "zuora-sync-page")
@@ -234,8 +237,9 @@ def test_the_zuora_sync_page_in_the_airflow_ui(stack: Stack, browser: Any, shots
     expect(frame.locator("#detail-title")).to_have_text(f"Session #{session['id']}: Full, Finished with Errors")
     for obj, counts in session["objects"].items():
         object_row = frame.locator(f'#detail-objects tbody tr[data-object="{obj}"]')
-        for key in ("extracted", "upserted", "deleted", "failed"):
+        for key in ("extracted", "upserted", "deleted", "failed", "created", "updated", "unchanged", "removed"):
             expect(object_row.locator(f'[data-count="{key}"]')).to_have_text(fmt(counts[key]))
+    expect(frame.locator("#detail-changes-note")).to_contain_text("unchanged: rows not sent")
     stored = list(store.rejected_for_session(session["id"]))
     expect(frame.locator("#rejected tbody tr")).to_have_count(min(len(stored), 100))
     expect(frame.locator("#rejected-summary")).to_contain_text(f"{fmt(len(stored))} rejected record")
@@ -419,6 +423,8 @@ def test_airflows_trigger_forms_offer_the_objects_as_a_pick_list_and_warn_before
     dialog.get_by_role("heading", name=re.compile("Trigger Dag")).click()  # closes the menu (Escape would close the dialog)
     dialog.locator("label").filter(has=page.locator('input[name="element_dry_run"]')).click()
     expect(dialog.locator('input[name="element_dry_run"]')).to_be_checked()
+    # Force (send every record, whatever its hash) is offered, off by default.
+    expect(dialog.locator('input[name="element_force"]')).not_to_be_checked()
     shots(page, "trigger-form-objects")
     before = {r["dag_run_id"] for r in stack.api("GET", "/api/v2/dags/zuora_full_sync/dagRuns").json()["dag_runs"]}
     dialog.get_by_role("button", name="Trigger").click()
@@ -428,7 +434,7 @@ def test_airflows_trigger_forms_offer_the_objects_as_a_pick_list_and_warn_before
         return next((r for r in runs if r["dag_run_id"] not in before), None)
 
     run = wait_for("the triggered run", new_run, 60, stack.log)
-    assert run["conf"] == {"objects": ["Subscription", "CustomerAccount"], "dry_run": True}, run["conf"]
+    assert run["conf"] == {"objects": ["Subscription", "CustomerAccount"], "dry_run": True, "force": False}, run["conf"]
 
     page.goto(stack.base + "/dags/zuora_cleanup")
     page.get_by_role("button", name="Trigger").first.click()

@@ -1,7 +1,8 @@
 """The REST API under ``/services/data``: versions, limits, describe, sObject rows, upsert by
 external id, SOQL query/queryAll/queryMore (and a query's column metadata, ``columns=true``) and
 composite sObject collections (create, update, upsert, delete, retrieve by GET or by POST with
-``{"ids", "fields"}``).
+``{"ids", "fields"}``) and composite batch (``POST composite/batch``: up to 25 independent GET
+subrequests — queries and describes — in one request, counted as one API request as Salesforce does).
 
 Handlers read the body on the event loop and do database work in the thread pool. Every write goes
 through the shared :class:`~sandbox.salesforce.dml.DmlEngine`, so REST and Bulk agree on rules.
@@ -538,6 +539,80 @@ def _too_many() -> SfHttpError:
     )
 
 
+# -- composite batch ---------------------------------------------------------------------------
+
+BATCH_LIMIT = 25  # subrequests per composite batch
+
+
+def _batch_subrequest(org: Org, sub: Any) -> dict[str, Any]:
+    """One subrequest of a composite batch → ``{"statusCode", "result"}`` (an error: a list of errors)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        if not isinstance(sub, dict) or not isinstance(sub.get("url"), str) or not isinstance(sub.get("method"), str):
+            raise SfHttpError(400, "INVALID_BATCH_REQUEST", "Each batch request needs a 'method' and a 'url'")
+        parts = urlsplit(sub["url"])
+        path = parts.path.strip("/")
+        if path.startswith("services/data/"):
+            path = path[len("services/data/"):]
+        segments = path.split("/")
+        version = check_version(segments[0][1:] if segments[0].startswith("v") else "")
+        rest = segments[1:]
+        if sub["method"].upper() != "GET":
+            raise SfHttpError(405, "METHOD_NOT_ALLOWED",
+                              f"HTTP Method '{sub['method']}' not allowed: this sandbox's composite batch runs GET subrequests")
+        if rest and rest[0] in ("query", "queryAll") and len(rest) == 1:
+            text = (parse_qs(parts.query).get("q") or [""])[0]
+            if not text:
+                raise SfHttpError(400, "MALFORMED_QUERY", "A query string must be provided with the q parameter")
+            result: Any = _run_query(org, text, rest[0] == "queryAll", version, QUERY_BATCH_DEFAULT)
+        elif len(rest) == 3 and rest[0] == "sobjects" and rest[2] == "describe":
+            result = _sobject(org, rest[1]).describe(version)
+        elif rest == ["limits"]:
+            used, maximum = org.usage.snapshot()
+            result = {"DailyApiRequests": {"Max": maximum, "Remaining": max(maximum - used, 0)}}
+        else:
+            raise SfHttpError(404, "NOT_FOUND", "The requested resource does not exist")
+        return {"statusCode": 200, "result": result}
+    except SfHttpError as exc:
+        error: dict[str, Any] = {"errorCode": exc.code, "message": exc.message}
+        if exc.fields is not None:
+            error["fields"] = exc.fields
+        return {"statusCode": exc.status, "result": [error]}
+
+
+@rest_endpoint
+async def composite_batch(request: Request, org: Org, version: str, user: str) -> Response:
+    """``POST composite/batch``: ``{"batchRequests": [{"method", "url"}], "haltOnError"}`` →
+    ``{"hasErrors", "results": [{"statusCode", "result"}]}``, in order; one API request in all.
+
+    With ``haltOnError``, the subrequests after a failed one are not run (412,
+    ``BATCH_PROCESSING_HALTED``), as Salesforce answers.
+    """
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("batchRequests"), list) or not body["batchRequests"]:
+        raise SfHttpError(400, "JSON_PARSER_ERROR", "Expected a JSON object with a non-empty 'batchRequests' array")
+    subs = body["batchRequests"]
+    if len(subs) > BATCH_LIMIT:
+        raise SfHttpError(400, "INVALID_BATCH_REQUEST", f"A batch can contain at most {BATCH_LIMIT} subrequests")
+    halt = bool(body.get("haltOnError", False))
+
+    def run() -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        halted = False
+        for sub in subs:
+            if halted:
+                results.append({"statusCode": 412, "result": [
+                    {"errorCode": "BATCH_PROCESSING_HALTED", "message": "Batch processing halted per request"}]})
+                continue
+            results.append(_batch_subrequest(org, sub))
+            halted = halt and results[-1]["statusCode"] >= 400
+        return results
+
+    results = await run_in_threadpool(run)
+    return json_response({"hasErrors": any(r["statusCode"] >= 400 for r in results), "results": results})
+
+
 def routes() -> list[Route]:
     base = "/services/data/v{version}"
     return [
@@ -551,6 +626,7 @@ def routes() -> list[Route]:
         Route(base + "/queryAll", query, methods=["GET"]),
         Route(base + "/query/{locator}", query_more, methods=["GET"]),
         Route(base + "/queryAll/{locator}", query_more, methods=["GET"]),
+        Route(base + "/composite/batch", composite_batch, methods=["POST"]),
         Route(base + "/composite/sobjects", composite_sobjects, methods=["POST", "PATCH", "DELETE"]),
         Route(base + "/composite/sobjects/{rest:path}", composite_sobjects, methods=["GET", "POST", "PATCH"]),
     ]

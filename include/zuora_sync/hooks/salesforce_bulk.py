@@ -384,6 +384,19 @@ class SalesforceBulkHook(SalesforceHook):
         """The REST ``describe`` of ``sobject``."""
         return dict(self.call(f"describe {sobject}", lambda sf: getattr(sf, sobject).describe()))
 
+    def composite_batch(self, paths: list[str]) -> list[dict]:
+        """``POST composite/batch``: GET these REST paths (relative to the versioned base, e.g.
+        ``query?q=…`` or ``sobjects/X/describe``; at most 25) as one API request.
+
+        :returns: each subrequest's ``{"statusCode", "result"}``, in order.
+        """
+        def send(sf: Salesforce) -> list[dict]:
+            body = {"haltOnError": False,
+                    "batchRequests": [{"method": "GET", "url": f"v{sf.sf_version}/{path}"} for path in paths]}
+            return list(sf.restful("composite/batch", method="POST", json=body)["results"])
+
+        return self.call(f"composite batch of {len(paths)}", send)
+
     def count(self, soql_where: str) -> int:
         """``SELECT COUNT() …`` through REST."""
         return int(self.call("count", lambda sf: sf.query(f"SELECT COUNT() {soql_where}"))["totalSize"])

@@ -7,8 +7,8 @@ with how many records use them, and refuses above the record limit unless the fo
 Nothing is deleted in a dry run; a run with dry run off but without the form's confirmation fails
 at once, before it takes the lock, saying what to tick (``docs/operations.md``: a cleanup without confirmation is
 a clear error, not a green run that did nothing). Otherwise it resets the
-scope's watermarks *before* anything is deleted, so the next sync of the scope is a full sync that
-restores whatever is gone — also after a cleanup that fails, or is stopped or killed, half-way
+scope's watermarks and clears its record hashes (:mod:`zuora_sync.hashes`) *before* anything is
+deleted, so the next sync of the scope is a full sync that sends every record and restores whatever is gone — also after a cleanup that fails, or is stopped or killed, half-way
 (Zuora 360: "after a Cleanup, a cancelled Cleanup ...: resync everything"). ``CleanupDeleteOperator``
 deletes one object's records — only those the sync owns, carrying the external id — children
 before parents. ``EndCleanupOperator`` records the session (*Sync Clean-up*) and unlocks. Until
@@ -139,8 +139,10 @@ class BeginCleanupOperator(BaseOperator):
             # Before the first delete: a cleanup that fails or is killed half-way must still be
             # followed by a full sync, or what it deleted would never come back.
             store.reset_watermarks(scope)
-            self.log.info("Watermarks of %s reset: the next sync of this scope is a full sync, whatever happens "
-                          "to this cleanup", scope)
+            # Also before the first delete: a hash says "Salesforce holds this record as staged".
+            cleared = store.clear_hashes(scope)
+            self.log.info("Watermarks of %s reset and its %d record hashes cleared: the next sync of this scope is a "
+                          "full sync that sends every record, whatever happens to this cleanup", scope, cleared)
         return CleanupPlan(session_id=session_id, scope=scope, holder=holder, delete=delete,
                            hard=_truthy(self.hard_delete), objects=[o.name for o in objects],
                            counts=counts).as_xcom()
@@ -202,7 +204,7 @@ class CleanupDeleteOperator(BaseOperator):
             store.add_rejected(plan.session_id, obj.name, [
                 (r.external_id or r.sf_id, r.error_code, r.message, r.row) for r in outcome.rejected])
         deleted = outcome.processed - outcome.failed
-        store.record_counts(plan.session_id, obj.name, deleted=deleted, failed=outcome.failed)
+        store.record_counts(plan.session_id, obj.name, deleted=deleted, failed=outcome.failed, removed=deleted)
         self.log.info("%s: %d record(s) %s, %d refused", obj.salesforce, deleted,
                       "hard-deleted" if plan.hard else "deleted (recycle bin)", outcome.failed)
         return {"deleted": deleted, "failed": outcome.failed}

@@ -5,7 +5,9 @@ of :mod:`zuora_sync.writing` (the upserts; what no longer belongs, and the water
 the result: its XCom, its log lines, its asset event. The upsert task also reads the object from
 Zuora: the extract task only chose the rows and submitted their Data Query job, and the load runs
 the extract's row loop in a producer thread, uploading each staged chunk as soon as it is closed
-(:mod:`zuora_sync.pipeline`). Both stop cleanly, without failing the run,
+(:mod:`zuora_sync.pipeline`). That loop compares each row with its stored hash
+(:mod:`zuora_sync.hashes`) and stages only what changed; the pending hashes are committed once
+Salesforce has answered for the object. Both stop cleanly, without failing the run,
 when the Salesforce API budget runs low.
 
 Their outlet, when the DAG gives them one, is the Salesforce object's asset
@@ -16,6 +18,10 @@ sends nothing and leaves no event.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Sequence
 
 from airflow.sdk.exceptions import AirflowSkipException
@@ -32,7 +38,7 @@ from zuora_sync.operators.session import session_plan
 from zuora_sync.operators.zuora_extract import PREFLIGHT_TASK
 from zuora_sync.settings import load_settings
 from zuora_sync.pipeline import ChunkStream
-from zuora_sync.staging import CHUNK_ROWS, StagedObject
+from zuora_sync.staging import CHUNK_ROWS, StagedObject, local_copy
 
 _ID_CHUNK = 50_000
 
@@ -74,8 +80,9 @@ class SalesforceUpsertOperator(_ObjectTask):
     :param zuora_conn_id: the Zuora connection the rows are read through.
 
     Asset event ``extra``: ``session_id``, ``session_type``, ``operation`` (``upsert``), ``upserted``,
-    ``rejected``, the extract's counts ``extracted``, ``to_upsert``, ``to_delete``; and
-    ``stopped: true`` (with the counts so far) when the API budget stopped it.
+    ``rejected``, the extract's counts ``extracted``, ``to_upsert``, ``to_delete``, ``unchanged``
+    (rows not sent: their hash is unchanged); and ``stopped: true`` (with the counts so far) when
+    the API budget stopped it.
     """
 
     ui_color = "#fde8e8"
@@ -96,9 +103,21 @@ class SalesforceUpsertOperator(_ObjectTask):
         tz = load_settings().tz
         hook = clients.zuora(self.zuora_conn_id)
 
+        # What the extract task found about the stored hashes (None: an extract without them, all rows go).
+        compared = submitted.get("hashes")
+
         def extract(on_upsert_file):
-            return extract_object(hook, obj, selection, staged.directory, field_types=field_types, tz=tz,
-                                  first_job=first_job, chunk_rows=CHUNK_ROWS, on_upsert_file=on_upsert_file)
+            # In the producer thread: the key set's SQLite file is opened, used and closed there.
+            with _hash_source(plan, obj, staged, store, compared, self.log) as source:
+                manifest = extract_object(hook, obj, selection, staged.directory, field_types=field_types, tz=tz,
+                                          first_job=first_job, chunk_rows=CHUNK_ROWS, on_upsert_file=on_upsert_file,
+                                          hashes=source)
+            if source is not None:
+                # The delete task's reconciliation reads which keys describe Salesforce from the manifest.
+                manifest.hashes = {**(manifest.hashes or {}), "trusted": bool(compared.get("trusted")),
+                                   "salesforce_keys": compared.get("salesforce_keys")}
+                staged.write_manifest(manifest)
+            return manifest
 
         try:
             with ChunkStream(extract, name=f"extract-{obj.name}") as chunks:
@@ -114,7 +133,8 @@ class SalesforceUpsertOperator(_ObjectTask):
                  "upserted": result.upserted, "rejected": result.rejected}
         if result.manifest is not None:
             counts = result.manifest.counts
-            event.update(extracted=counts.extracted, to_upsert=counts.upserts, to_delete=counts.deletes)
+            event.update(extracted=counts.extracted, to_upsert=counts.upserts, to_delete=counts.deletes,
+                         unchanged=(result.manifest.hashes or {}).get("unchanged", 0))
         if result.stopped:
             self.log.warning("Stopping %s: %s; the next session resumes", obj.name, result.stopped)
             record_event(self, context, {**event, "stopped": True})
@@ -125,6 +145,44 @@ class SalesforceUpsertOperator(_ObjectTask):
                           "or rejected); it is filled in once the target is", count, obj.salesforce, column)
         self.log.info("%s → %s: %d upserted, %d rejected", obj.name, obj.salesforce, result.upserted, result.rejected)
         return {"upserted": result.upserted, "failed": result.rejected}
+
+
+@contextlib.contextmanager
+def _hash_source(plan: Any, obj: Any, staged: StagedObject, store: Any, compared: dict[str, Any] | None,
+                 log: Any) -> Iterator[Any]:
+    """What the extract's row loop compares each row with (:class:`zuora_sync.hashes.HashSource`),
+    or None when the extract task said nothing about hashes (every row is staged).
+
+    The stored hashes, read a key range at a time; when the extract task staged Salesforce's keys
+    (the hashes were not trusted), those keys too: a record Salesforce lacks is created again, one
+    changed there since the last session is sent again, and (not in a dry run) stored hashes of
+    records Salesforce lacks are dropped first. An on-demand sync, or the full sync's ``force``,
+    sends every row, compared all the same.
+    """
+    from zuora_sync.hashes import HashSource, KeySet, StoredHashes
+
+    if compared is None:
+        yield None
+        return
+    stored = StoredHashes(lambda key, limit: store.stored_hashes(plan.scope, obj.name, from_key=key, limit=limit))
+    force = plan.force or plan.mode == "accounts"
+    name = compared.get("salesforce_keys")
+    if not name:
+        yield HashSource(stored.get, None, force=force)
+        return
+    with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp, local_copy(staged.path(name)) as exported:
+        recorded = store.get_fingerprint(plan.scope, obj.name)
+        keys = KeySet(exported, Path(tmp), since=(recorded or {}).get("last_modified"))
+        try:
+            if not plan.dry_run:
+                lacking = list(keys.missing(store.hashed_keys(plan.scope, obj.name)))
+                if lacking:
+                    store.forget_hashes(plan.scope, obj.name, lacking)
+                    log.info("%d %s record(s) with a stored hash are not in Salesforce (deleted there?): "
+                             "they are sent again", len(lacking), obj.salesforce)
+            yield HashSource(stored.get, keys.__contains__, force=force, touched=keys.touched)
+        finally:
+            keys.close()
 
 
 class SalesforceDeleteOperator(_ObjectTask):

@@ -95,17 +95,19 @@ class BeginSyncSessionOperator(BaseOperator):
     :param window_end: a manual run's own window end (ISO); templated.
     :param accounts: account ids or numbers for an on-demand sync; templated.
     :param dry_run: extract and count, write nothing to Salesforce; templated.
+    :param force: send every row whatever its stored hash (the full sync's form); templated.
     """
 
-    template_fields: Sequence[str] = ("objects", "window_start", "window_end", "accounts", "dry_run")
+    template_fields: Sequence[str] = ("objects", "window_start", "window_end", "accounts", "dry_run", "force")
     ui_color = "#e8f4ea"
     operator_extra_links = (SyncSessionLink(),)
 
     def __init__(self, *, session_type: str, scope: str, objects: Any = None, window_start: Any = None,
-                 window_end: Any = None, accounts: Any = None, dry_run: Any = False,
+                 window_end: Any = None, accounts: Any = None, dry_run: Any = False, force: Any = False,
                  state_conn_id: str = "zuora_sync_state", salesforce_conn_id: str = "salesforce_default",
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.force = force
         self.session_type = session_type
         self.scope = scope
         self.objects = objects
@@ -164,6 +166,9 @@ class BeginSyncSessionOperator(BaseOperator):
             store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
         if events_up_to is not None:
             context["ti"].xcom_push(key=EVENTS_KEY, value=events_up_to)
+        if plan.force:
+            self.log.info("Force: every record is sent, whatever its stored hash says")
+            store.add_details(plan.session_id, force=True)
         return plan.as_xcom()
 
     def execute_after_wait(self, context: Any, event: Any = None,
@@ -246,6 +251,7 @@ class BeginSyncSessionOperator(BaseOperator):
             session_id=session_id, session_type=session_type, scope=self.scope, mode=mode, objects=objects,
             holder=holder, staging=staging_dir(settings.staging_root(), dag_run.dag_id, dag_run.run_id),
             started=now.isoformat(), dry_run=bool(self.dry_run), windows=windows, accounts=accounts,
+            force=self.force is True or str(self.force).lower() == "true",
         )
 
 
@@ -267,16 +273,57 @@ class MappingPreflightOperator(BaseOperator):
         from zuora_sync.state import StateStore
 
         plan = session_plan(context)
+        mapping = load_mapping()
         loader = clients.salesforce(self.salesforce_conn_id, reserve=False)
-        result = check_mapping(load_mapping(), plan.objects, loader.describe)
         store = StateStore.from_airflow()
-        store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
+        try:
+            # The session's objects in one composite batch; a lookup's target outside them on its own.
+            described = loader.describe_many([mapping.get(name).salesforce for name in plan.objects])
+
+            def describe(sobject: str) -> dict:
+                found = described.get(sobject)
+                if found is None:
+                    return loader.describe(sobject)
+                if isinstance(found, Exception):
+                    raise found
+                return found
+
+            result = check_mapping(mapping, plan.objects, describe)
+            trusted = {} if result.problems else self._hashes_trusted(plan, mapping, loader, store)
+        finally:
+            store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
         if result.problems:
             # Kept with the session too, so its history says why it failed (not only this task's log).
             store.add_details(plan.session_id, preflight_problems=result.problems)
             raise AirflowException("The mapping does not fit this Salesforce org:\n  " + "\n  ".join(result.problems))
         self.log.info("Mapping checked against Salesforce for %s", ", ".join(plan.objects))
-        return result.as_xcom()
+        return {**result.as_xcom(), "hashes_trusted": trusted}
+
+    def _hashes_trusted(self, plan: Any, mapping: Any, loader: Any, store: Any) -> dict[str, bool]:
+        """Per object, whether its stored hashes still say which owned records Salesforce holds
+        (:func:`zuora_sync.hashes.fingerprint_trusted`): one composite batch for all objects. Where
+        not, the object's extract reads Salesforce's keys (the reconciliation's query) instead."""
+        from zuora_sync.hashes import fingerprint_trusted
+
+        if plan.mode == "accounts":
+            return {}  # an on-demand sync sends its accounts' rows whatever their hashes
+        objects = [mapping.get(name) for name in plan.objects]
+        try:
+            now = loader.fingerprints([(obj.salesforce, obj.key) for obj in objects])
+        except Exception as exc:  # noqa: BLE001 - the keys are read instead: slower, never wrong
+            self.log.warning("Could not count the owned records in Salesforce (%s); each object's extract reads "
+                             "Salesforce's keys instead", exc)
+            return {obj.name: False for obj in objects}
+        trusted = {}
+        for obj in objects:
+            recorded = store.get_fingerprint(plan.scope, obj.name)
+            hashed = store.hash_count(plan.scope, obj.name)
+            trusted[obj.name] = fingerprint_trusted(now.get(obj.salesforce), recorded, hashed)
+            self.log.info("%s: Salesforce holds %d owned records (newest change %s), the store %d hashes: %s",
+                          obj.salesforce, now[obj.salesforce]["record_count"], now[obj.salesforce]["last_modified"],
+                          hashed, "unchanged since the last session, the hashes decide" if trusted[obj.name]
+                          else "changed or unknown since the last session, its keys are read")
+        return trusted
 
 
 class EndSyncSessionOperator(BaseOperator):
@@ -292,11 +339,13 @@ class EndSyncSessionOperator(BaseOperator):
     ui_color = "#e8f4ea"
     operator_extra_links = (SyncSessionLink(),)
 
-    def __init__(self, *, sync_task_ids: list[str], state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
+    def __init__(self, *, sync_task_ids: list[str], state_conn_id: str = "zuora_sync_state",
+                 salesforce_conn_id: str = "salesforce_default", **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.sync_task_ids = sync_task_ids
         self.state_conn_id = state_conn_id
+        self.salesforce_conn_id = salesforce_conn_id
 
     def execute(self, context: Any) -> str:
         from zuora_sync.state import StateStore
@@ -334,6 +383,8 @@ class EndSyncSessionOperator(BaseOperator):
                 stopped.append(result.get("reason") or f"{task_id} stopped")
         # A stopped session keeps why it stopped (the first task's reason), as one stopped at its start does.
         error = f"tasks did not finish: {', '.join(missing)}" if missing else (stopped[0] if stopped else None)
+        if not plan.dry_run:
+            self._remember_salesforce(store, plan)
         preflight = (store.get_session(plan.session_id).get("details") or {}).get("preflight_problems")
         if missing and preflight:
             error = "The mapping does not fit this Salesforce org (nothing was written): " + "; ".join(preflight)
@@ -350,6 +401,29 @@ class EndSyncSessionOperator(BaseOperator):
         if missing:
             raise AirflowException(f"Session {plan.session_id} failed: {error}")
         return status
+
+    def _remember_salesforce(self, store: Any, plan: SessionPlan) -> None:
+        """Measure what Salesforce holds of each object now (one composite batch), with the hashes the
+        store has, so the next session can tell whether anything changed Salesforce in between
+        (:func:`zuora_sync.hashes.fingerprint_trusted`). Measured whatever happened upstream: a hash
+        always names a record Salesforce accepted, so an interrupted write only makes the counts
+        differ, and the next session reads Salesforce's keys."""
+        mapping = load_mapping()
+        objects = [mapping.get(name) for name in plan.objects]
+        loader = clients.salesforce(self.salesforce_conn_id, reserve=False)
+        try:
+            now = loader.fingerprints([(obj.salesforce, obj.key) for obj in objects])
+        except Exception as exc:  # noqa: BLE001 - unknown is safe: the next session reads the keys
+            self.log.warning("Could not count the owned records in Salesforce (%s); the next session reads "
+                             "Salesforce's keys", exc)
+            store.forget_fingerprints(plan.scope, [obj.name for obj in objects])
+            return
+        finally:
+            store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
+        for obj in objects:
+            store.set_fingerprint(plan.scope, obj.name, record_count=now[obj.salesforce]["record_count"],
+                                  last_modified=now[obj.salesforce]["last_modified"],
+                                  hashed_count=store.hash_count(plan.scope, obj.name))
 
     def _note_run(self, ti: Any, store: Any, session_id: int) -> dict[str, Any]:
         """Push the run's note for the ended session (empty when it simply finished); returns the session."""

@@ -14,6 +14,9 @@ asset event says what the session reads (the counts of what it read are on the l
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any, Sequence
 
 from airflow.sdk.exceptions import AirflowSkipException
@@ -27,6 +30,7 @@ from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
 from zuora_sync.planning import parse_instant
+from zuora_sync.staging import SALESFORCE_KEYS, StagedObject
 
 PREFLIGHT_TASK = task_ids.PREFLIGHT
 
@@ -36,13 +40,24 @@ class ZuoraExtractOperator(BaseOperator):
 
     :param object_name: the mapped object (e.g. ``Subscription``); templated.
     :param zuora_conn_id: the Zuora connection.
+    :param salesforce_conn_id: the Salesforce connection, read only when the object's stored hashes
+        may not describe Salesforce (its owned keys are read then; ``docs/operations.md``).
+
+    The load compares the rows with their stored hashes (:mod:`zuora_sync.hashes`) as it reads
+    them: only rows that changed or that Salesforce lacks are staged (all of them with the full
+    sync's ``force``, or on demand). When the preflight found the stored hashes may no longer
+    describe Salesforce, this task reads Salesforce's owned keys and stages them
+    (``salesforce-keys.csv``) for the load's comparison and a full sync's reconciliation.
 
     Its XCom: ``object``, ``directory`` (the staging directory, holding ``selection.json``),
-    ``mode`` and ``data_query_job`` (the submitted job's id), for the load task.
+    ``mode``, ``data_query_job`` (the submitted job's id) and ``hashes`` (``trusted``, and
+    ``salesforce_keys``: the staged keys' file name or None), for the load task.
 
     Asset events of its outlets (the Zuora object) carry ``extra``: ``session_id``,
-    ``session_type``, ``mode`` (full, window, accounts), ``dry_run``, ``data_query_job``, and for
-    a window its ``window_start`` / ``window_end``.
+    ``session_type``, ``mode`` (full, window, accounts), ``dry_run``, ``data_query_job``,
+    ``hashes_trusted`` (false: Salesforce's keys were read and staged), and for a window its
+    ``window_start`` / ``window_end``. The counts of what was read (``extracted``, ``to_upsert``,
+    ``to_delete``, ``unchanged``) are on the load's event, which reads the rows.
     """
 
     template_fields: Sequence[str] = ("object_name",)
@@ -50,16 +65,17 @@ class ZuoraExtractOperator(BaseOperator):
     operator_extra_links = (SyncSessionLink(),)
 
     def __init__(self, *, object_name: str, zuora_conn_id: str = "zuora_default",
-                 state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
+                 state_conn_id: str = "zuora_sync_state", salesforce_conn_id: str = "salesforce_default",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.object_name = object_name
         self.zuora_conn_id = zuora_conn_id
+        self.salesforce_conn_id = salesforce_conn_id
         self.state_conn_id = state_conn_id
 
     @renews_session_lock()
     def execute(self, context: Any) -> dict[str, Any]:
         from zuora_sync.extract import Selection, submit_selection
-        from zuora_sync.staging import StagedObject
         from zuora_sync.state import StateStore
 
         plan = session_plan(context)
@@ -97,9 +113,42 @@ class ZuoraExtractOperator(BaseOperator):
             store.add_api_calls(plan.session_id, zuora=hook.api_requests)
         self.log.info("Submitted Data Query job %s for %s (%s); %s reads its rows", job, obj.name, selection.mode,
                       task_ids.load(obj.name))
+        # While Zuora runs the job: Salesforce's keys, when the stored hashes may not describe it.
+        preflight = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}
+        keys = self._stage_salesforce_keys(plan, obj, preflight, store, staged)
+        hashes = {"trusted": keys is None, "salesforce_keys": keys}
         window = {"window_start": plan.windows[obj.name][0], "window_end": plan.windows[obj.name][1]} \
             if plan.mode == "window" else {}
         record_event(self, context, {
             "session_id": plan.session_id, "session_type": plan.session_type, "mode": plan.mode,
-            "dry_run": plan.dry_run, "data_query_job": job, **window})
-        return {"object": obj.name, "directory": str(directory), "mode": selection.mode, "data_query_job": job}
+            "dry_run": plan.dry_run, "data_query_job": job, "hashes_trusted": keys is None, **window})
+        return {"object": obj.name, "directory": str(directory), "mode": selection.mode, "data_query_job": job,
+                "hashes": hashes}
+
+    def _stage_salesforce_keys(self, plan: Any, obj: Any, preflight: dict[str, Any], store: Any,
+                               staged: StagedObject) -> str | None:
+        """Stage Salesforce's owned keys of the object (``Id,<key>,SystemModstamp``), when its
+        stored hashes may not describe Salesforce (the preflight's check,
+        :func:`zuora_sync.hashes.fingerprint_trusted`); returns the staged file's name, or None
+        when they do (or on demand, where every row is sent anyway).
+
+        The load's hash filter reads them (:class:`zuora_sync.hashes.KeySet`: a record Salesforce
+        lacks is created again, one changed there since the last session is sent again, the
+        hashes of records Salesforce lacks are dropped), and a full sync's delete task reconciles
+        with the same keys.
+        """
+        if plan.mode == "accounts" or (preflight.get("hashes_trusted") or {}).get(obj.name):
+            return None
+        loader = clients.salesforce(self.salesforce_conn_id)
+        with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
+            exported = Path(tmp) / SALESFORCE_KEYS
+            try:
+                loader.query_to_csv(f"SELECT Id, {obj.key}, SystemModstamp FROM {obj.salesforce} "
+                                    f"WHERE {obj.key} != null", exported)
+            finally:
+                store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
+            with open(exported, encoding="utf-8") as source, staged.open_for_writing(SALESFORCE_KEYS) as target:
+                shutil.copyfileobj(source, target)
+        self.log.info("%s: the stored hashes may not describe Salesforce; its owned keys are staged for the load "
+                      "and the reconciliation", obj.salesforce)
+        return SALESFORCE_KEYS

@@ -144,6 +144,12 @@ class SessionObject(Base):
     upserted: Mapped[int] = mapped_column(BigInteger)
     deleted: Mapped[int] = mapped_column(BigInteger)
     failed: Mapped[int] = mapped_column(BigInteger)
+    #: Rows compared with their stored hash (migration 0003): created or updated in Salesforce,
+    #: unchanged (not sent), removed. A dry run records what would be.
+    created: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    unchanged: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    removed: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class RejectedRecord(Base):
@@ -185,6 +191,40 @@ class ChangeEvent(Base):
     received_at: Mapped[dt.datetime]
     consumed_at: Mapped[dt.datetime | None]
     consumed_session_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class RecordHash(Base):
+    """The hash of a record's mapped values as Salesforce last accepted them, exactly as staged.
+
+    A row whose hash is unchanged (and that Salesforce still holds) is not sent again
+    (:mod:`zuora_sync.hashes`). No row here means "send it": never synced, rejected, written with
+    an optional lookup emptied, or removed.
+    """
+
+    __tablename__ = "zuora_sync_record_hash"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    object: Mapped[str] = mapped_column(String(80), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class SalesforceFingerprint(Base):
+    """What Salesforce held of an object's owned records when the last writing session ended.
+
+    ``record_count`` and ``last_modified`` (the newest ``SystemModstamp``) as Salesforce answered,
+    ``hashed_count`` the record hashes the store had then. No row (or no count): unknown, so the
+    next session asks Salesforce for its keys (:func:`zuora_sync.hashes.fingerprint_trusted`).
+    """
+
+    __tablename__ = "zuora_sync_sf_fingerprint"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    object: Mapped[str] = mapped_column(String(80), primary_key=True)
+    record_count: Mapped[int | None] = mapped_column(BigInteger)
+    last_modified: Mapped[str | None] = mapped_column(String(40))
+    hashed_count: Mapped[int | None] = mapped_column(BigInteger)
+    measured_at: Mapped[dt.datetime | None]
 
 
 class ScopeLock(Base):

@@ -49,7 +49,9 @@ from sqlalchemy.pool import StaticPool
 from zuora_sync.private_files import make_private_dir, make_private_file
 from zuora_sync.state.models import (
     ChangeEvent,
+    RecordHash,
     RejectedRecord,
+    SalesforceFingerprint,
     ScopeLock,
     ScopeReset,
     SessionObject,
@@ -70,7 +72,7 @@ SESSION_TYPES = tuple(kind.value for kind in SessionType)
 FULL_SESSION_TYPES = (SessionType.FULL, SessionType.CATALOG)
 #: A holder of this scope excludes every other scope, and is excluded by any of them.
 CLEANUP_SCOPE = "cleanup"
-COUNT_FIELDS = ("extracted", "upserted", "deleted", "failed")
+COUNT_FIELDS = ("extracted", "upserted", "deleted", "failed", "created", "updated", "unchanged", "removed")
 
 DEFAULT_CONN_ID = "zuora_sync_state"
 DEFAULT_LEASE_SECONDS = 6 * 3600
@@ -89,6 +91,8 @@ _events = ChangeEvent.__table__
 _locks = ScopeLock.__table__
 _watermarks = Watermark.__table__
 _resets = ScopeReset.__table__
+_hashes = RecordHash.__table__
+_fingerprints = SalesforceFingerprint.__table__
 
 
 class LockLost(RuntimeError):
@@ -463,9 +467,17 @@ class StateStore:
             return int(result.inserted_primary_key[0])
 
     def record_counts(self, session_id: int, obj: str, *, extracted: int = 0, upserted: int = 0,
-                      deleted: int = 0, failed: int = 0) -> None:
-        """Add to a session's counts for an object (tasks may call this several times)."""
-        added = {"extracted": int(extracted), "upserted": int(upserted), "deleted": int(deleted), "failed": int(failed)}
+                      deleted: int = 0, failed: int = 0, created: int = 0, updated: int = 0,
+                      unchanged: int = 0, removed: int = 0) -> None:
+        """Add to a session's counts for an object (tasks may call this several times).
+
+        ``created``, ``updated``, ``unchanged`` and ``removed`` are the rows compared with their
+        stored hashes (``docs/operations.md``, "Send only what changed"); a dry run records what
+        would be.
+        """
+        added = {"extracted": int(extracted), "upserted": int(upserted), "deleted": int(deleted), "failed": int(failed),
+                 "created": int(created), "updated": int(updated), "unchanged": int(unchanged),
+                 "removed": int(removed)}
         c = _objects.c
         stmt = self._insert(_objects)
         with self._write() as conn:
@@ -827,6 +839,109 @@ class StateStore:
         with self._write() as conn:
             return conn.execute(update(_events).where(e.id <= up_to_id, e.consumed_at.is_(None))
                                 .values(consumed_at=self._now(), consumed_session_id=session_id)).rowcount
+
+    # ---------------------------------------------------------------- record hashes
+
+    def stored_hashes(self, scope: str, obj: str, *, from_key: str, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` stored ``(external id, hash)`` pairs of the object, keys ``>= from_key``, in key order."""
+        h = _hashes.c
+        with self._read() as conn:
+            return [(row.external_id, row.hash) for row in conn.execute(
+                select(h.external_id, h.hash).where(h.scope == scope, h.object == obj, h.external_id >= from_key)
+                .order_by(h.external_id).limit(limit))]
+
+    def hashed_keys(self, scope: str, obj: str, *, page: int = 10_000) -> Iterator[str]:
+        """Every external id of the object with a stored hash, in key order, read in pages."""
+        after = ""
+        h = _hashes.c
+        while True:
+            with self._read() as conn:
+                keys = list(conn.execute(select(h.external_id).where(h.scope == scope, h.object == obj,
+                                                                      h.external_id > after)
+                                         .order_by(h.external_id).limit(page)).scalars())
+            yield from keys
+            if len(keys) < page:
+                return
+            after = keys[-1]
+
+    def hash_count(self, scope: str, obj: str) -> int:
+        """How many records of the object have a stored hash."""
+        h = _hashes.c
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(_hashes)
+                                    .where(h.scope == scope, h.object == obj)).scalar_one())
+
+    def put_hashes(self, scope: str, obj: str, items: Iterable[tuple[str, str]]) -> int:
+        """Store (or replace) the hashes of these records; returns how many."""
+        h = _hashes.c
+        count = 0
+        for chunk in _chunks(list(items)):
+            keys = [key for key, _ in chunk]
+            with self._write() as conn:
+                conn.execute(delete(_hashes).where(h.scope == scope, h.object == obj, h.external_id.in_(keys)))
+                conn.execute(insert(_hashes), [{"scope": scope, "object": obj, "external_id": key, "hash": value}
+                                               for key, value in dict(chunk).items()])
+            count += len(chunk)
+        return count
+
+    def forget_hashes(self, scope: str, obj: str, keys: Iterable[str]) -> int:
+        """Drop the hashes of these records (they are sent again next time); returns how many were dropped."""
+        h = _hashes.c
+        count = 0
+        for chunk in _chunks(sorted({str(k) for k in keys if k})):
+            with self._write() as conn:
+                count += conn.execute(delete(_hashes).where(h.scope == scope, h.object == obj,
+                                                            h.external_id.in_(chunk))).rowcount
+        return count
+
+    def mark_hashes(self, scope: str, obj: str, keys: Iterable[str], value: str) -> int:
+        """Replace the stored hashes of these records (those that have one) by ``value``; returns how many."""
+        h = _hashes.c
+        count = 0
+        for chunk in _chunks(sorted({str(k) for k in keys if k})):
+            with self._write() as conn:
+                count += conn.execute(update(_hashes).where(h.scope == scope, h.object == obj, h.external_id.in_(chunk))
+                                      .values(hash=value)).rowcount
+        return count
+
+    def clear_hashes(self, scope: str, objects: Iterable[str] | None = None) -> int:
+        """Drop the scope's hashes and Salesforce fingerprints (all objects, or these); returns the hashes dropped."""
+        h, f = _hashes.c, _fingerprints.c
+        with self._write() as conn:
+            where_h, where_f = [h.scope == scope], [f.scope == scope]
+            if objects is not None:
+                names = list(objects)
+                where_h.append(h.object.in_(names))
+                where_f.append(f.object.in_(names))
+            count = conn.execute(delete(_hashes).where(*where_h)).rowcount
+            conn.execute(delete(_fingerprints).where(*where_f))
+        return count
+
+    def get_fingerprint(self, scope: str, obj: str) -> dict[str, Any] | None:
+        """The object's Salesforce fingerprint after the last writing session, or None."""
+        f = _fingerprints.c
+        with self._read() as conn:
+            row = conn.execute(select(_fingerprints).where(f.scope == scope, f.object == obj)).first()
+        if row is None or row.record_count is None:
+            return None
+        return {"record_count": int(row.record_count), "last_modified": row.last_modified,
+                "hashed_count": int(row.hashed_count or 0), "measured_at": row.measured_at}
+
+    def forget_fingerprints(self, scope: str, objects: Iterable[str]) -> None:
+        """Forget what Salesforce held of these objects: their next session reads Salesforce's keys."""
+        f = _fingerprints.c
+        with self._write() as conn:
+            conn.execute(delete(_fingerprints).where(f.scope == scope, f.object.in_(list(objects))))
+
+    def set_fingerprint(self, scope: str, obj: str, *, record_count: int, last_modified: str | None,
+                        hashed_count: int) -> None:
+        """Remember what Salesforce held of the object, and how many hashes the store had, just now."""
+        f = _fingerprints.c
+        with self._write() as conn:
+            conn.execute(delete(_fingerprints).where(f.scope == scope, f.object == obj))
+            conn.execute(insert(_fingerprints).values(scope=scope, object=obj, record_count=int(record_count),
+                                                      last_modified=last_modified, hashed_count=int(hashed_count),
+                                                      measured_at=self._now()))
 
     # ---------------------------------------------------------------- retention
 

@@ -44,11 +44,19 @@ async function loadHistory() {
   }
 }
 
+// Rows compared with their stored hashes: what was (a dry run: would be) created, updated, left
+// unchanged (not sent) and removed in Salesforce.
+const CHANGES = ["created", "updated", "unchanged", "removed"];
+
+function changesTitle(s) {
+  return `${s.dry_run ? "Would be" : "Were"} created / updated / unchanged (not sent) / removed in Salesforce`;
+}
+
 function renderHistory(answer) {
   const body = document.querySelector("#sessions tbody");
   body.replaceChildren();
   if (!answer.sessions.length) {
-    body.append(el("tr", {}, el("td", { colspan: 12, class: "empty", text: "No sessions match these filters." })));
+    body.append(el("tr", {}, el("td", { colspan: 13, class: "empty", text: "No sessions match these filters." })));
   }
   for (const s of answer.sessions) {
     const t = s.totals;
@@ -65,6 +73,8 @@ function renderHistory(answer) {
       el("td", { class: "num", "data-count": "upserted", text: fmtNumber(t.upserted) }),
       el("td", { class: "num", "data-count": "deleted", text: fmtNumber(t.deleted) }),
       el("td", { class: "num", "data-count": "rejected", text: fmtNumber(t.failed) }),
+      el("td", { class: "num", "data-count": "changes", title: changesTitle(s),
+                 text: CHANGES.map((k) => fmtNumber(t[k] ?? 0)).join(" / ") }),
       el("td", { class: "num", text: `${fmtNumber(s.api_calls.zuora)} / ${fmtNumber(s.api_calls.salesforce)}` }),
       el("td", {}, s.dag_run_path ? airflowLink(s.dag_run_path, "DAG run", `Airflow DAG run of session ${s.id}`) : "—")));
   }
@@ -163,7 +173,12 @@ function renderSession(s) {
   const body = document.querySelector("#detail-objects tbody");
   body.replaceChildren();
   const names = Object.keys(s.objects);
-  if (!names.length) body.append(el("tr", {}, el("td", { colspan: 5, class: "empty", text: "No counts recorded." })));
+  if (!names.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "empty", text: "No counts recorded." })));
+  const note = $("detail-changes-note");
+  note.hidden = !names.length;
+  note.textContent = s.dry_run
+    ? "Dry run: created, updated, unchanged and removed are what this session would have done; nothing was written."
+    : "Created, updated and removed: what Salesforce took; unchanged: rows not sent, their values are as Salesforce last took them.";
   for (const name of names) {
     const c = s.objects[name];
     body.append(el("tr", { "data-object": name },
@@ -171,14 +186,16 @@ function renderSession(s) {
       el("td", { class: "num", "data-count": "extracted", text: fmtNumber(c.extracted) }),
       el("td", { class: "num", "data-count": "upserted", text: fmtNumber(c.upserted) }),
       el("td", { class: "num", "data-count": "deleted", text: fmtNumber(c.deleted) }),
-      el("td", { class: "num", "data-count": "failed", text: fmtNumber(c.failed) })));
+      el("td", { class: "num", "data-count": "failed", text: fmtNumber(c.failed) }),
+      ...CHANGES.map((k) => el("td", { class: "num", "data-count": k, text: fmtNumber(c[k] ?? 0) }))));
   }
   if (names.length > 1) {
     const t = s.totals;
     body.append(el("tr", {},
       el("th", { scope: "row", text: "All objects" }),
       el("td", { class: "num", text: fmtNumber(t.extracted) }), el("td", { class: "num", text: fmtNumber(t.upserted) }),
-      el("td", { class: "num", text: fmtNumber(t.deleted) }), el("td", { class: "num", text: fmtNumber(t.failed) })));
+      el("td", { class: "num", text: fmtNumber(t.deleted) }), el("td", { class: "num", text: fmtNumber(t.failed) }),
+      ...CHANGES.map((k) => el("td", { class: "num", text: fmtNumber(t[k] ?? 0) }))));
   }
 }
 

@@ -1,0 +1,284 @@
+"""Send only what changed: each record's hash, compared with the one Salesforce last accepted.
+
+The extract's row loop (run by the load task, in its producer thread: :mod:`zuora_sync.pipeline`)
+computes a hash of every staged row's mapped values (the Bulk CSV cells, flag included, and the
+second-pass link values) and asks a :class:`HashFilter` whether to send it:
+
+* **unchanged** — the stored hash is the same and Salesforce still holds the record: not sent;
+* **updated** — Salesforce holds the record, but the hash differs (or none is stored): sent;
+* **created** — Salesforce lacks the record: sent.
+
+Sent rows are written as *pending* ``key,hash,kind`` lines to a staged file next to the upsert
+parts. The load (:func:`zuora_sync.writing.upsert_object`) commits them once Salesforce's results
+are known (:func:`commit_plan`): only a row Salesforce accepted exactly as staged keeps a hash; a
+rejected row, a row sent again with an optional lookup emptied (:mod:`zuora_sync.lookups`) and a
+row whose second-pass links failed get none (and lose an old one), so the next session sends them
+again — that is how a lookup is written once its target is in Salesforce.
+
+Whether Salesforce "still holds" a record as hashed: the stored hashes describe Salesforce as long
+as nothing else changed it since the last session ended (:func:`fingerprint_trusted`); then a
+record is present exactly when it has a hash. Otherwise the extract task reads Salesforce's owned
+keys with their ``SystemModstamp`` and stages them, and the load's row loop asks :class:`KeySet`:
+a record Salesforce lacks is created again, one changed there since the last session (a person's
+edit, a lookup Salesforce cleared when its target was deleted) is sent again. ``docs/operations.md`` ("Send only what changed") says when hashes are cleared.
+
+Everything here is pure (no Salesforce, no state store): the callers pass functions and files in.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "CREATED", "NOT_AS_STAGED", "UNCHANGED", "UPDATED", "HashCounts", "HashFilter", "HashSource", "KeySet", "PENDING_HASHES", "SEEN_KEYS",
+    "commit_plan", "fingerprint_trusted", "read_pending", "row_hash", "salesforce_instant", "StoredHashes",
+]
+
+#: Staged file of the rows sent, ``key,hash,kind`` (kind: ``c`` created, ``u`` updated).
+PENDING_HASHES = "hashes-pending.csv"
+#: Staged file of every key the filter saw (sent or not): what a full sync keeps, flagged rows included.
+SEEN_KEYS = "hashes-seen.txt"
+
+CREATED, UPDATED, UNCHANGED = "c", "u", "="
+#: Stored for a record Salesforce holds, but not as staged (see :func:`commit_plan`): no row's hash.
+NOT_AS_STAGED = "-"
+
+
+def row_hash(cells: Iterable[str], links: Iterable[str] = ()) -> str:
+    """The hash of a staged row: its Bulk CSV cells and its second-pass link values, in order.
+
+    JSON keeps the cells apart (no separator can be confused with a value); SHA-256, 32 hex digits
+    (128 bits) are plenty to tell one record's versions apart.
+    """
+    payload = json.dumps([list(cells), list(links)], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass
+class HashCounts:
+    """What the filter decided: rows that would be created, updated, or are unchanged (not sent)."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}
+
+
+class StoredHashes:
+    """The stored hashes of one object, read from the state store a key range at a time.
+
+    Rows arrive in key order (the extract pages Data Query by key), so the next ``page`` stored
+    hashes from the first key asked cover the rows that follow; memory stays flat at any size. A
+    key outside the cached range (another part of the selection, another order) reads a new range:
+    correct in any order, only slower.
+
+    :param read: ``read(from_key, limit)`` → ``[(key, hash), ...]`` in key order, keys ``>= from_key``
+        (:meth:`zuora_sync.state.StateStore.stored_hashes`).
+    """
+
+    def __init__(self, read: Callable[[str, int], list[tuple[str, str]]], page: int = 5000):
+        self._read = read
+        self._page = page
+        self._low: str | None = None
+        self._high: str | None = None   # None with _low set: everything from _low on is cached
+        self._cache: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        if self._low is None or key < self._low or (self._high is not None and key > self._high):
+            rows = self._read(key, self._page)
+            self._cache = dict(rows)
+            self._low = key
+            self._high = rows[-1][0] if len(rows) >= self._page else None
+        return self._cache.get(key)
+
+
+class KeySet:
+    """Salesforce's owned records of an object (``Id,<key>,SystemModstamp`` rows), on disk.
+
+    An SQLite file in a private working directory, so membership tests stay cheap and memory flat.
+
+    :param since: the newest ``SystemModstamp`` Salesforce had when the last writing session ended
+        (the recorded fingerprint), or None when unknown. A record changed after it was changed
+        outside the sync (by a person, or by Salesforce itself: deleting a lookup's target clears
+        the lookup), so its stored hash no longer says what Salesforce holds: it is *touched*.
+        Unknown: every record counts as touched.
+    """
+
+    def __init__(self, salesforce_csv: Path, workdir: Path, since: str | None = None):
+        self._db = sqlite3.connect(workdir / "salesforce-keys.db")
+        self._db.execute("CREATE TABLE k (key TEXT PRIMARY KEY, touched INTEGER) WITHOUT ROWID")
+        limit = salesforce_instant(since) if since else None
+        with open(salesforce_csv, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            next(reader, None)
+            self._db.executemany("INSERT OR IGNORE INTO k VALUES (?, ?)", (
+                (row[1], int(limit is None or len(row) < 3 or not row[2] or salesforce_instant(row[2]) > limit))
+                for row in reader if len(row) > 1 and row[1]))
+        self._db.commit()
+
+    def __contains__(self, key: object) -> bool:
+        return self._db.execute("SELECT 1 FROM k WHERE key = ?", (key,)).fetchone() is not None
+
+    def touched(self, key: str) -> bool:
+        """Whether Salesforce changed the record since the last session ended (see ``since``)."""
+        row = self._db.execute("SELECT touched FROM k WHERE key = ?", (key,)).fetchone()
+        return bool(row and row[0])
+
+    def missing(self, keys: Iterable[str]) -> Iterator[str]:
+        """The keys given that Salesforce lacks."""
+        for key in keys:
+            if key not in self:
+                yield key
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def salesforce_instant(text: str) -> dt.datetime:
+    """A Salesforce datetime as REST (``…000+0000``) or a Bulk query CSV (``…000Z``) writes it."""
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    value = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", value)
+    return dt.datetime.fromisoformat(value)
+
+
+class HashFilter:
+    """Decides, row by row in the extract's loop, whether a staged row goes to Salesforce.
+
+    :param stored: the stored hash of a key, or None (a :class:`StoredHashes` ``get``).
+    :param present: whether Salesforce holds a key; None when the stored hashes describe Salesforce
+        (:func:`fingerprint_trusted`): then a record is present exactly when it has a hash.
+    :param pending: where the sent rows' ``key,hash,kind`` lines go (:data:`PENDING_HASHES`).
+    :param seen: where every key goes (:data:`SEEN_KEYS`), or None.
+    :param force: send every row (a full sync's ``force``; an on-demand sync), classified all the same.
+    :param touched: whether Salesforce changed a record since the last session (a :class:`KeySet`
+        ``touched``): then its stored hash proves nothing and the row is sent. None: nothing was.
+    """
+
+    def __init__(self, stored: Callable[[str], str | None], present: Callable[[str], bool] | None,
+                 pending: IO[str], seen: IO[str] | None = None, *, force: bool = False,
+                 touched: Callable[[str], bool] | None = None):
+        self._stored = stored
+        self._present = present
+        self._touched = touched
+        self._pending = csv.writer(pending, lineterminator="\n")
+        self._seen = seen
+        self.force = force
+        self.counts = HashCounts()
+
+    def admit(self, key: str, cells: list[str], links: Iterable[str] = ()) -> bool:
+        """Whether to send this row; a row sent is noted as pending, every row counted."""
+        digest = row_hash(cells, links)
+        old = self._stored(key)
+        there = (old is not None) if self._present is None else self._present(key)
+        if self._seen is not None:
+            self._seen.write(key + "\n")
+        if there and old == digest and not self.force and not (self._touched and self._touched(key)):
+            self.counts.unchanged += 1
+            return False
+        kind = UPDATED if there else CREATED
+        if kind == CREATED:
+            self.counts.created += 1
+        else:
+            self.counts.updated += 1
+        self._pending.writerow([key, digest, kind])
+        return True
+
+
+@dataclass
+class HashSource:
+    """What a :class:`HashFilter` compares with, before the extract opens its staged files.
+
+    :ivar stored: the stored hash of a key, or None (a :class:`StoredHashes` ``get``).
+    :ivar present: Salesforce's keys (a :class:`KeySet` ``__contains__``), or None when the stored
+        hashes describe Salesforce (:func:`fingerprint_trusted`).
+    :ivar force: send every row.
+    :ivar touched: records Salesforce changed since the last session (a :class:`KeySet` ``touched``).
+    """
+
+    stored: Callable[[str], str | None]
+    present: Callable[[str], bool] | None = None
+    force: bool = False
+    touched: Callable[[str], bool] | None = None
+
+    def filter(self, pending: IO[str], seen: IO[str] | None = None) -> HashFilter:
+        return HashFilter(self.stored, self.present, pending, seen, force=self.force, touched=self.touched)
+
+
+def read_pending(lines: Iterable[str]) -> Iterator[tuple[str, str, str]]:
+    """``(key, hash, kind)`` of a :data:`PENDING_HASHES` file's lines."""
+    for row in csv.reader(lines):
+        if len(row) == 3:
+            yield row[0], row[1], row[2]
+
+
+@dataclass
+class Commit:
+    """What the load stores once Salesforce's results are known (:func:`commit_plan`)."""
+
+    keep: list[tuple[str, str]] = field(default_factory=list)   # (key, hash) to store
+    drop: list[str] = field(default_factory=list)                # keys whose hash goes
+    created: int = 0
+    updated: int = 0
+
+
+def commit_plan(pending: Iterable[tuple[str, str, str]], failed: set[str], partial: set[str]) -> Commit:
+    """Which pending hashes to store: a real hash only for rows Salesforce accepted exactly as staged.
+
+    A row Salesforce holds but not as staged — written with an optional lookup emptied, its
+    second-pass link refused, or an update refused (its old values stay) — gets :data:`NOT_AS_STAGED`
+    instead of a hash: it equals no row's hash, so the row is sent again next session, while the
+    store still knows Salesforce holds the record (so :func:`fingerprint_trusted` can hold). A
+    refused row Salesforce never had gets nothing.
+
+    :param failed: keys refused in the first pass (or by the conversion).
+    :param partial: keys written, but not as staged (lookup emptied, second-pass link refused).
+    :returns: hashes to keep and to drop, and the created / updated counts of the rows written
+        (a partial row was written, so it counts; a failed one did not).
+    """
+    result = Commit()
+    for key, digest, kind in pending:
+        if key in failed:
+            if kind == CREATED:
+                result.drop.append(key)
+            else:
+                result.keep.append((key, NOT_AS_STAGED))
+            continue
+        if kind == CREATED:
+            result.created += 1
+        else:
+            result.updated += 1
+        result.keep.append((key, NOT_AS_STAGED if key in partial else digest))
+    return result
+
+
+def fingerprint_trusted(now: dict[str, Any] | None, recorded: dict[str, Any] | None, hashed_now: int) -> bool:
+    """Whether the stored hashes still say exactly which owned records Salesforce holds.
+
+    :param now: Salesforce's ``{"record_count", "last_modified"}`` of the object's owned records
+        (carrying the external id) at this session's start.
+    :param recorded: the same, measured when the last writing session ended, with ``hashed_count``
+        (the hashes the store had then); None when unknown.
+    :param hashed_now: the hashes the store has now.
+
+    Every hashed record was accepted by Salesforce and hashes go before their record is removed, so
+    the hashed keys are a subset of Salesforce's owned keys. When the counts are equal the sets
+    are too; and when Salesforce's count and newest ``SystemModstamp`` did not move since, nobody
+    deleted, restored, created or edited an owned record in between.
+    """
+    if now is None or recorded is None:
+        return False
+    return (int(now["record_count"]) == int(recorded["record_count"]) == int(recorded["hashed_count"]) == hashed_now
+            and (now.get("last_modified") or "") == (recorded.get("last_modified") or ""))

@@ -1,0 +1,143 @@
+"""``zuora_sync.hashes``: the hash of a row, the filter's decisions, what the load commits, when the
+stored hashes can be trusted. Pure: files and functions only."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from zuora_sync.hashes import (
+    CREATED,
+    NOT_AS_STAGED,
+    UPDATED,
+    HashFilter,
+    KeySet,
+    StoredHashes,
+    commit_plan,
+    fingerprint_trusted,
+    read_pending,
+    row_hash,
+    salesforce_instant,
+)
+
+
+def test_the_hash_covers_every_cell_and_the_links_and_keeps_cells_apart() -> None:
+    base = row_hash(["a1", "Acme", "#N/A"], ["p1"])
+    assert base == row_hash(["a1", "Acme", "#N/A"], ["p1"])
+    assert len(base) == 32
+    assert base != row_hash(["a1", "Acme", ""], ["p1"])           # a cleared field is a change
+    assert base != row_hash(["a1", "Acme", "#N/A"], ["p2"])       # so is a second-pass link
+    assert base != row_hash(["a1", "Acme", "#N/A"])
+    assert row_hash(["a,b", "c"]) != row_hash(["a", "b,c"])        # no separator confusion
+
+
+def _filter(stored: dict[str, str], present=None, *, force=False):
+    pending, seen = io.StringIO(), io.StringIO()
+    return HashFilter(stored.get, present, pending, seen, force=force), pending, seen
+
+
+def test_trusted_hashes_decide_alone_unchanged_rows_stay_home() -> None:
+    stored = {"a": row_hash(["a", "1"]), "b": row_hash(["b", "old"])}
+    hashes, pending, seen = _filter(stored)
+    assert hashes.admit("a", ["a", "1"]) is False        # unchanged
+    assert hashes.admit("b", ["b", "new"]) is True       # updated
+    assert hashes.admit("c", ["c", "1"]) is True         # no hash: Salesforce lacks it (trusted)
+    assert hashes.counts.as_dict() == {"created": 1, "updated": 1, "unchanged": 1}
+    assert list(read_pending(pending.getvalue().splitlines())) == [
+        ("b", row_hash(["b", "new"]), UPDATED), ("c", row_hash(["c", "1"]), CREATED)]
+    assert seen.getvalue().split() == ["a", "b", "c"]
+
+
+def test_a_record_salesforce_lacks_is_sent_even_with_its_hash_unchanged() -> None:
+    stored = {"a": row_hash(["a", "1"]), "b": row_hash(["b", "1"])}
+    hashes, pending, _ = _filter(stored, present={"b", "x"}.__contains__)
+    assert hashes.admit("a", ["a", "1"]) is True         # deleted in Salesforce: created again
+    assert hashes.admit("b", ["b", "1"]) is False
+    assert hashes.admit("x", ["x", "1"]) is True         # in Salesforce, never hashed: updated
+    assert hashes.counts.as_dict() == {"created": 1, "updated": 1, "unchanged": 1}
+    assert [kind for _, _, kind in read_pending(pending.getvalue().splitlines())] == [CREATED, UPDATED]
+
+
+def test_force_sends_everything_an_unchanged_row_as_an_update() -> None:
+    stored = {"a": row_hash(["a", "1"])}
+    hashes, pending, _ = _filter(stored, force=True)
+    assert hashes.admit("a", ["a", "1"]) is True
+    assert hashes.counts.as_dict() == {"created": 0, "updated": 1, "unchanged": 0}
+    assert len(pending.getvalue().splitlines()) == 1
+
+
+def test_only_rows_accepted_exactly_as_staged_keep_a_hash() -> None:
+    pending = [("a", "ha", CREATED), ("b", "hb", UPDATED), ("c", "hc", CREATED), ("d", "hd", UPDATED),
+               ("e", "he", CREATED)]
+    plan = commit_plan(pending, failed={"b", "e"}, partial={"c"})
+    # a: taken as staged. b: an update refused, Salesforce keeps the old record. c: written with a lookup
+    # emptied (or its link refused). d: taken. e: a create refused, Salesforce has nothing.
+    assert plan.keep == [("a", "ha"), ("b", NOT_AS_STAGED), ("c", NOT_AS_STAGED), ("d", "hd")]
+    assert plan.drop == ["e"]
+    assert (plan.created, plan.updated) == (2, 1)      # what was written: a, c created; d updated
+    assert NOT_AS_STAGED != row_hash([])               # it never matches a row: the row goes again
+    hashes = HashFilter({"c": NOT_AS_STAGED}.get, None, io.StringIO())
+    assert hashes.admit("c", ["c"]) is True and hashes.counts.updated == 1   # present, sent again
+
+
+def test_stored_hashes_are_read_a_key_range_at_a_time() -> None:
+    rows = sorted((f"k{i:04}", f"h{i}") for i in range(100))
+    reads = []
+
+    def read(start: str, limit: int):
+        reads.append(start)
+        return [r for r in rows if r[0] >= start][:limit]
+
+    stored = StoredHashes(read, page=30)
+    assert [stored.get(f"k{i:04}") for i in range(100)] == [f"h{i}" for i in range(100)]
+    assert len(reads) == 4                              # 100 keys in order, 30 per read
+    assert stored.get("k0005") == "h5" and stored.get("zzz") is None   # out of order: read again, still right
+
+
+def test_the_key_set_answers_from_disk(tmp_path: Path) -> None:
+    export = tmp_path / "sf.csv"
+    export.write_text("Id,Zuora__External_Id__c\n001A,a\n001B,b\n001C,\n", encoding="utf-8")
+    keys = KeySet(export, tmp_path)
+    try:
+        assert "a" in keys and "b" in keys and "" not in keys and "c" not in keys
+        assert list(keys.missing(["a", "c", "d"])) == ["c", "d"]
+    finally:
+        keys.close()
+
+
+def test_records_changed_in_salesforce_since_the_last_session_are_touched(tmp_path: Path) -> None:
+    export = tmp_path / "sf.csv"
+    export.write_text("Id,Zuora__External_Id__c,SystemModstamp\n001A,a,2026-12-05T10:00:00.000Z\n"
+                      "001B,b,2026-12-05T10:00:01.000Z\n", encoding="utf-8")
+    keys = KeySet(export, tmp_path, since="2026-12-05T10:00:00.000+0000")
+    try:
+        assert not keys.touched("a") and keys.touched("b") and not keys.touched("nope")
+    finally:
+        keys.close()
+    (tmp_path / "u").mkdir()
+    everything = KeySet(export, tmp_path / "u")              # no recorded fingerprint: all touched
+    try:
+        assert everything.touched("a") and everything.touched("b")
+    finally:
+        everything.close()
+    # A touched record is sent although its hash is unchanged (a lookup Salesforce cleared, an edit).
+    stored = {"a": row_hash(["a"]), "b": row_hash(["b"])}
+    hashes = HashFilter(stored.get, {"a", "b"}.__contains__, io.StringIO(), touched={"b"}.__contains__)
+    assert hashes.admit("a", ["a"]) is False and hashes.admit("b", ["b"]) is True
+    assert hashes.counts.as_dict() == {"created": 0, "updated": 1, "unchanged": 1}
+
+
+def test_salesforce_datetimes_read_alike_from_rest_and_bulk() -> None:
+    assert salesforce_instant("2026-12-05T10:00:00.000+0000") == salesforce_instant("2026-12-05T10:00:00.000Z")
+    assert salesforce_instant("2026-12-05T10:00:00.001Z") > salesforce_instant("2026-12-05T10:00:00.000+0000")
+
+
+def test_the_hashes_are_trusted_only_when_salesforce_did_not_move_and_matches_them() -> None:
+    recorded = {"record_count": 10, "last_modified": "2026-12-05T10:00:00.000+0000", "hashed_count": 10}
+    same = {"record_count": 10, "last_modified": "2026-12-05T10:00:00.000+0000"}
+    assert fingerprint_trusted(same, recorded, 10)
+    assert not fingerprint_trusted({**same, "record_count": 9}, recorded, 10)          # one deleted
+    assert not fingerprint_trusted({**same, "last_modified": "2026-12-05T11:00:00.000+0000"}, recorded, 10)
+    assert not fingerprint_trusted(same, {**recorded, "hashed_count": 9}, 10)          # one was never hashed
+    assert not fingerprint_trusted(same, recorded, 9)                                  # hashes changed since
+    assert not fingerprint_trusted(same, None, 10) and not fingerprint_trusted(None, recorded, 10)

@@ -1,0 +1,294 @@
+"""Send only what changed, and a dry run that tells the truth (issue 14, items 2 and 3), end to end:
+the real DAGs with ``dag.test()`` against both sandboxes; after each step Salesforce is compared with
+Zuora record by record (``sync_harness.compare_scope``), and what a session sent is read back from
+Salesforce itself (records whose ``SystemModstamp`` moved), not only from the session's counts.
+
+Each test builds on the ones before (one tenant for the module).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from sync_harness import compare_scope, run_dag, running_stack
+from zuora_sync.hashes import NOT_AS_STAGED
+
+ACCOUNTS = 30
+SEED = 33
+TZ = ZoneInfo("America/Los_Angeles")
+SCOPE = "accounts"
+FOUR = ("created", "updated", "unchanged", "removed")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("hashes"), accounts=ACCOUNTS, seed=SEED) as value:
+        yield value
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def store():
+    from zuora_sync.state import StateStore
+
+    return StateStore.from_airflow()
+
+
+def objects():
+    from zuora_sync.mapping import load_mapping
+
+    return [load_mapping().get(name) for name in load_mapping().scopes[SCOPE]]
+
+
+def last_session() -> dict:
+    s = store()
+    return s.get_session(s.list_sessions(limit=1)[0]["id"])
+
+
+def check(stack) -> None:
+    s = store()
+    rejected = {o.name: set(s.open_rejected_ids(o.scope, o.name)) for o in objects()}
+    problems = compare_scope(stack["zuora"].data_dir, stack["salesforce"].login(), SCOPE, rejected, TZ, stack["base"])
+    assert not problems, "\n".join(problems[:40])
+
+
+def hashed() -> dict[str, set[str]]:
+    return {o.name: set(store().hashed_keys(SCOPE, o.name)) for o in objects()}
+
+
+def stored_hash(obj: str, key: str) -> str | None:
+    return dict(store().stored_hashes(SCOPE, obj, from_key=key, limit=1)).get(key)
+
+
+def salesforce_now(stack) -> str:
+    """The sandbox's clock as SOQL compares it (records written after this moment)."""
+    time.sleep(1.1)  # SystemModstamp has whole... milliseconds, but be safe across the boundary
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def written_since(stack, moment: str) -> dict[str, set[str]]:
+    """Per object, the keys of the owned records Salesforce changed (created or updated) after ``moment``."""
+    sf = stack["salesforce"].login()
+    return {o.name: {r[o.key] for r in sf.query_all(
+        f"SELECT {o.key} FROM {o.salesforce} WHERE {o.key} != null AND SystemModstamp > {moment}")["records"]}
+        for o in objects()}
+
+
+def zuora_call(stack, method: str, path: str, body: dict) -> dict:
+    import requests
+
+    zuora = stack["zuora"]
+    response = requests.request(method, f"{zuora.url}{path}", json=body, timeout=60,
+                                headers={"Authorization": f"Bearer {zuora.token()}"})
+    response.raise_for_status()
+    return response.json()
+
+
+def tenant(stack, sql: str) -> list[dict]:
+    from sync_harness import tenant_rows
+
+    return tenant_rows(stack["zuora"].data_dir, sql)
+
+
+def synced_accounts(stack) -> list[str]:
+    """Accounts Salesforce holds (their hash is stored), in key order."""
+    return sorted(hashed()["CustomerAccount"])
+
+
+def counts(session: dict, obj: str) -> dict[str, int]:
+    return {k: session["objects"].get(obj, {}).get(k, 0) for k in FOUR}
+
+
+# -- the scenario ------------------------------------------------------------------------------------------
+
+
+def test_the_first_full_sync_sends_everything_and_keeps_a_hash_of_what_salesforce_took(stack):
+    assert run_dag("zuora_full_sync") == "success"
+    first = last_session()
+    totals = first["totals"]
+    assert totals["upserted"] > 0 and totals["unchanged"] == 0 and totals["updated"] == 0
+    assert totals["created"] == totals["upserted"]          # a new org: every record written is created
+    keys = hashed()
+    assert sum(len(k) for k in keys.values()) == totals["created"]
+    rejected = {o.name: set(store().open_rejected_ids(SCOPE, o.name)) for o in objects()}
+    assert any(rejected.values()), "the tenant has invalid CRM Ids: their rows are rejected"
+    for name, refused in rejected.items():
+        assert not refused & keys[name], f"{name}: a refused new row gets no hash"
+    check(stack)
+
+
+def test_a_second_full_sync_of_an_unchanged_tenant_writes_nothing(stack):
+    before = hashed()
+    first_calls = last_session()["api_calls"]["salesforce"]
+    moment = salesforce_now(stack)
+    assert run_dag("zuora_full_sync") == "success"
+    second = last_session()
+    assert second["totals"]["upserted"] == 0 and second["totals"]["deleted"] == 0
+    assert second["totals"]["created"] == second["totals"]["updated"] == second["totals"]["removed"] == 0
+    assert second["totals"]["unchanged"] == sum(len(k) for k in before.values())
+    assert not any(written_since(stack, moment).values()), "Salesforce changed no record"
+    # The rejected rows were retried (SPEC §4) and refused again; nothing else went to Salesforce.
+    assert second["totals"]["failed"] == sum(len(store().open_rejected_ids(SCOPE, o.name)) for o in objects())
+    assert second["api_calls"]["salesforce"] < first_calls
+    check(stack)
+
+
+def test_rerunning_the_same_window_sends_nothing(stack):
+    window = {"window_start": "2000-01-01T00:00:00+00:00",
+              "window_end": dt.datetime.now(dt.timezone.utc).isoformat()}
+    moment = salesforce_now(stack)
+    for _ in range(2):
+        assert run_dag("zuora_incremental_sync", conf=window) == "success"
+        session = last_session()
+        assert session["totals"]["upserted"] == 0 and session["totals"]["unchanged"] > 0
+    assert not any(written_since(stack, moment).values())
+    check(stack)
+
+
+def test_a_record_deleted_in_salesforce_is_restored_by_the_next_full_sync(stack):
+    sf = stack["salesforce"].login()
+    record = sf.query("SELECT Id, Zuora__External_Id__c FROM Zuora__ZInvoice__c ORDER BY Name LIMIT 1")["records"][0]
+    sf.Zuora__ZInvoice__c.delete(record["Id"])
+    assert record["Zuora__External_Id__c"] in hashed()["Invoice"], "its hash is unchanged"
+    assert run_dag("zuora_full_sync") == "success"
+    session = last_session()
+    assert counts(session, "Invoice")["created"] == 1
+    assert sf.query(f"SELECT COUNT() FROM Zuora__ZInvoice__c WHERE Zuora__External_Id__c = "
+                    f"'{record['Zuora__External_Id__c']}'")["totalSize"] == 1
+    check(stack)
+
+
+def test_a_changed_zuora_record_is_sent_and_nothing_else(stack):
+    account = synced_accounts(stack)[0]
+    assert zuora_call(stack, "POST", "/v1/action/update",
+                      {"type": "Account", "objects": [{"Id": account, "Name": "Renamed For The Hash"}]})[0]["Success"]
+    moment = salesforce_now(stack)
+    assert run_dag("zuora_full_sync") == "success"
+    session = last_session()
+    assert counts(session, "CustomerAccount") == {
+        "created": 0, "updated": 1, "unchanged": len(hashed()["CustomerAccount"]) - 1, "removed": 0}
+    assert session["totals"]["upserted"] == 1
+    assert written_since(stack, moment) == {o.name: ({account} if o.name == "CustomerAccount" else set())
+                                            for o in objects()}
+    check(stack)
+
+
+def test_a_dry_run_counts_what_would_change_and_the_real_run_does_just_that(stack):
+    sf = stack["salesforce"].login()
+    # One record to update, one to create again (deleted in Salesforce), one to remove (deleted in Zuora).
+    account = synced_accounts(stack)[1]
+    zuora_call(stack, "POST", "/v1/action/update", {"type": "Account", "objects": [{"Id": account, "Name": "Dry Run"}]})
+    payments = sorted(hashed()["Payment"])
+    lost = sf.Zuora__Payment__c.get_by_custom_id("Zuora__External_Id__c", payments[0])
+    sf.Zuora__Payment__c.delete(lost["Id"])
+    gone = tenant(stack, f"SELECT id FROM payment WHERE id = '{payments[1]}'")[0]["id"]
+    zuora_call(stack, "POST", "/v1/action/delete", {"type": "Payment", "ids": [gone]})
+
+    moment = salesforce_now(stack)
+    assert run_dag("zuora_full_sync", conf={"dry_run": True}) == "success"
+    dry = last_session()
+    assert dry["dry_run"] is True
+    assert not any(written_since(stack, moment).values()), "a dry run writes nothing"
+    open_rejected = {o.name: len(store().open_rejected_ids(SCOPE, o.name)) for o in objects()}
+    assert counts(dry, "CustomerAccount")["updated"] == 1
+    # Rows rejected before are sent again (retried): a dry run counts them as created, it cannot know
+    # that Salesforce will refuse them again.
+    assert counts(dry, "Payment")["created"] == 1 + open_rejected["Payment"]
+    assert counts(dry, "Payment")["removed"] >= 1
+    # The counts are the session's, so the page and its API show them (webapp.views.session_view).
+    from zuora_sync.webapp.views import session_view
+
+    shown = session_view(store().get_session(dry["id"]), dt.datetime.now(dt.timezone.utc), details=True)
+    assert {k: shown["objects"]["Payment"][k] for k in FOUR} == counts(dry, "Payment")
+
+    assert run_dag("zuora_full_sync") == "success"
+    real = last_session()
+    for o in objects():
+        expected = {**counts(dry, o.name), "created": counts(dry, o.name)["created"] - real["objects"][o.name]["failed"]}
+        assert counts(real, o.name) == expected, o.name
+    assert real["totals"]["deleted"] == dry["totals"]["removed"]
+    check(stack)
+
+
+def test_force_sends_every_record(stack):
+    before = hashed()
+    moment = salesforce_now(stack)
+    assert run_dag("zuora_full_sync", conf={"force": True}) == "success"
+    session = last_session()
+    assert session["details"].get("force") is True
+    assert session["totals"]["unchanged"] == 0
+    assert session["totals"]["updated"] == sum(len(k) for k in before.values())
+    written = written_since(stack, moment)
+    for name, keys in before.items():
+        assert keys <= written[name], name
+    assert hashed() == before, "fresh hashes, the same records"
+    check(stack)
+
+
+def test_a_rejected_row_is_sent_again_until_salesforce_takes_it(stack):
+    account = synced_accounts(stack)[2]
+    stack["salesforce"].admin("POST", "faults", {
+        "kind": "record_error", "object": "Zuora__CustomerAccount__c", "field": "Name", "value": "Refused By Rule",
+        "error_code": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "Not this name"})
+    try:
+        zuora_call(stack, "POST", "/v1/action/update",
+                   {"type": "Account", "objects": [{"Id": account, "Name": "Refused By Rule"}]})
+        assert run_dag("zuora_incremental_sync") == "success"
+        assert account in store().open_rejected_ids(SCOPE, "CustomerAccount")
+        # A refused update loses its hash; Salesforce still holds the record (its old values): marked so.
+        assert stored_hash("CustomerAccount", account) == NOT_AS_STAGED
+    finally:
+        stack["salesforce"].admin("DELETE", "faults")
+    moment = salesforce_now(stack)
+    assert run_dag("zuora_incremental_sync") == "success"      # nothing changed in Zuora since
+    assert account in written_since(stack, moment)["CustomerAccount"]
+    assert stored_hash("CustomerAccount", account) not in (None, NOT_AS_STAGED)
+    check(stack)
+
+
+def test_a_row_written_with_a_lookup_emptied_is_sent_again_and_linked_once_the_target_is_in(stack):
+    """A subscription whose invoice owner is not in Salesforce is written without that lookup and keeps no
+    hash, so each session sends it again; the one after the owner arrives writes the lookup."""
+    sf = stack["salesforce"].login()
+    rows = tenant(stack, "SELECT s.id, s.name FROM subscription s WHERE s.status = 'Active' AND NOT s.deleted")
+    subscription = next(r for r in rows if r["id"] in hashed()["Subscription"])
+    owner = tenant(stack, "SELECT id FROM account WHERE crmid IS NULL AND status = 'Active' AND NOT deleted "
+                          "ORDER BY accountnumber LIMIT 1")[0]["id"]
+    assert zuora_call(stack, "POST", "/v1/action/update", {"type": "Subscription", "objects": [
+        {"Id": subscription["id"], "InvoiceOwnerId": owner}]})[0]["Success"]
+    latest = tenant(stack, f"SELECT id FROM subscription WHERE name = '{subscription['name']}' AND NOT deleted "
+                           "ORDER BY version DESC LIMIT 1")[0]["id"]
+    assert run_dag("zuora_incremental_sync") == "success"
+    assert stored_hash("Subscription", latest) == NOT_AS_STAGED, "written with the lookup emptied: no hash"
+
+    moment = salesforce_now(stack)
+    assert run_dag("zuora_incremental_sync", conf={
+        "window_start": "2000-01-01T00:00:00+00:00", "window_end": dt.datetime.now(dt.timezone.utc).isoformat()}) \
+        == "success"
+    assert latest in written_since(stack, moment)["Subscription"], "sent again"
+
+    crm = sf.Account.create({"Name": "Owner Arrives"})["id"]
+    zuora_call(stack, "POST", "/v1/action/update", {"type": "Account", "objects": [{"Id": owner, "CrmId": crm}]})
+    assert run_dag("zuora_incremental_sync") == "success"
+    record = sf.query(f"SELECT Zuora__InvoiceOwner__r.Zuora__External_Id__c FROM Zuora__Subscription__c "
+                      f"WHERE Zuora__External_Id__c = '{latest}'")["records"][0]
+    assert (record.get("Zuora__InvoiceOwner__r") or {}).get("Zuora__External_Id__c") == owner
+    assert stored_hash("Subscription", latest) not in (None, NOT_AS_STAGED), "written as staged now: hashed"
+    check(stack)
+
+
+def test_a_cleanup_clears_the_hashes_and_the_next_full_sync_sends_everything(stack):
+    assert sum(len(k) for k in hashed().values()) > 0
+    assert run_dag("zuora_cleanup", conf={"scope": "accounts_and_related_objects", "dry_run": False,
+                                          "confirm": True}) == "success"
+    assert sum(len(k) for k in hashed().values()) == 0
+    assert run_dag("zuora_full_sync") == "success"
+    session = last_session()
+    assert session["totals"]["unchanged"] == 0
+    assert session["totals"]["created"] == session["totals"]["upserted"] > 0
+    check(stack)
