@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,30 +31,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "sync"))
 
 from conftest import start_salesforce_sandbox, start_zuora_sandbox  # noqa: E402
-from sync_harness import airflow_db_migrate, stack_env  # noqa: E402
+from benchmarks.sync_full import SEED, last_session, run_dag_child, sync_env  # noqa: E402
 
-SEED = 3
-_CHILD = """
-import sys, time
-sys.path.insert(0, {tests!r}); sys.path.insert(0, {sync!r})
-from sync_harness import run_dag
-started = time.perf_counter()
-state = run_dag("zuora_full_sync")
-print("RESULT", state, time.perf_counter() - started)
-"""
 _BULK_LINE = re.compile(r"Bulk API 2\.0 upsert of (\S+): job \S+, (\d+) processed, (\d+) failed, .*?, (\d+) API requests")
-
-
-def run_sync(env: dict[str, str], log_path: Path) -> float:
-    """One ``zuora_full_sync`` in a child process; its seconds."""
-    with open(log_path, "w") as log:
-        subprocess.run([sys.executable, "-c", _CHILD.format(tests=str(ROOT / "tests"), sync=str(ROOT / "tests" / "sync"))],
-                       env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
-    text = log_path.read_text()
-    result = [line for line in text.splitlines() if line.startswith("RESULT")]
-    if not result or result[0].split()[1] != "success":
-        raise SystemExit(f"the full sync did not succeed:\n{text[-5000:]}")
-    return float(result[0].split()[2])
 
 
 def retry_jobs(log_path: Path) -> tuple[int, int]:
@@ -79,22 +55,13 @@ def measure(accounts: int, work: Path) -> list[dict]:
     salesforce = start_salesforce_sandbox(work / "salesforce", accounts=accounts, seed=SEED)
     runs = []
     try:
-        settings = json.dumps({"staging_url": f"file://{work / 'staging'}", "lock_poll_seconds": 1})
-        env = dict(os.environ)
-        env.update(stack_env(zuora, salesforce, work / "state.db", work / "staging", settings))
-        env.setdefault("AIRFLOW_HOME", str(work / "airflow"))
-        env.update({"AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-                    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "PYTHONPATH": str(ROOT / "include")})
-        airflow_db_migrate(env)
-        from zuora_sync.state import StateStore
-
-        store = StateStore(f"sqlite:///{work / 'state.db'}")
+        env = sync_env(zuora, salesforce, work)
         for index in (1, 2):
             before = salesforce.admin("GET", "limits")["used"]
             log_path = work / f"sync-{index}.log"
-            seconds = run_sync(env, log_path)
+            seconds, _ = run_dag_child("zuora_full_sync", env, log_path)
             counted = salesforce.admin("GET", "limits")["used"] - before
-            session = store.get_session(store.list_sessions(limit=1)[0]["id"])
+            session = last_session(work)
             totals = session["totals"]
             jobs, job_requests = retry_jobs(log_path)
             runs.append({"run": index, "seconds": seconds, "status": session["status"],

@@ -136,6 +136,11 @@ def tenant_rows(zuora_data_dir: Path, sql: str) -> list[dict[str, Any]]:
         return [dict(zip(names, row)) for row in cursor]
 
 
+def tenant(stack: dict, sql: str) -> list[dict[str, Any]]:
+    """The Zuora tenant's rows for a Data Query ``sql``, read straight from its database."""
+    return tenant_rows(stack["zuora"].data_dir, sql)
+
+
 def expected_records(zuora_data_dir: Path, obj: ObjectMapping, types: dict[str, str], tz: dt.tzinfo) -> dict[str, dict]:
     """key → {Salesforce column: expected cell} for every Zuora row the mapping keeps."""
     columns = obj.columns + obj.second_pass

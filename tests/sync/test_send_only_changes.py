@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sync_harness import compare_scope, run_dag, running_stack
+from sync_harness import compare_scope, run_dag, running_stack, tenant, zuora_call
 from zuora_sync.hashes import NOT_AS_STAGED
 
 ACCOUNTS = 30
@@ -77,22 +77,6 @@ def written_since(stack, moment: str) -> dict[str, set[str]]:
     return {o.name: {r[o.key] for r in sf.query_all(
         f"SELECT {o.key} FROM {o.salesforce} WHERE {o.key} != null AND SystemModstamp > {moment}")["records"]}
         for o in objects()}
-
-
-def zuora_call(stack, method: str, path: str, body: dict) -> dict:
-    import requests
-
-    zuora = stack["zuora"]
-    response = requests.request(method, f"{zuora.url}{path}", json=body, timeout=60,
-                                headers={"Authorization": f"Bearer {zuora.token()}"})
-    response.raise_for_status()
-    return response.json()
-
-
-def tenant(stack, sql: str) -> list[dict]:
-    from sync_harness import tenant_rows
-
-    return tenant_rows(stack["zuora"].data_dir, sql)
 
 
 def synced_accounts(stack) -> list[str]:
@@ -165,7 +149,7 @@ def test_a_record_deleted_in_salesforce_is_restored_by_the_next_full_sync(stack)
 
 def test_a_changed_zuora_record_is_sent_and_nothing_else(stack):
     account = synced_accounts(stack)[0]
-    assert zuora_call(stack, "POST", "/v1/action/update",
+    assert zuora_call(stack["zuora"], "POST", "/v1/action/update",
                       {"type": "Account", "objects": [{"Id": account, "Name": "Renamed For The Hash"}]})[0]["Success"]
     moment = salesforce_now(stack)
     assert run_dag("zuora_full_sync") == "success"
@@ -182,12 +166,12 @@ def test_a_dry_run_counts_what_would_change_and_the_real_run_does_just_that(stac
     sf = stack["salesforce"].login()
     # One record to update, one to create again (deleted in Salesforce), one to remove (deleted in Zuora).
     account = synced_accounts(stack)[1]
-    zuora_call(stack, "POST", "/v1/action/update", {"type": "Account", "objects": [{"Id": account, "Name": "Dry Run"}]})
+    zuora_call(stack["zuora"], "POST", "/v1/action/update", {"type": "Account", "objects": [{"Id": account, "Name": "Dry Run"}]})
     payments = sorted(hashed()["Payment"])
     lost = sf.Zuora__Payment__c.get_by_custom_id("Zuora__External_Id__c", payments[0])
     sf.Zuora__Payment__c.delete(lost["Id"])
     gone = tenant(stack, f"SELECT id FROM payment WHERE id = '{payments[1]}'")[0]["id"]
-    zuora_call(stack, "POST", "/v1/action/delete", {"type": "Payment", "ids": [gone]})
+    zuora_call(stack["zuora"], "POST", "/v1/action/delete", {"type": "Payment", "ids": [gone]})
 
     moment = salesforce_now(stack)
     assert run_dag("zuora_full_sync", conf={"dry_run": True}) == "success"
@@ -236,7 +220,7 @@ def test_a_rejected_row_is_sent_again_until_salesforce_takes_it(stack):
         "kind": "record_error", "object": "Zuora__CustomerAccount__c", "field": "Name", "value": "Refused By Rule",
         "error_code": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "Not this name"})
     try:
-        zuora_call(stack, "POST", "/v1/action/update",
+        zuora_call(stack["zuora"], "POST", "/v1/action/update",
                    {"type": "Account", "objects": [{"Id": account, "Name": "Refused By Rule"}]})
         assert run_dag("zuora_incremental_sync") == "success"
         assert account in store().open_rejected_ids(SCOPE, "CustomerAccount")
@@ -259,7 +243,7 @@ def test_a_row_written_with_a_lookup_emptied_is_sent_again_and_linked_once_the_t
     subscription = next(r for r in rows if r["id"] in hashed()["Subscription"])
     owner = tenant(stack, "SELECT id FROM account WHERE crmid IS NULL AND status = 'Active' AND NOT deleted "
                           "ORDER BY accountnumber LIMIT 1")[0]["id"]
-    assert zuora_call(stack, "POST", "/v1/action/update", {"type": "Subscription", "objects": [
+    assert zuora_call(stack["zuora"], "POST", "/v1/action/update", {"type": "Subscription", "objects": [
         {"Id": subscription["id"], "InvoiceOwnerId": owner}]})[0]["Success"]
     latest = tenant(stack, f"SELECT id FROM subscription WHERE name = '{subscription['name']}' AND NOT deleted "
                            "ORDER BY version DESC LIMIT 1")[0]["id"]
@@ -273,7 +257,7 @@ def test_a_row_written_with_a_lookup_emptied_is_sent_again_and_linked_once_the_t
     assert latest in written_since(stack, moment)["Subscription"], "sent again"
 
     crm = sf.Account.create({"Name": "Owner Arrives"})["id"]
-    zuora_call(stack, "POST", "/v1/action/update", {"type": "Account", "objects": [{"Id": owner, "CrmId": crm}]})
+    zuora_call(stack["zuora"], "POST", "/v1/action/update", {"type": "Account", "objects": [{"Id": owner, "CrmId": crm}]})
     assert run_dag("zuora_incremental_sync") == "success"
     record = sf.query(f"SELECT Zuora__InvoiceOwner__r.Zuora__External_Id__c FROM Zuora__Subscription__c "
                       f"WHERE Zuora__External_Id__c = '{latest}'")["records"][0]

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sync_harness import compare_scope, run_dag, run_dag_tasks, running_stack
+from sync_harness import compare_scope, run_dag, run_dag_tasks, running_stack, tenant, zuora_call
 
 ACCOUNTS = 40
 SEED = 21
@@ -128,22 +128,6 @@ def test_full_sync(stack):
 # -- helpers for changing Zuora through its API and peeking at the stores ---------------------------
 
 
-def zuora_call(stack, method: str, path: str, body: dict) -> dict:
-    import requests
-
-    zuora = stack["zuora"]
-    response = requests.request(method, f"{zuora.url}{path}", json=body, timeout=60,
-                                headers={"Authorization": f"Bearer {zuora.token()}"})
-    response.raise_for_status()
-    return response.json()
-
-
-def tenant(stack, sql: str) -> list[dict]:
-    from sync_harness import tenant_rows
-
-    return tenant_rows(stack["zuora"].data_dir, sql)
-
-
 def synced_account(stack) -> dict:
     """A live account that qualifies (valid CRM Id, not canceled) and has an Active latest subscription."""
     from sandbox.crm_accounts import crm_account_id
@@ -191,25 +175,25 @@ def test_full_sync_rejections_are_the_invalid_crm_ids(stack):
 def test_changes_in_zuora_reach_salesforce_with_an_incremental_sync(stack):
     candidates = synced_account(stack)
     first, second = candidates[0], candidates[1]
-    zuora_call(stack, "POST", "/v1/action/update",
+    zuora_call(stack["zuora"], "POST", "/v1/action/update",
                {"type": "Account", "objects": [{"Id": first["id"], "Name": "Renamed In Zuora"}]})
-    amended = zuora_call(stack, "POST", "/v1/action/update",
+    amended = zuora_call(stack["zuora"], "POST", "/v1/action/update",
                          {"type": "Subscription", "objects": [{"Id": first["sub"], "AutoRenew": False}]})
     assert amended[0]["Success"]
-    zuora_call(stack, "PUT", f"/v1/subscriptions/{second['subname']}/cancel",
+    zuora_call(stack["zuora"], "PUT", f"/v1/subscriptions/{second['subname']}/cancel",
                {"cancellationPolicy": "SpecificDate", "cancellationEffectiveDate": "2025-12-31"})
-    invoice = zuora_call(stack, "POST", "/v1/action/create", {"type": "Invoice", "objects": [{
+    invoice = zuora_call(stack["zuora"], "POST", "/v1/action/create", {"type": "Invoice", "objects": [{
         "AccountId": first["id"], "InvoiceNumber": "INV-E2E-1", "Status": "Posted", "InvoiceDate": "2025-11-01",
         "Amount": 120.5, "AmountWithoutTax": 100.5, "TaxAmount": 20, "Balance": 0}]})[0]["Id"]
-    payment = zuora_call(stack, "POST", "/v1/action/create", {"type": "Payment", "objects": [{
+    payment = zuora_call(stack["zuora"], "POST", "/v1/action/create", {"type": "Payment", "objects": [{
         "AccountId": first["id"], "PaymentNumber": "P-E2E-1", "Amount": 120.5, "EffectiveDate": "2025-11-02",
         "Status": "Processed", "Type": "External"}]})[0]["Id"]
-    zuora_call(stack, "POST", "/v1/action/create", {"type": "InvoicePayment", "objects": [{
+    zuora_call(stack["zuora"], "POST", "/v1/action/create", {"type": "InvoicePayment", "objects": [{
         "InvoiceId": invoice, "PaymentId": payment, "Amount": 120.5}]})
     doomed = tenant(stack, f"SELECT id FROM invoicepayment WHERE invoiceid IN (SELECT id FROM invoice WHERE "
                            f"accountid = '{second['id']}' AND status = 'Posted') AND NOT deleted LIMIT 1")
     if doomed:
-        assert zuora_call(stack, "POST", "/v1/action/delete",
+        assert zuora_call(stack["zuora"], "POST", "/v1/action/delete",
                           {"type": "InvoicePayment", "ids": [doomed[0]["id"]]})[0]["success"]
 
     assert run_dag("zuora_incremental_sync") == "success"
@@ -243,7 +227,7 @@ def test_an_invoice_owner_that_is_not_synced_leaves_the_lookup_empty_not_the_sub
     subscription = synced_account(stack)[6]
     unsynced = tenant(stack, "SELECT id FROM account WHERE crmid IS NULL AND status = 'Active' AND NOT deleted "
                              "ORDER BY accountnumber LIMIT 1")[0]["id"]
-    assert zuora_call(stack, "POST", "/v1/action/update", {"type": "Subscription", "objects": [
+    assert zuora_call(stack["zuora"], "POST", "/v1/action/update", {"type": "Subscription", "objects": [
         {"Id": subscription["sub"], "InvoiceOwnerId": unsynced}]})[0]["Success"]
     latest = latest_subscription(stack, subscription["subname"])
     assert latest["invoiceownerid"] == unsynced
@@ -255,7 +239,7 @@ def test_an_invoice_owner_that_is_not_synced_leaves_the_lookup_empty_not_the_sub
     check(stack)
 
     crm = stack["salesforce"].login().Account.create({"Name": "Owner Now In Salesforce"})["id"]
-    zuora_call(stack, "POST", "/v1/action/update", {"type": "Account", "objects": [{"Id": unsynced, "CrmId": crm}]})
+    zuora_call(stack["zuora"], "POST", "/v1/action/update", {"type": "Account", "objects": [{"Id": unsynced, "CrmId": crm}]})
     assert run_dag("zuora_incremental_sync") == "success"
     assert sf_invoice_owner(stack, latest["id"]) == unsynced
     check(stack)
@@ -269,7 +253,7 @@ def test_a_rejected_invoice_owner_is_linked_once_salesforce_takes_it(stack):
     subscription = synced_account(stack)[8]
     owner = tenant(stack, "SELECT id FROM account WHERE crmid IS NULL AND status = 'Active' AND NOT deleted "
                           "ORDER BY accountnumber LIMIT 1 OFFSET 1")[0]["id"]
-    assert zuora_call(stack, "POST", "/v1/action/update", {"type": "Subscription", "objects": [
+    assert zuora_call(stack["zuora"], "POST", "/v1/action/update", {"type": "Subscription", "objects": [
         {"Id": subscription["sub"], "InvoiceOwnerId": owner}]})[0]["Success"]
     latest = latest_subscription(stack, subscription["subname"])
     crm = stack["salesforce"].login().Account.create({"Name": "Refused Owner's Account"})["id"]
@@ -277,7 +261,7 @@ def test_a_rejected_invoice_owner_is_linked_once_salesforce_takes_it(stack):
         "kind": "record_error", "object": "Zuora__CustomerAccount__c", "field": "Name", "value": "Owner Refused",
         "error_code": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "Not this name"})
     try:
-        zuora_call(stack, "POST", "/v1/action/update",
+        zuora_call(stack["zuora"], "POST", "/v1/action/update",
                    {"type": "Account", "objects": [{"Id": owner, "Name": "Owner Refused", "CrmId": crm}]})
         assert run_dag("zuora_incremental_sync") == "success"
         codes = rejected_codes()
@@ -352,7 +336,7 @@ def test_product_catalog_sync_flags_deleted_products(stack):
         target, kind = prp[0]["id"], "ProductRatePlan"
     else:
         target, kind = unused[0]["id"], "Product"
-    assert zuora_call(stack, "POST", "/v1/action/delete", {"type": kind, "ids": [target]})[0]["success"]
+    assert zuora_call(stack["zuora"], "POST", "/v1/action/delete", {"type": kind, "ids": [target]})[0]["success"]
     assert run_dag("zuora_product_catalog_sync") == "success"
     check(stack, "catalog")
     sobject = "Product2" if kind == "Product" else "zqu__ProductRatePlan__c"
@@ -365,7 +349,7 @@ def test_rejected_rows_are_kept_and_synced_once_fixed(stack):
         "kind": "record_error", "object": "Zuora__CustomerAccount__c", "field": "Name", "value": "Rejected Name",
         "error_code": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "Names like this are not allowed"})
     try:
-        zuora_call(stack, "POST", "/v1/action/update",
+        zuora_call(stack["zuora"], "POST", "/v1/action/update",
                    {"type": "Account", "objects": [{"Id": account["id"], "Name": "Rejected Name"}]})
         assert run_dag("zuora_incremental_sync") == "success"
         session = last_session()
@@ -414,7 +398,7 @@ def test_a_low_salesforce_api_budget_stops_the_session_and_the_next_one_resumes(
     store = StateStore.from_airflow()
     before = store.watermarks("accounts")
     account = synced_account(stack)[5]
-    zuora_call(stack, "POST", "/v1/action/update",
+    zuora_call(stack["zuora"], "POST", "/v1/action/update",
                {"type": "Account", "objects": [{"Id": account["id"], "Name": "Renamed Under Budget"}]})
     stack["salesforce"].admin("POST", "limits", {"daily_api_requests": 1000, "used": 990})  # below the 500 reserve
     try:
