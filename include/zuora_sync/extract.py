@@ -27,7 +27,7 @@ import logging
 from dataclasses import asdict
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from zuora_sync.hashes import PENDING_HASHES, SEEN_KEYS, HashSource
+from zuora_sync.hashes import PENDING_HASHES, REFUSED_UNSENT, SEEN_KEYS, HashSource
 from zuora_sync.mapping import Column, ObjectMapping
 from zuora_sync.queries import PAGE_ROWS, Selection, build_query, selection_parts
 from zuora_sync.staging import (
@@ -103,7 +103,8 @@ def extract_object(
         keeps = files.enter_context(staged.open_for_writing(KEEP_KEYS))
         rejected = files.enter_context(staged.open_for_writing(REJECTED))
         changed = hashes.filter(files.enter_context(staged.open_for_writing(PENDING_HASHES)),
-                                files.enter_context(staged.open_for_writing(SEEN_KEYS))) if hashes else None
+                                files.enter_context(staged.open_for_writing(SEEN_KEYS)),
+                                files.enter_context(staged.open_for_writing(REFUSED_UNSENT))) if hashes else None
         for row in _pages(source, obj, selection, page_rows, first_job):
             counts.extracted += 1
             key = str(row["zs_id"])
@@ -149,6 +150,12 @@ def extract_object(
         log.info("%s against the stored hashes: %d to create, %d to update, %d unchanged%s", obj.name,
                  changed.counts.created, changed.counts.updated, changed.counts.unchanged,
                  " (force: sent all the same)" if changed.force else " (not sent)")
+        if changed.counts.refused:
+            log.info("%s: %d row(s) Salesforce refused before, as they are now, for a reason in their own values "
+                     "(or a parent still refused): not sent again; they stay rejected", obj.name, changed.counts.refused)
+        if changed.counts.emptied:
+            log.info("%s: %d row(s) written before with an optional lookup emptied, whose target is still not in "
+                     "Salesforce: not sent again", obj.name, changed.counts.emptied)
     return manifest
 
 

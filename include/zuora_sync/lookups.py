@@ -110,6 +110,8 @@ class Upserted:
     #: Keys of the rows sent again with a lookup emptied: not written exactly as staged, so they keep
     #: no hash (:mod:`zuora_sync.hashes`) and go again next session, when the target may be there.
     emptied_keys: set = field(default_factory=set)
+    #: Of the rows written with lookups emptied: key → the emptied columns.
+    emptied_columns: dict = field(default_factory=dict)
 
 
 def upsert_keeping_records(loader: Any, sobject: str, external_id_field: str, path: Path,
@@ -129,6 +131,7 @@ def upsert_keeping_records(loader: Any, sobject: str, external_id_field: str, pa
     succeeded, rejected, emptied = outcome.processed - outcome.failed, list(outcome.rejected), Counter()
     pending: dict[Any, list[str]] = {}  # key -> lookups emptied so far, while it is being sent again
     emptied_keys: set = set()
+    emptied_columns: dict = {}
     for attempt in range(sum(1 for lookup in lookups if not lookup.required)):
         resend, rejected = split_missing_lookups(rejected, lookups)
         if not resend:
@@ -150,5 +153,6 @@ def upsert_keeping_records(loader: Any, sobject: str, external_id_field: str, pa
             emptied_keys.add(key)
             pending.setdefault(key, []).extend(columns)
             if key not in refused:
+                emptied_columns[key] = list(pending[key])
                 emptied.update(pending.pop(key))
-    return Upserted(succeeded, rejected, emptied, emptied_keys)
+    return Upserted(succeeded, rejected, emptied, emptied_keys, emptied_columns)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zuora_sync.hashes import NOT_AS_STAGED, PENDING_HASHES, SEEN_KEYS, commit_plan, read_pending
+from zuora_sync.hashes import NOT_AS_STAGED, PENDING_HASHES, REFUSED_UNSENT, SEEN_KEYS, commit_plan, read_pending
 from zuora_sync.lookups import Lookup, upsert_keeping_records
 from zuora_sync.mapping import ObjectMapping
 from zuora_sync.planning import SessionPlan, parse_instant
@@ -91,6 +91,9 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
     failed_keys: set[str] = set()
     first_pass_failed: set[str] = set()   # refused in the first pass, or by the conversion: no new hash
     emptied_keys: set[str] = set()        # written, but not as staged: a lookup emptied, a link refused
+    emptied_at: dict[str, set[int]] = {}  # of those, the positions (cells, then links) of the lookups emptied
+    links_refused: set[str] = set()       # of those, a second-pass link refused outright
+    width = len(obj.columns) + (1 if obj.on_delete == "flag" else 0)   # the cells before the links
     pending: deque[_Pending] = deque()
 
     chunked: list[Any] = []      # the chunks' job outcomes, settled together once all are in
@@ -106,12 +109,18 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
             result.upserted += done.succeeded
         result.emptied += done.emptied
         emptied_keys.update(done.emptied_keys)
+        for key, names in done.emptied_columns.items():
+            # The link file's columns follow its key column; in a row's hash they follow its cells.
+            offset = 0 if counted else width - 1
+            emptied_at.setdefault(key, set()).update(offset + columns.index(n) for n in names if n in columns)
         refused.extend((r.external_id, r.error_code, r.message, r.row) for r in done.rejected)
         keys = {r.external_id for r in done.rejected if r.external_id}
         failed_keys.update(keys)
         # A first-pass refusal leaves Salesforce's record (if any) as it was; a refused link leaves
         # the record written without it.
         (first_pass_failed if counted else emptied_keys).update(keys)
+        if not counted:
+            links_refused.update(keys)
 
     def collect(job: _Pending) -> None:
         header[:] = job.header  # every chunk has the same header
@@ -163,13 +172,15 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
     result.rejected, result.manifest = len(refused), manifest
     if refused:
         store.add_rejected(plan.session_id, obj.name, refused)
-    created, updated = _commit_hashes(plan, obj, manifest, staged, store, first_pass_failed, emptied_keys)
+    emptied = {k: v for k, v in emptied_at.items() if v and k not in links_refused}
+    created, updated = _commit_hashes(plan, obj, manifest, staged, store, first_pass_failed, emptied_keys, emptied)
     store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted, upserted=result.upserted,
                         failed=result.rejected, created=created, updated=updated,
                         unchanged=compared.get("unchanged", 0))
     still_open = set(store.open_rejected_ids(plan.scope, obj.name))
     if still_open:
-        fixed = [k for k in staged.keep_keys() if k in still_open and k not in failed_keys]
+        unsent = set(read_keys(staged.path(REFUSED_UNSENT))) if staged.path(REFUSED_UNSENT).exists() else set()
+        fixed = [k for k in staged.keep_keys() if k in still_open and k not in failed_keys and k not in unsent]
         if fixed:
             store.resolve_rejected(obj.name, fixed, plan.session_id)
             log.info("%d record(s) rejected before are now in Salesforce", len(fixed))
@@ -275,12 +286,13 @@ def _reconcile(plan: SessionPlan, obj: ObjectMapping, staged: StagedObject, load
 
 
 def _commit_hashes(plan: SessionPlan, obj: ObjectMapping, manifest: Manifest, staged: StagedObject, store: Any,
-                   failed: set[str], partial: set[str]) -> tuple[int, int]:
+                   failed: set[str], partial: set[str], emptied: dict[str, set[int]]) -> tuple[int, int]:
     """Store the hashes of the rows Salesforce accepted exactly as staged; mark or drop the others'
     (:func:`zuora_sync.hashes.commit_plan`), a chunk at a time. Returns (created, updated) written.
 
     :param failed: keys refused in the first pass (or by the conversion).
     :param partial: keys written but not as staged: an optional lookup emptied, a second-pass link refused.
+    :param emptied: of those, the ones written with only optional lookups emptied, with their positions.
     """
     if manifest.hashes is None:
         return 0, 0
@@ -291,7 +303,7 @@ def _commit_hashes(plan: SessionPlan, obj: ObjectMapping, manifest: Manifest, st
             chunk = [line for _, line in zip(range(_HASH_CHUNK), pending)]
             if not chunk:
                 break
-            decided = commit_plan(chunk, failed, partial)
+            decided = commit_plan(chunk, failed, partial, emptied)
             store.put_hashes(plan.scope, obj.name, decided.keep)
             store.forget_hashes(plan.scope, obj.name, decided.drop)
             created += decided.created

@@ -235,7 +235,7 @@ def test_only_changed_rows_are_staged_and_hashes_are_committed_once_the_object_i
     first, _stream, store, plan = load_object(stack, preflight, name, tmp_path / "first", hashes=compared)
     sent = set(staged_keys(tmp_path / "first", first.manifest.upsert_files))
     refused = {r["external_id"] for r in store.rejected_for_session(plan.session_id)}
-    assert first.manifest.hashes == {"created": len(sent), "updated": 0, "unchanged": 0}
+    assert first.manifest.hashes == {"created": len(sent), "updated": 0, "unchanged": 0, "refused": 0, "emptied": 0}
     hashes = stored(store)
     real = {k for k, h in hashes.items() if h != NOT_AS_STAGED}
     assert refused and not (refused & set(hashes)), "a refused new row keeps no hash"

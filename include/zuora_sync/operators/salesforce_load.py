@@ -108,7 +108,7 @@ class SalesforceUpsertOperator(_ObjectTask):
 
         def extract(on_upsert_file):
             # In the producer thread: the key set's SQLite file is opened, used and closed there.
-            with _hash_source(plan, obj, staged, store, compared, self.log) as source:
+            with _hash_source(plan, obj, staged, store, compared, self.log, lookups) as source:
                 manifest = extract_object(hook, obj, selection, staged.directory, field_types=field_types, tz=tz,
                                           first_job=first_job, chunk_rows=CHUNK_ROWS, on_upsert_file=on_upsert_file,
                                           hashes=source)
@@ -149,7 +149,7 @@ class SalesforceUpsertOperator(_ObjectTask):
 
 @contextlib.contextmanager
 def _hash_source(plan: Any, obj: Any, staged: StagedObject, store: Any, compared: dict[str, Any] | None,
-                 log: Any) -> Iterator[Any]:
+                 log: Any, lookups: list[Lookup] = ()) -> Iterator[Any]:
     """What the extract's row loop compares each row with (:class:`zuora_sync.hashes.HashSource`),
     or None when the extract task said nothing about hashes (every row is staged).
 
@@ -158,17 +158,49 @@ def _hash_source(plan: Any, obj: Any, staged: StagedObject, store: Any, compared
     changed there since the last session is sent again, and (not in a dry run) stored hashes of
     records Salesforce lacks are dropped first. An on-demand sync, or the full sync's ``force``,
     sends every row, compared all the same.
+
+    Rows Salesforce refused before are not sent while it would refuse them again as they are
+    (:mod:`zuora_sync.refusals`), nor rows written with an optional lookup emptied while its target
+    is still not in Salesforce (it has no stored hash: the target's load, before this one, would
+    have stored it). This runs after the parents' loads, so both see this session's parents.
     """
     from zuora_sync.hashes import HashSource, KeySet, StoredHashes
+    from zuora_sync.refusals import Refusals
 
     if compared is None:
         yield None
         return
     stored = StoredHashes(lambda key, limit: store.stored_hashes(plan.scope, obj.name, from_key=key, limit=limit))
     force = plan.force or plan.mode == "accounts"
+    mapping = load_mapping()
+    by_salesforce = {o.salesforce.lower(): o.name for o in mapping.objects.values() if o.scope == obj.scope}
+    columns = [c.salesforce for c in obj.columns] + ([obj.flag] if obj.on_delete == "flag" else [])
+    refused_ids: dict[str, set[str]] = {}
+
+    def still_refused(sobject: str) -> set[str] | None:
+        name = by_salesforce.get(sobject.lower())
+        if name is None:
+            return None
+        if name not in refused_ids:
+            refused_ids[name] = {k.strip().lower() for k in store.open_rejected_ids(plan.scope, name)}
+        return refused_ids[name]
+
+    refusals = Refusals(store.open_refusals(plan.scope, obj.name), columns, still_refused)
+    targets = {lookup.column: by_salesforce.get(lookup.sobject.lower()) for lookup in lookups if not lookup.required}
+    positions = columns + [c.salesforce for c in obj.second_pass]
+
+    def absent(position: int, value: str) -> bool:
+        # No stored hash (not even "not as staged"): the target is not in Salesforce.
+        target = targets.get(positions[position]) if position < len(positions) else None
+        if target is None:
+            return False
+        found = store.stored_hashes(plan.scope, target, from_key=value, limit=1)
+        return not (found and found[0][0] == value)
+
+    rules = {"settled": refusals.settled if len(refusals) else None, "absent": absent}
     name = compared.get("salesforce_keys")
     if not name:
-        yield HashSource(stored.get, None, force=force)
+        yield HashSource(stored.get, None, force=force, **rules)
         return
     with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp, local_copy(staged.path(name)) as exported:
         recorded = store.get_fingerprint(plan.scope, obj.name)
@@ -180,7 +212,7 @@ def _hash_source(plan: Any, obj: Any, staged: StagedObject, store: Any, compared
                     store.forget_hashes(plan.scope, obj.name, lacking)
                     log.info("%d %s record(s) with a stored hash are not in Salesforce (deleted there?): "
                              "they are sent again", len(lacking), obj.salesforce)
-            yield HashSource(stored.get, keys.__contains__, force=force, touched=keys.touched)
+            yield HashSource(stored.get, keys.__contains__, force=force, touched=keys.touched, **rules)
         finally:
             keys.close()
 
