@@ -137,6 +137,14 @@ def extract_object(
                 keeps.write(key + "\n")
                 if obj.second_pass:
                     links.write([cells[key_index]] + second)
+        if changed is not None:
+            # Rows that waited for a hierarchy parent of their own object which this session sent after all.
+            for _key, cells, second in changed.due():
+                counts.upserts += 1
+                upserts.write(cells)
+                if obj.second_pass:
+                    links.write([cells[key_index]] + second)
+            changed.close()
     upserts.close()
     links.close()
     manifest = Manifest(object=obj.name, salesforce=obj.salesforce, key=obj.key, mode=selection.mode,

@@ -11,9 +11,11 @@ second-pass link values) and asks a :class:`HashFilter` whether to send it:
 Sent rows are written as *pending* ``key,hash,kind`` lines to a staged file next to the upsert
 parts. The load (:func:`zuora_sync.writing.upsert_object`) commits them once Salesforce's results
 are known (:func:`commit_plan`): only a row Salesforce accepted exactly as staged keeps a hash; a
-rejected row, a row sent again with an optional lookup emptied (:mod:`zuora_sync.lookups`) and a
-row whose second-pass links failed get none (and lose an old one), so the next session sends them
-again — that is how a lookup is written once its target is in Salesforce.
+rejected row and a row whose second-pass links failed get none (and lose an old one), so the next
+session sends them again, unless Salesforce would refuse them again as they are
+(:mod:`zuora_sync.refusals`). A row sent again with an optional lookup emptied
+(:mod:`zuora_sync.lookups`) keeps an :func:`emptied_mark`: it is not sent while its emptied
+lookups' targets stay out of Salesforce, and goes (writing the lookup) once one is in.
 
 Whether Salesforce "still holds" a record as hashed: the stored hashes describe Salesforce as long
 as nothing else changed it since the last session ended (:func:`fingerprint_trusted`); then a
@@ -33,6 +35,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,13 +195,19 @@ class HashFilter:
     :param absent: whether the target of the optional lookup at a position of the row's cells
         (then links) is still not in Salesforce, given the lookup's value; a row stored with
         :func:`emptied_mark` is not sent while each of its emptied lookups' targets is absent.
+    :param own: the positions whose lookup targets this very object (a hierarchy parent). Such a
+        target may arrive in this session, in a row read later: a row waiting for one is held
+        back and sent at the end (:meth:`due`) if its target was sent meanwhile.
     """
 
     def __init__(self, stored: Callable[[str], str | None], present: Callable[[str], bool] | None,
                  pending: IO[str], seen: IO[str] | None = None, *, force: bool = False,
                  touched: Callable[[str], bool] | None = None,
                  settled: Callable[[str, list[str]], bool] | None = None, unsent: IO[str] | None = None,
-                 absent: Callable[[int, str], bool] | None = None):
+                 absent: Callable[[int, str], bool] | None = None, own: Iterable[int] = ()):
+        self._own = frozenset(own)
+        self._later: list[tuple[str, str, list[str], list[str], list[str]]] = []
+        self._sent: IO[str] | None = None   # keys sent, on local disk, when rows may wait on their own object
         self._stored = stored
         self._present = present
         self._touched = touched
@@ -222,9 +231,13 @@ class HashFilter:
             if there and old == digest:
                 self.counts.unchanged += 1
                 return False
-            if there and self._still_emptied(old, digest, cells, links):
+            emptied = self._still_emptied(old, digest, cells, links) if there else None
+            if emptied is not None:
                 self.counts.unchanged += 1
                 self.counts.emptied += 1
+                mine = [(cells + links)[p] for p in emptied if p in self._own]
+                if mine:
+                    self._later.append((key, digest, cells, links, mine))
                 return False
             if self._settled is not None and self._settled(key, cells):
                 self.counts.unchanged += 1
@@ -238,21 +251,54 @@ class HashFilter:
         else:
             self.counts.updated += 1
         self._pending.writerow([key, digest, kind])
+        if self._own:
+            if self._sent is None:
+                self._sent = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="zuora-sync-sent-")
+            self._sent.write(key + "\n")
         return True
 
-    def _still_emptied(self, old: str | None, digest: str, cells: list[str], links: list[str]) -> bool:
-        """Whether ``old`` is the :func:`emptied_mark` of this very row and its emptied targets are still absent."""
+    def due(self) -> list[tuple[str, list[str], list[str]]]:
+        """``(key, cells, links)`` of the rows held back for a target of their own object that was
+        sent in this session after all: send them now (noted as pending updates)."""
+        if not self._later:
+            return []
+        wanted = {target for *_, targets in self._later for target in targets}
+        sent: set[str] = set()
+        if self._sent is not None:
+            self._sent.seek(0)
+            sent = {line.strip() for line in self._sent if line.strip() in wanted}
+        ready = []
+        for key, digest, cells, links, targets in self._later:
+            if any(target in sent for target in targets):
+                self.counts.unchanged -= 1
+                self.counts.emptied -= 1
+                self.counts.updated += 1
+                self._pending.writerow([key, digest, UPDATED])
+                ready.append((key, cells, links))
+        self._later = []
+        return ready
+
+    def close(self) -> None:
+        if self._sent is not None:
+            self._sent.close()
+            self._sent = None
+
+    def _still_emptied(self, old: str | None, digest: str, cells: list[str], links: list[str]) -> list[int] | None:
+        """The emptied positions when ``old`` is the :func:`emptied_mark` of this very row and its emptied
+        targets are all still absent; else None (the row is sent)."""
         if self._absent is None or not old or not old.startswith(EMPTIED):
-            return False
+            return None
         stored, _, where = old[1:].partition(":")
         if stored != digest or not where:
-            return False
+            return None
         values = cells + links
         try:
             positions = [int(p) for p in where.split(",")]
         except ValueError:
-            return False
-        return all(0 <= p < len(values) and values[p] and self._absent(p, values[p]) for p in positions)
+            return None
+        if all(0 <= p < len(values) and values[p] and self._absent(p, values[p]) for p in positions):
+            return positions
+        return None
 
 
 @dataclass
@@ -274,10 +320,11 @@ class HashSource:
     touched: Callable[[str], bool] | None = None
     settled: Callable[[str, list[str]], bool] | None = None
     absent: Callable[[int, str], bool] | None = None
+    own: tuple[int, ...] = ()
 
     def filter(self, pending: IO[str], seen: IO[str] | None = None, unsent: IO[str] | None = None) -> HashFilter:
         return HashFilter(self.stored, self.present, pending, seen, force=self.force, touched=self.touched,
-                          settled=self.settled, unsent=unsent, absent=self.absent)
+                          settled=self.settled, unsent=unsent, absent=self.absent, own=self.own)
 
 
 def read_pending(lines: Iterable[str]) -> Iterator[tuple[str, str, str]]:

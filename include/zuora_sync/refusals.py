@@ -16,7 +16,7 @@ rejection of its record, a row is *settled* (not sent; it stays rejected, counte
 Any other reason may change on Salesforce's side without the row changing (validation rules,
 sharing, locks, an Id of a deleted record that is restored: ``INVALID_CROSS_REFERENCE_KEY``,
 limits), so such rows are retried every session, as they were. A row whose values changed is
-sent. The full sync's ``force`` param sends every row (``docs/operations.md``, "Rejected records").
+sent. The full sync's ``force`` param sends every row (``docs/operations.md``, "Retries").
 """
 
 from __future__ import annotations

@@ -109,6 +109,20 @@ def test_a_row_written_with_a_lookup_emptied_stays_home_while_its_target_is_abse
     assert emptied_mark("x" * 32, range(40)) == NOT_AS_STAGED       # too long to store: sent again, as before
 
 
+def test_a_row_waiting_for_a_parent_of_its_own_object_goes_at_the_end_if_the_parent_was_sent() -> None:
+    # Position 1 is a hierarchy parent (this very object): the parent may be a row read later.
+    child, orphan = ["c1", "p1"], ["c2", "p2"]
+    stored = {"c1": emptied_mark(row_hash(child), [1]), "c2": emptied_mark(row_hash(orphan), [1])}
+    pending = io.StringIO()
+    hashes = HashFilter(stored.get, None, pending, absent=lambda position, value: True, own=[1])
+    assert hashes.admit("c1", child) is False and hashes.admit("c2", orphan) is False   # held back
+    assert hashes.admit("p1", ["p1", ""]) is True                                      # c1's parent is sent
+    assert hashes.due() == [("c1", child, [])]                                          # c2's parent is not
+    assert hashes.counts.as_dict() == {"created": 1, "updated": 1, "unchanged": 1, "refused": 0, "emptied": 1}
+    assert [k for k, _, _ in read_pending(pending.getvalue().splitlines())] == ["p1", "c1"]
+    hashes.close()
+
+
 def test_a_row_salesforce_would_refuse_again_is_not_sent_and_is_noted() -> None:
     unsent, pending = io.StringIO(), io.StringIO()
     hashes = HashFilter({}.get, None, pending, settled=lambda key, cells: key == "bad", unsent=unsent)

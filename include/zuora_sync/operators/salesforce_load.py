@@ -197,7 +197,8 @@ def _hash_source(plan: Any, obj: Any, staged: StagedObject, store: Any, compared
         found = store.stored_hashes(plan.scope, target, from_key=value, limit=1)
         return not (found and found[0][0] == value)
 
-    rules = {"settled": refusals.settled if len(refusals) else None, "absent": absent}
+    own = tuple(i for i, column in enumerate(positions) if targets.get(column) == obj.name)
+    rules = {"settled": refusals.settled if len(refusals) else None, "absent": absent, "own": own}
     name = compared.get("salesforce_keys")
     if not name:
         yield HashSource(stored.get, None, force=force, **rules)
