@@ -11,11 +11,22 @@ time into a fresh Salesforce sandbox seeded as the sync's was (the tenant's stan
 * straight through simple-salesforce Bulk API 2.0 (``bulk2.<Object>.upsert(csv_file=…)``), the
   limit: SPEC §10 asks the sync for ≥ 0.8× its rate;
 * through the Airflow provider's ``SalesforceBulkOperator`` (Bulk API 1.0, JSON, ``batch_size``
-  10,000), as a user of the provider would: the CSV rows as a list of dicts, relationship columns
+  ``"auto"``: simple-salesforce's largest batches within Bulk 1.0's 10,000 records and 10,000,000
+  characters), as a user of the provider would: the CSV rows as a list of dicts, relationship columns
   as nested objects, ``#N/A`` as null, empty cells left out; SPEC §10 asks for ≥ 5× its rate.
   Only the operator's ``execute`` is timed (it logs in, creates the job, posts the batches, polls,
   closes); reading and converting the CSV files is not. It runs in a child process with its own
   ``AIRFLOW_HOME`` and ``AIRFLOW_CONN_SALESFORCE_DEFAULT``.
+
+The staged chunks of an object are joined into files of at most 90 MB for the baselines (not
+timed), so each baseline uploads an object in as few jobs as it can, whatever chunk size the sync
+uses. After each baseline the fresh org's own processing time is read from its database (Bulk 2.0
+jobs' and Bulk 1.0 batches' ``totalProcessingTime``: the same Bulk worker runs both).
+
+The sync is timed twice: the ``dag.test()`` call end to end (parsing the DAGs and starting
+``dag.test``'s in-process execution API included) and the session as its history records it
+(``begin_session`` to ``end_session``). ``--keep-logs DIR`` keeps each ``dag.test()`` log; the
+seconds of each task are printed from it.
 
 All three rates count the same rows: staged rows that Salesforce accepted ("written"; the sync's
 upserted plus deleted), over the seconds of the sync or of the upload. Prints Markdown rows for
@@ -49,6 +60,11 @@ from sync_harness import airflow_db_migrate, stack_env  # noqa: E402
 SEED = 3
 EXT = "Zuora__External_Id__c"
 NULL = "#N/A"  # Bulk API 2.0 CSV: set the field to null
+#: simple-salesforce's own sizing: at most 10,000 records and 10,000,000 characters a batch (Bulk
+#: API 1.0's limits). The provider's default of 10,000 records makes batches of the wider objects
+#: larger than 10,000,000 characters of JSON, which Salesforce (and, since issue 17, the sandbox)
+#: fails; "auto" is what a user of the provider passes then, and the fastest that works.
+BULK1_BATCH_SIZE = "auto"
 _CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r}); sys.path.insert(0, {sync!r})
@@ -58,6 +74,25 @@ started = time.perf_counter()
 state = run_dag({dag_id!r})
 print("RESULT", state, time.perf_counter() - started)
 """
+
+
+def task_seconds(log_text: str) -> dict[str, float]:
+    """Each task's seconds from a ``dag.test()`` log: the tasks run one after another, so a task
+    took the time from the previous task's end to its own (the first: from the run's creation)."""
+    import re
+
+    seconds: dict[str, float] = {}
+    previous = None
+    for line in log_text.splitlines():
+        stamp = line.split(" ", 1)[0]
+        if previous is None and "Created dag run." in line:
+            previous = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        ended = re.search(r"\[DAG TEST\] end task task_id=(\S+)", line)
+        if ended and previous is not None:
+            moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            seconds[ended[1]] = (moment - previous).total_seconds()
+            previous = moment
+    return seconds
 
 
 def sync_env(zuora, salesforce, work: Path, settings: dict | None = None) -> dict[str, str]:
@@ -106,17 +141,25 @@ def last_session(work: Path) -> dict:
     return store.get_session(store.list_sessions(limit=1)[0]["id"])
 
 
-def run_size(accounts: int, work: Path) -> dict:
+def run_size(accounts: int, work: Path, keep_logs: Path | None = None) -> dict:
     zuora = start_zuora_sandbox(work / "zuora", accounts=accounts, seed=SEED)
     salesforce = start_salesforce_sandbox(work / "salesforce", accounts=accounts, seed=SEED)
     try:
         env = sync_env(zuora, salesforce, work)
-        seconds, peak_mb = run_dag_child("zuora_full_sync", env, work / "sync.log")
+        output = work / "sync.log"
+        try:
+            seconds, peak_mb = run_dag_child("zuora_full_sync", env, output)
+        finally:
+            if keep_logs is not None and output.exists():
+                keep_logs.mkdir(parents=True, exist_ok=True)
+                (keep_logs / f"sync-{accounts}.log").write_text(output.read_text())
+        text = output.read_text()
         os.environ.update({k: env[k] for k in ("AIRFLOW_CONN_ZUORA_SYNC_STATE",)})
         session = last_session(work)
+        session_seconds = (_instant(session["ended_at"]) - _instant(session["started_at"])).total_seconds()
         totals, calls = session["totals"], session["api_calls"]
         records = totals["extracted"]
-        objects = staged_objects(work / "staging")
+        objects = merged(staged_objects(work / "staging"), work / "merged")
         bulk2 = upload_baseline(objects, work, accounts)
         operator = upload_bulk_operator(objects, work, accounts, env)
     finally:
@@ -124,6 +167,7 @@ def run_size(accounts: int, work: Path) -> dict:
         salesforce.stop()
     written = totals["upserted"] + totals["deleted"]
     written_rate = written / seconds
+    session_rate = written / session_seconds
     bulk2_rate = bulk2["loaded"] / bulk2["seconds"]
     operator_rate = operator["loaded"] / operator["seconds"]
     ratio = lambda a, b: a / b if b else float("inf")  # noqa: E731
@@ -133,9 +177,64 @@ def run_size(accounts: int, work: Path) -> dict:
         "written_rate": written_rate, "bulk2": bulk2, "bulk2_rate": bulk2_rate, "operator": operator,
         "operator_rate": operator_rate, "vs_bulk2": ratio(written_rate, bulk2_rate),
         "vs_operator": ratio(written_rate, operator_rate), "peak_mb": peak_mb,
+        "session_seconds": session_seconds, "session_rate": session_rate,
+        "session_vs_bulk2": ratio(session_rate, bulk2_rate), "session_vs_operator": ratio(session_rate, operator_rate),
+        "tasks": task_seconds(text),
         "zuora_per_10k": calls["zuora"] / records * 10_000, "sf_per_10k": calls["salesforce"] / records * 10_000,
         "zuora_calls": calls["zuora"], "sf_calls": calls["salesforce"], "status": session["status"],
     }
+
+
+def _instant(value) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+
+
+def merged(objects: list[tuple[str, str, list[str]]], directory: Path) -> list[tuple[str, str, list[str]]]:
+    """The staged chunks of each object joined into files of at most 90 MB, as the sync staged them
+    before it uploaded chunk by chunk: the baselines upload each object in as few requests as
+    they can (one Bulk 2.0 job per file), whatever chunk size the sync chose. Not timed."""
+    from zuora_sync.staging import MAX_FILE_BYTES
+
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, sobject, files in objects:
+        joined: list[str] = []
+        handle, size = None, 0
+        for path in files:
+            with open(path, encoding="utf-8", newline="") as source:
+                header = source.readline()
+                for line in source:
+                    if handle is None or size + len(line.encode()) > MAX_FILE_BYTES:
+                        if handle is not None:
+                            handle.close()
+                        joined.append(str(directory / f"{name}-{len(joined):04d}.csv"))
+                        handle = open(joined[-1], "w", encoding="utf-8", newline="")
+                        handle.write(header)
+                        size = len(header.encode())
+                    handle.write(line)
+                    size += len(line.encode())
+        if handle is not None:
+            handle.close()
+        out.append((name, sobject, joined))
+    return out
+
+
+def server_rates(data_dir: Path) -> dict:
+    """What the fresh org's Bulk worker itself spent: rows and ``totalProcessingTime`` of its Bulk
+    API 2.0 ingest jobs and of its Bulk API 1.0 batches (the same worker runs both), read from the
+    sandbox's own database once the upload is done."""
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "org.sqlite3") as db:
+        v2 = db.execute("SELECT COALESCE(SUM(json_extract(info, '$.numberRecordsProcessed')), 0), "
+                        "COALESCE(SUM(json_extract(info, '$.totalProcessingTime')), 0), COUNT(*) FROM _bulk_jobs "
+                        "WHERE api = 'v2ingest'").fetchone()
+        v1 = db.execute("SELECT COALESCE(SUM(json_extract(info, '$.numberRecordsProcessed')), 0), "
+                        "COALESCE(SUM(json_extract(info, '$.totalProcessingTime')), 0), COUNT(*) "
+                        "FROM _bulk_batches").fetchone()
+    rows, ms, count = (v2 if v2[2] else v1)
+    return {"rows": rows, "processing_seconds": ms / 1000, "units": count,
+            "rows_per_second": rows / (ms / 1000) if ms else 0.0}
 
 
 def staged_objects(staging: Path) -> list[tuple[str, str, list[str]]]:
@@ -209,7 +308,7 @@ def upload_baseline(objects: list[tuple[str, str, list[str]]], work: Path, accou
             seconds += spent
             per_object[name] = {"sobject": sobject, "rows": rows, "loaded": loaded, "failed": failed,
                                 "errors": dict(errors), "seconds": spent}
-        return summarize(seconds, per_object)
+        return {**summarize(seconds, per_object), "server": server_rates(work / "baseline")}
     finally:
         fresh.stop()
 
@@ -241,7 +340,7 @@ def upload_bulk_operator(objects: list[tuple[str, str, list[str]]], work: Path, 
         if done.returncode or not result:
             raise SystemExit(
                 f"the SalesforceBulkOperator baseline failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
-        return json.loads(result[-1][len("RESULT "):])
+        return {**json.loads(result[-1][len("RESULT "):]), "server": server_rates(work / "operator")}
     finally:
         fresh.stop()
 
@@ -282,7 +381,7 @@ def bulk_operator_child(spec: str) -> None:
         payload = [record for path in files for record in bulk1_records(path)]  # not timed
         operator = SalesforceBulkOperator(
             task_id=f"upsert_{name}", operation="upsert", object_name=sobject, payload=payload,
-            external_id_field=EXT, batch_size=10_000,
+            external_id_field=EXT, batch_size=BULK1_BATCH_SIZE,
         )
         started = time.perf_counter()
         results = operator.execute(context={}) or []
@@ -308,6 +407,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, action="append", help="tenant sizes (repeatable)")
     parser.add_argument("--bulk-operator-child", metavar="SPEC", help=argparse.SUPPRESS)
+    parser.add_argument("--keep-logs", metavar="DIR", type=Path, help="keep each dag.test() log in DIR")
     args = parser.parse_args()
     if args.bulk_operator_child:
         bulk_operator_child(args.bulk_operator_child)
@@ -315,18 +415,26 @@ def main() -> None:
     rows = []
     for accounts in args.accounts or [1000, 10000]:
         with tempfile.TemporaryDirectory(prefix="sync-full-") as tmp:
-            rows.append(run_size(accounts, Path(tmp)))
+            rows.append(run_size(accounts, Path(tmp), args.keep_logs))
     today = dt.date.today().isoformat()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print("| date | accounts | Zuora records | written to SF | rejected | full sync s | records/s | written/s "
-          "| raw Bulk 2.0 rows/s | SalesforceBulkOperator rows/s | sync ÷ Bulk 2.0 | sync ÷ BulkOperator "
-          "| peak RSS MB | Zuora req / 10k | SF req / 10k | status |")
+    print("| date | accounts | Zuora records | written to SF | rejected | dag.test() s | session s | written/s (session) "
+          "| raw Bulk 2.0 rows/s | SalesforceBulkOperator rows/s | sync ÷ Bulk 2.0 (dag.test / session) "
+          "| sync ÷ BulkOperator (dag.test / session) | peak RSS MB | Zuora req / 10k | SF req / 10k | status |")
     print("|---" * 16 + "|")
     for m in rows:
         print(f"| {today} | {m['accounts']:,} | {m['records']:,} | {m['written']:,} | {m['rejected']:,} "
-              f"| {m['seconds']:.1f} | {m['rate']:,.0f} | {m['written_rate']:,.0f} | {m['bulk2_rate']:,.0f} "
-              f"| {m['operator_rate']:,.0f} | {m['vs_bulk2']:.2f}× | {m['vs_operator']:.2f}× | {m['peak_mb']:.0f} "
+              f"| {m['seconds']:.1f} | {m['session_seconds']:.1f} | {m['session_rate']:,.0f} | {m['bulk2_rate']:,.0f} "
+              f"| {m['operator_rate']:,.0f} | {m['vs_bulk2']:.2f}× / {m['session_vs_bulk2']:.2f}× "
+              f"| {m['vs_operator']:.2f}× / {m['session_vs_operator']:.2f}× | {m['peak_mb']:.0f} "
               f"| {m['zuora_per_10k']:.1f} ({m['zuora_calls']}) | {m['sf_per_10k']:.1f} ({m['sf_calls']}) | {m['status']} |")
+    for m in rows:
+        b2, op = m["bulk2"]["server"], m["operator"]["server"]
+        print(f"\naccounts {m['accounts']:,}: the sandbox's Bulk worker: Bulk 2.0 {b2['rows']:,} rows in "
+              f"{b2['processing_seconds']:.1f} s ({b2['units']} jobs, {b2['rows_per_second']:,.0f} rows/s); Bulk 1.0 "
+              f"{op['rows']:,} rows in {op['processing_seconds']:.1f} s ({op['units']} batches, "
+              f"{op['rows_per_second']:,.0f} rows/s)")
+        print("tasks (s): " + ", ".join(f"{task} {sec:.1f}" for task, sec in m["tasks"].items()))
     for m in rows:
         b2, op = m["bulk2"], m["operator"]
         print(f"\naccounts {m['accounts']:,}: the sync upserted {m['upserted']:,} and deleted {m['deleted']:,}; "

@@ -8,6 +8,14 @@ rows, decides per row whether it belongs in Salesforce (the mapping's ``keep`` r
 
 Rows are never all in memory; large selections are read in key-ordered pages so each Data Query
 job stays within Zuora's output limits.
+
+Pipelined (``docs/architecture.md``): the extract task only submits the selection's first Data
+Query job (:func:`submit_selection`), so Zuora works on it while other objects load; the load task
+runs :func:`extract_object` with that job (``first_job``) in a producer thread
+(:mod:`zuora_sync.pipeline`) and uploads each upsert chunk as soon as ``on_upsert_file`` says it
+is closed. There, after the parents' loads, each converted row is compared with its stored hash
+(``hashes``: :mod:`zuora_sync.hashes`) and only the rows that changed or that Salesforce lacks are
+staged; the load commits the pending hashes once Salesforce has answered.
 """
 
 from __future__ import annotations
@@ -17,9 +25,9 @@ import datetime as dt
 import json
 import logging
 from dataclasses import asdict
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from zuora_sync.hashes import PENDING_HASHES, SEEN_KEYS, HashSource
+from zuora_sync.hashes import PENDING_HASHES, REFUSED_UNSENT, SEEN_KEYS, HashSource
 from zuora_sync.mapping import Column, ObjectMapping
 from zuora_sync.queries import PAGE_ROWS, Selection, build_query, selection_parts
 from zuora_sync.staging import (
@@ -38,22 +46,45 @@ log = logging.getLogger(__name__)
 
 
 class RowSource(Protocol):
-    """What extraction needs from Zuora: the rows of a Data Query statement, streamed."""
+    """What extraction needs from Zuora: the rows of a Data Query statement, streamed; and, for a
+    job submitted ahead (:func:`submit_selection`), the submission and the rows of that job."""
 
     def data_query(self, sql: str) -> Iterator[dict[str, Any]]: ...
+
+    def submit_data_query(self, sql: str) -> str: ...
+
+    def data_query_rows(self, job_id: str) -> Iterator[dict[str, Any]]: ...
+
+
+def submit_selection(source: RowSource, obj: ObjectMapping, selection: Selection, *,
+                     page_rows: int = PAGE_ROWS) -> str:
+    """Submit the Data Query job of the selection's first page and return its id, without waiting.
+
+    Its statement is the one :func:`extract_object` would send first for the same selection, so the
+    load can read this job's rows instead (``first_job``). Later pages depend on the first one's
+    last key and are submitted by the load as it reads.
+    """
+    return source.submit_data_query(build_query(obj, selection_parts(obj, selection)[0], limit=page_rows))
 
 
 def extract_object(
     source: RowSource, obj: ObjectMapping, selection: Selection, directory: Any, *,
     field_types: dict[str, str], tz: dt.tzinfo, max_bytes: int = MAX_FILE_BYTES, page_rows: int = PAGE_ROWS,
-    hashes: HashSource | None = None,
+    first_job: str | None = None, chunk_rows: tuple[int, int] | None = None,
+    on_upsert_file: Callable[[str], None] | None = None, hashes: HashSource | None = None,
 ) -> Manifest:
     """Stage ``obj``'s rows for ``selection`` in ``directory`` (a Path or ObjectStoragePath).
 
+    :param first_job: a Data Query job :func:`submit_selection` submitted for this very selection:
+        its rows are the first page (``None``: submit it now).
+    :param chunk_rows: ``(first, most)`` rows per upsert file (:class:`~zuora_sync.staging.CsvParts`);
+        ``None``: files are cut by ``max_bytes`` only.
+    :param on_upsert_file: called with each upsert file's name once it is complete, while the
+        extract goes on (a pipelined load uploads it at once).
     :param hashes: compare each row with its stored hash (:mod:`zuora_sync.hashes`) and stage only
         the rows that changed or that Salesforce lacks; the others are counted as unchanged (and
         still kept, so reconciliation leaves them be). None: stage every row.
-    :returns: the manifest, also written beside the files.
+    :returns: the manifest, also written beside the files (only once every row is staged).
     """
     staged = StagedObject(directory)
     staged.create()
@@ -63,7 +94,8 @@ def extract_object(
     convert = [converter(field_types.get(c.salesforce, "string"), tz) for c in columns]
     convert_second = [converter("string", tz) for _ in obj.second_pass]
     key_index = columns.index(obj.key_column)
-    upserts = staged.csv_parts("upsert", header, max_bytes)
+    value_names = [f"c{i}" for i in range(len(columns) + len(obj.second_pass))]  # the statement's columns
+    upserts = staged.csv_parts("upsert", header, max_bytes, chunk_rows=chunk_rows, on_close=on_upsert_file)
     links = staged.csv_parts("links", [obj.key] + [c.salesforce for c in obj.second_pass], max_bytes)
     counts = Counts()
     with contextlib.ExitStack() as files:
@@ -71,16 +103,17 @@ def extract_object(
         keeps = files.enter_context(staged.open_for_writing(KEEP_KEYS))
         rejected = files.enter_context(staged.open_for_writing(REJECTED))
         changed = hashes.filter(files.enter_context(staged.open_for_writing(PENDING_HASHES)),
-                                files.enter_context(staged.open_for_writing(SEEN_KEYS))) if hashes else None
-        for row in _pages(source, obj, selection, page_rows):
+                                files.enter_context(staged.open_for_writing(SEEN_KEYS)),
+                                files.enter_context(staged.open_for_writing(REFUSED_UNSENT))) if hashes else None
+        for row in _pages(source, obj, selection, page_rows, first_job):
             counts.extracted += 1
-            values = [row.get(f"c{i}") for i in range(len(columns) + len(obj.second_pass))]
             key = str(row["zs_id"])
             belongs = _truthy(row.get("zs_keep")) and not _truthy(row.get("zs_deleted"))
             if not belongs and not flagging:
                 deletes.write(key + "\n")
                 counts.deletes += 1
                 continue
+            values = [row.get(name) for name in value_names]
             try:
                 cells = [fn(value) for fn, value in zip(convert, values[: len(columns)])]
             except ValueConversionError as exc:
@@ -104,6 +137,14 @@ def extract_object(
                 keeps.write(key + "\n")
                 if obj.second_pass:
                     links.write([cells[key_index]] + second)
+        if changed is not None:
+            # Rows that waited for a hierarchy parent of their own object which this session sent after all.
+            for _key, cells, second in changed.due():
+                counts.upserts += 1
+                upserts.write(cells)
+                if obj.second_pass:
+                    links.write([cells[key_index]] + second)
+            changed.close()
     upserts.close()
     links.close()
     manifest = Manifest(object=obj.name, salesforce=obj.salesforce, key=obj.key, mode=selection.mode,
@@ -117,18 +158,32 @@ def extract_object(
         log.info("%s against the stored hashes: %d to create, %d to update, %d unchanged%s", obj.name,
                  changed.counts.created, changed.counts.updated, changed.counts.unchanged,
                  " (force: sent all the same)" if changed.force else " (not sent)")
+        if changed.counts.refused:
+            log.info("%s: %d row(s) Salesforce refused before, as they are now, for a reason in their own values "
+                     "(or a parent still refused): not sent again; they stay rejected", obj.name, changed.counts.refused)
+        if changed.counts.emptied:
+            log.info("%s: %d row(s) written before with an optional lookup emptied, whose target is still not in "
+                     "Salesforce: not sent again", obj.name, changed.counts.emptied)
     return manifest
 
 
-def _pages(source: RowSource, obj: ObjectMapping, selection: Selection, page_rows: int) -> Iterator[dict[str, Any]]:
-    """All rows of the selection, one Data Query job per part and ``page_rows`` rows (key order), each once."""
+def _pages(source: RowSource, obj: ObjectMapping, selection: Selection, page_rows: int,
+           first_job: str | None = None) -> Iterator[dict[str, Any]]:
+    """All rows of the selection, one Data Query job per part and ``page_rows`` rows (key order), each once.
+
+    ``first_job``, when given, is the first part's first page, submitted ahead.
+    """
     seen: set[str] = set()  # rows of parts that may repeat: retries and chosen accounts, few enough to keep
-    for part in selection_parts(obj, selection):
+    for index, part in enumerate(selection_parts(obj, selection)):
         after = None
         while True:
             count = 0
             last = None
-            for row in source.data_query(build_query(obj, part, after_key=after, limit=page_rows)):
+            if index == 0 and after is None and first_job is not None:
+                rows = source.data_query_rows(first_job)
+            else:
+                rows = source.data_query(build_query(obj, part, after_key=after, limit=page_rows))
+            for row in rows:
                 count += 1
                 last = row["zs_id"]
                 if part.may_repeat:
@@ -151,4 +206,4 @@ def _plain(values: Iterable[Any]) -> list[Any]:
     return [v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for v in values]
 
 
-__all__ = ["Selection", "extract_object", "NULL"]
+__all__ = ["Selection", "extract_object", "submit_selection", "NULL"]

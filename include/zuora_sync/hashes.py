@@ -1,7 +1,8 @@
 """Send only what changed: each record's hash, compared with the one Salesforce last accepted.
 
-The extract computes a hash of every staged row's mapped values (the Bulk CSV cells, flag
-included, and the second-pass link values) and asks a :class:`HashFilter` whether to send it:
+The extract's row loop (run by the load task, in its producer thread: :mod:`zuora_sync.pipeline`)
+computes a hash of every staged row's mapped values (the Bulk CSV cells, flag included, and the
+second-pass link values) and asks a :class:`HashFilter` whether to send it:
 
 * **unchanged** — the stored hash is the same and Salesforce still holds the record: not sent;
 * **updated** — Salesforce holds the record, but the hash differs (or none is stored): sent;
@@ -10,16 +11,18 @@ included, and the second-pass link values) and asks a :class:`HashFilter` whethe
 Sent rows are written as *pending* ``key,hash,kind`` lines to a staged file next to the upsert
 parts. The load (:func:`zuora_sync.writing.upsert_object`) commits them once Salesforce's results
 are known (:func:`commit_plan`): only a row Salesforce accepted exactly as staged keeps a hash; a
-rejected row, a row sent again with an optional lookup emptied (:mod:`zuora_sync.lookups`) and a
-row whose second-pass links failed get none (and lose an old one), so the next session sends them
-again — that is how a lookup is written once its target is in Salesforce.
+rejected row and a row whose second-pass links failed get none (and lose an old one), so the next
+session sends them again, unless Salesforce would refuse them again as they are
+(:mod:`zuora_sync.refusals`). A row sent again with an optional lookup emptied
+(:mod:`zuora_sync.lookups`) keeps an :func:`emptied_mark`: it is not sent while its emptied
+lookups' targets stay out of Salesforce, and goes (writing the lookup) once one is in.
 
 Whether Salesforce "still holds" a record as hashed: the stored hashes describe Salesforce as long
 as nothing else changed it since the last session ended (:func:`fingerprint_trusted`); then a
-record is present exactly when it has a hash. Otherwise the extract reads Salesforce's owned keys
-with their ``SystemModstamp`` and asks :class:`KeySet`: a record Salesforce lacks is created
-again, one changed there since the last session (a person's edit, a lookup Salesforce cleared when
-its target was deleted) is sent again. ``docs/operations.md`` ("Send only what changed") says when hashes are cleared.
+record is present exactly when it has a hash. Otherwise the extract task reads Salesforce's owned
+keys with their ``SystemModstamp`` and stages them, and the load's row loop asks :class:`KeySet`:
+a record Salesforce lacks is created again, one changed there since the last session (a person's
+edit, a lookup Salesforce cleared when its target was deleted) is sent again. ``docs/operations.md`` ("Send only what changed") says when hashes are cleared.
 
 Everything here is pure (no Salesforce, no state store): the callers pass functions and files in.
 """
@@ -32,24 +35,41 @@ import hashlib
 import json
 import re
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
-    "CREATED", "NOT_AS_STAGED", "UNCHANGED", "UPDATED", "HashCounts", "HashFilter", "HashSource", "KeySet", "PENDING_HASHES", "SEEN_KEYS",
-    "commit_plan", "fingerprint_trusted", "read_pending", "row_hash", "salesforce_instant", "StoredHashes",
+    "CREATED", "EMPTIED", "NOT_AS_STAGED", "UNCHANGED", "UPDATED", "HashCounts", "HashFilter", "HashSource", "KeySet", "PENDING_HASHES", "SEEN_KEYS",
+    "REFUSED_UNSENT", "commit_plan", "emptied_mark", "fingerprint_trusted", "read_pending", "row_hash", "salesforce_instant",
+    "StoredHashes",
 ]
 
 #: Staged file of the rows sent, ``key,hash,kind`` (kind: ``c`` created, ``u`` updated).
 PENDING_HASHES = "hashes-pending.csv"
 #: Staged file of every key the filter saw (sent or not): what a full sync keeps, flagged rows included.
 SEEN_KEYS = "hashes-seen.txt"
+#: Staged file of the keys not sent because Salesforce would refuse them again (:mod:`zuora_sync.refusals`).
+REFUSED_UNSENT = "hashes-refused.txt"
 
 CREATED, UPDATED, UNCHANGED = "c", "u", "="
 #: Stored for a record Salesforce holds, but not as staged (see :func:`commit_plan`): no row's hash.
 NOT_AS_STAGED = "-"
+#: Starts the mark of a row written with optional lookups emptied (:func:`emptied_mark`).
+EMPTIED = "~"
+_MARK_LENGTH = 64   # the state store's hash column
+
+
+def emptied_mark(digest: str, positions: Iterable[int]) -> str:
+    """What is stored for a row Salesforce took with optional lookups emptied because their targets
+    were not in Salesforce: the row's hash as staged and the emptied cells' positions (in the row's
+    cells, then its second-pass links). While the row and those targets stay as they are, the row
+    is not sent again; once a target is in, the row goes and its lookup is written.
+    """
+    mark = f"{EMPTIED}{digest}:{','.join(str(p) for p in sorted(set(positions)))}"
+    return mark if len(mark) <= _MARK_LENGTH else NOT_AS_STAGED
 
 
 def row_hash(cells: Iterable[str], links: Iterable[str] = ()) -> str:
@@ -69,9 +89,14 @@ class HashCounts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: Of the unchanged: rows Salesforce refused before and would refuse again as they are (not sent).
+    refused: int = 0
+    #: Of the unchanged: rows written with optional lookups emptied, whose targets are still not in.
+    emptied: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}
+        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
+                "refused": self.refused, "emptied": self.emptied}
 
 
 class StoredHashes:
@@ -164,14 +189,31 @@ class HashFilter:
     :param force: send every row (a full sync's ``force``; an on-demand sync), classified all the same.
     :param touched: whether Salesforce changed a record since the last session (a :class:`KeySet`
         ``touched``): then its stored hash proves nothing and the row is sent. None: nothing was.
+    :param settled: whether Salesforce would refuse a row again as it is (a
+        :class:`zuora_sync.refusals.Refusals` ``settled``): then it is not sent, its key goes to
+        ``unsent`` (it stays rejected). None: rows refused before are sent again.
+    :param absent: whether the target of the optional lookup at a position of the row's cells
+        (then links) is still not in Salesforce, given the lookup's value; a row stored with
+        :func:`emptied_mark` is not sent while each of its emptied lookups' targets is absent.
+    :param own: the positions whose lookup targets this very object (a hierarchy parent). Such a
+        target may arrive in this session, in a row read later: a row waiting for one is held
+        back and sent at the end (:meth:`due`) if its target was sent meanwhile.
     """
 
     def __init__(self, stored: Callable[[str], str | None], present: Callable[[str], bool] | None,
                  pending: IO[str], seen: IO[str] | None = None, *, force: bool = False,
-                 touched: Callable[[str], bool] | None = None):
+                 touched: Callable[[str], bool] | None = None,
+                 settled: Callable[[str, list[str]], bool] | None = None, unsent: IO[str] | None = None,
+                 absent: Callable[[int, str], bool] | None = None, own: Iterable[int] = ()):
+        self._own = frozenset(own)
+        self._later: list[tuple[str, str, list[str], list[str], list[str]]] = []
+        self._sent: IO[str] | None = None   # keys sent, on local disk, when rows may wait on their own object
         self._stored = stored
         self._present = present
         self._touched = touched
+        self._settled = settled
+        self._unsent = unsent
+        self._absent = absent
         self._pending = csv.writer(pending, lineterminator="\n")
         self._seen = seen
         self.force = force
@@ -179,21 +221,84 @@ class HashFilter:
 
     def admit(self, key: str, cells: list[str], links: Iterable[str] = ()) -> bool:
         """Whether to send this row; a row sent is noted as pending, every row counted."""
+        links = list(links)
         digest = row_hash(cells, links)
         old = self._stored(key)
         there = (old is not None) if self._present is None else self._present(key)
         if self._seen is not None:
             self._seen.write(key + "\n")
-        if there and old == digest and not self.force and not (self._touched and self._touched(key)):
-            self.counts.unchanged += 1
-            return False
+        if not self.force and not (self._touched and self._touched(key)):
+            if there and old == digest:
+                self.counts.unchanged += 1
+                return False
+            emptied = self._still_emptied(old, digest, cells, links) if there else None
+            if emptied is not None:
+                self.counts.unchanged += 1
+                self.counts.emptied += 1
+                mine = [(cells + links)[p] for p in emptied if p in self._own]
+                if mine:
+                    self._later.append((key, digest, cells, links, mine))
+                return False
+            if self._settled is not None and self._settled(key, cells):
+                self.counts.unchanged += 1
+                self.counts.refused += 1
+                if self._unsent is not None:
+                    self._unsent.write(key + "\n")
+                return False
         kind = UPDATED if there else CREATED
         if kind == CREATED:
             self.counts.created += 1
         else:
             self.counts.updated += 1
         self._pending.writerow([key, digest, kind])
+        if self._own:
+            if self._sent is None:
+                self._sent = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="zuora-sync-sent-")
+            self._sent.write(key + "\n")
         return True
+
+    def due(self) -> list[tuple[str, list[str], list[str]]]:
+        """``(key, cells, links)`` of the rows held back for a target of their own object that was
+        sent in this session after all: send them now (noted as pending updates)."""
+        if not self._later:
+            return []
+        wanted = {target for *_, targets in self._later for target in targets}
+        sent: set[str] = set()
+        if self._sent is not None:
+            self._sent.seek(0)
+            sent = {line.strip() for line in self._sent if line.strip() in wanted}
+        ready = []
+        for key, digest, cells, links, targets in self._later:
+            if any(target in sent for target in targets):
+                self.counts.unchanged -= 1
+                self.counts.emptied -= 1
+                self.counts.updated += 1
+                self._pending.writerow([key, digest, UPDATED])
+                ready.append((key, cells, links))
+        self._later = []
+        return ready
+
+    def close(self) -> None:
+        if self._sent is not None:
+            self._sent.close()
+            self._sent = None
+
+    def _still_emptied(self, old: str | None, digest: str, cells: list[str], links: list[str]) -> list[int] | None:
+        """The emptied positions when ``old`` is the :func:`emptied_mark` of this very row and its emptied
+        targets are all still absent; else None (the row is sent)."""
+        if self._absent is None or not old or not old.startswith(EMPTIED):
+            return None
+        stored, _, where = old[1:].partition(":")
+        if stored != digest or not where:
+            return None
+        values = cells + links
+        try:
+            positions = [int(p) for p in where.split(",")]
+        except ValueError:
+            return None
+        if all(0 <= p < len(values) and values[p] and self._absent(p, values[p]) for p in positions):
+            return positions
+        return None
 
 
 @dataclass
@@ -205,15 +310,21 @@ class HashSource:
         hashes describe Salesforce (:func:`fingerprint_trusted`).
     :ivar force: send every row.
     :ivar touched: records Salesforce changed since the last session (a :class:`KeySet` ``touched``).
+    :ivar settled: rows Salesforce would refuse again as they are (a :class:`~zuora_sync.refusals.Refusals` ``settled``).
+    :ivar absent: whether an emptied optional lookup's target is still not in Salesforce (see :class:`HashFilter`).
     """
 
     stored: Callable[[str], str | None]
     present: Callable[[str], bool] | None = None
     force: bool = False
     touched: Callable[[str], bool] | None = None
+    settled: Callable[[str, list[str]], bool] | None = None
+    absent: Callable[[int, str], bool] | None = None
+    own: tuple[int, ...] = ()
 
-    def filter(self, pending: IO[str], seen: IO[str] | None = None) -> HashFilter:
-        return HashFilter(self.stored, self.present, pending, seen, force=self.force, touched=self.touched)
+    def filter(self, pending: IO[str], seen: IO[str] | None = None, unsent: IO[str] | None = None) -> HashFilter:
+        return HashFilter(self.stored, self.present, pending, seen, force=self.force, touched=self.touched,
+                          settled=self.settled, unsent=unsent, absent=self.absent, own=self.own)
 
 
 def read_pending(lines: Iterable[str]) -> Iterator[tuple[str, str, str]]:
@@ -233,7 +344,8 @@ class Commit:
     updated: int = 0
 
 
-def commit_plan(pending: Iterable[tuple[str, str, str]], failed: set[str], partial: set[str]) -> Commit:
+def commit_plan(pending: Iterable[tuple[str, str, str]], failed: set[str], partial: set[str],
+                emptied: dict[str, Iterable[int]] | None = None) -> Commit:
     """Which pending hashes to store: a real hash only for rows Salesforce accepted exactly as staged.
 
     A row Salesforce holds but not as staged — written with an optional lookup emptied, its
@@ -244,6 +356,8 @@ def commit_plan(pending: Iterable[tuple[str, str, str]], failed: set[str], parti
 
     :param failed: keys refused in the first pass (or by the conversion).
     :param partial: keys written, but not as staged (lookup emptied, second-pass link refused).
+    :param emptied: of the partial keys, those written with only optional lookups emptied (their
+        targets not in Salesforce), with the emptied cells' positions: they get :func:`emptied_mark`.
     :returns: hashes to keep and to drop, and the created / updated counts of the rows written
         (a partial row was written, so it counts; a failed one did not).
     """
@@ -259,7 +373,12 @@ def commit_plan(pending: Iterable[tuple[str, str, str]], failed: set[str], parti
             result.created += 1
         else:
             result.updated += 1
-        result.keep.append((key, NOT_AS_STAGED if key in partial else digest))
+        if key not in partial:
+            result.keep.append((key, digest))
+        elif emptied and key in emptied:
+            result.keep.append((key, emptied_mark(digest, emptied[key])))
+        else:
+            result.keep.append((key, NOT_AS_STAGED))
     return result
 
 

@@ -110,21 +110,28 @@ class Upserted:
     #: Keys of the rows sent again with a lookup emptied: not written exactly as staged, so they keep
     #: no hash (:mod:`zuora_sync.hashes`) and go again next session, when the target may be there.
     emptied_keys: set = field(default_factory=set)
+    #: Of the rows written with lookups emptied: key → the emptied columns.
+    emptied_columns: dict = field(default_factory=dict)
 
 
 def upsert_keeping_records(loader: Any, sobject: str, external_id_field: str, path: Path,
-                           lookups: Iterable[Lookup], workdir: Path) -> Upserted:
+                           lookups: Iterable[Lookup], workdir: Path, *, outcome: Any = None,
+                           header: list[str] | None = None) -> Upserted:
     """Upsert a staged CSV; rows refused only for a missing optional lookup target go again without it.
 
     :param loader: a :class:`~zuora_sync.salesforce_loader.SalesforceBulkLoader`.
     :param workdir: a private directory for the files sent again.
+    :param outcome: the file's job outcome when it was uploaded already (a pipelined load:
+        ``loader.finish(loader.start_upsert(...))``); then ``path`` names the files sent again and
+        ``header`` is the file's header (the file itself may be gone).
     """
     lookups = list(lookups)
-    outcome = loader.upsert_csv(sobject, external_id_field, path)
+    if outcome is None:
+        outcome = loader.upsert_csv(sobject, external_id_field, path)
     succeeded, rejected, emptied = outcome.processed - outcome.failed, list(outcome.rejected), Counter()
-    header: list[str] | None = None
     pending: dict[Any, list[str]] = {}  # key -> lookups emptied so far, while it is being sent again
     emptied_keys: set = set()
+    emptied_columns: dict = {}
     for attempt in range(sum(1 for lookup in lookups if not lookup.required)):
         resend, rejected = split_missing_lookups(rejected, lookups)
         if not resend:
@@ -146,5 +153,6 @@ def upsert_keeping_records(loader: Any, sobject: str, external_id_field: str, pa
             emptied_keys.add(key)
             pending.setdefault(key, []).extend(columns)
             if key not in refused:
+                emptied_columns[key] = list(pending[key])
                 emptied.update(pending.pop(key))
-    return Upserted(succeeded, rejected, emptied, emptied_keys)
+    return Upserted(succeeded, rejected, emptied, emptied_keys, emptied_columns)

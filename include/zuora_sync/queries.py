@@ -47,6 +47,23 @@ class Selection:
             raise ValueError("an accounts selection needs at least one account id or number")
 
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data: the extract task hands the selection to the load task with it."""
+        return {"mode": self.mode,
+                "window_start": self.window_start.isoformat() if self.window_start else None,
+                "window_end": self.window_end.isoformat() if self.window_end else None,
+                "retry_keys": list(self.retry_keys), "account_keys": list(self.account_keys),
+                "related_keys": {alias: list(keys) for alias, keys in self.related_keys.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Selection:
+        """The selection :meth:`to_dict` wrote (the same statements come out of it)."""
+        instant = lambda v: dt.datetime.fromisoformat(v) if v else None  # noqa: E731
+        return cls(data["mode"], instant(data.get("window_start")), instant(data.get("window_end")),
+                   retry_keys=list(data.get("retry_keys") or []), account_keys=list(data.get("account_keys") or []),
+                   related_keys={a: list(k) for a, k in (data.get("related_keys") or {}).items()})
+
+
 def sql_string(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 

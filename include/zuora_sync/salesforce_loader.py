@@ -13,6 +13,10 @@ retries of single requests. The loader owns the jobs, with these rules (``docs/o
   any operation.
 * **Close.** Closing a job (``PATCH UploadComplete``) is not blindly repeated: after a failure the
   loader reads the job's state and only closes it again if it is still ``Open``.
+* **Pipelining.** :meth:`SalesforceBulkLoader.start_upsert` creates, uploads and closes a job and
+  returns at once; :meth:`SalesforceBulkLoader.finish` polls it and reads its failed rows. A load
+  uploads its next chunk while Salesforce processes the one before, and collects the jobs later
+  (one poll each when they are done by then).
 * **Failures.** A job that ends ``Failed`` or ``Aborted`` raises :class:`BulkJobFailed` with
   Salesforce's ``errorMessage``. Rejected rows never raise: they come back as
   :class:`RejectedRow` in the :class:`JobOutcome`, parsed from ``failedResults``, which are only
@@ -58,6 +62,7 @@ __all__ = [
     "JobOutcome",
     "RejectedRow",
     "SalesforceBulkLoader",
+    "StartedJob",
 ]
 
 log = logging.getLogger(__name__)
@@ -143,6 +148,25 @@ class JobOutcome:
     def succeeded(self) -> int:
         """Rows that reached Salesforce as asked."""
         return self.processed - self.failed
+
+
+@dataclass
+class StartedJob:
+    """An ingest job created, uploaded and closed, not yet collected (:meth:`SalesforceBulkLoader.finish`).
+
+    :ivar job_id: the Salesforce job id; empty when the file had no rows (``outcome`` is then set).
+    :ivar outcome: the job's outcome once collected.
+    """
+
+    job_id: str
+    operation: str
+    sobject: str
+    external_id_column: str | None = None
+    already_deleted: bool = False
+    started: float = 0.0
+    closed_at: float = 0.0
+    requests: int = 0
+    outcome: JobOutcome | None = None
 
 
 class _JobRestart(Exception):
@@ -445,23 +469,68 @@ class SalesforceBulkLoader:
 
     # -- the ingest job ------------------------------------------------------------------------
 
+    def start_upsert(self, sobject: str, external_id_field: str, path: str | os.PathLike, *,
+                     external_id_column: str | None = None) -> StartedJob:
+        """Create, upload and close one upsert job, without waiting for Salesforce to process it.
+
+        The pipelined load (:func:`zuora_sync.writing.upsert_object`) uploads the next chunk while
+        Salesforce processes this one, then collects each job with :meth:`finish`. The same rules
+        as :meth:`upsert_csv` (which is ``finish(start_upsert(...))``): an upload in doubt restarts
+        its job, the file may be deleted once this returns.
+        """
+        return self._start("upsert", sobject, path, external_id_field=external_id_field,
+                           external_id_column=external_id_column or external_id_field)
+
+    def finish(self, job: StartedJob) -> JobOutcome:
+        """Wait for a job :meth:`start_upsert` started and return its outcome (with rejected rows).
+
+        A job closed a while ago is polled at once (no first wait), so collecting several jobs
+        that Salesforce has already processed costs one request each.
+        """
+        if job.outcome is not None:
+            return job.outcome
+        before = self.api_requests
+        info = self._wait(job.job_id, is_query=False, closed_at=job.closed_at, growth=2.0)
+        processed = int(info.get("numberRecordsProcessed") or 0)
+        failed = int(info.get("numberRecordsFailed") or 0)
+        rejected: list[RejectedRow] = []
+        if failed:
+            rejected = self._failed_rows(job.sobject, job.job_id, job.external_id_column)
+            if job.already_deleted:
+                rejected = [r for r in rejected if not self._already_deleted(job.sobject, r)]
+            failed = len(rejected)
+        log.info("Bulk API 2.0 %s of %s: job %s, %d processed, %d failed, %.1f s, %d API requests",
+                 job.operation, job.sobject, job.job_id, processed, failed, time.monotonic() - job.started,
+                 job.requests + self.api_requests - before)
+        job.outcome = JobOutcome(job.job_id, job.operation, job.sobject, processed, failed, rejected)
+        return job.outcome
+
     def _ingest(self, operation: str, sobject: str, path: str | os.PathLike | Path, *,
                 external_id_field: str | None = None, external_id_column: str | None = None,
                 already_deleted: bool = False) -> JobOutcome:
         """One file → one ingest job: create, upload, close, poll, failed results."""
+        return self.finish(self._start(operation, sobject, path, external_id_field=external_id_field,
+                                       external_id_column=external_id_column, already_deleted=already_deleted))
+
+    def _start(self, operation: str, sobject: str, path: str | os.PathLike | Path, *,
+               external_id_field: str | None = None, external_id_column: str | None = None,
+               already_deleted: bool = False) -> StartedJob:
+        """One file → one ingest job, created, uploaded and closed (see :meth:`finish`)."""
         size = _size(path)
         if size > MAX_JOB_BYTES:
             raise ValueError(
                 f"{_display(path)} is {size:,} bytes; a Bulk API 2.0 job takes at most "
                 f"{MAX_JOB_BYTES:,} bytes (100 MB): split the rows into several files"
             )
+        job = StartedJob("", operation, sobject, external_id_column, already_deleted)
         if not _has_rows(path):
             log.info("Bulk API 2.0 %s of %s: %s has no rows, no job created",
                      operation, sobject, _display(path))
-            return JobOutcome("", operation, sobject, 0, 0, [])
+            job.outcome = JobOutcome("", operation, sobject, 0, 0, [])
+            return job
         self._connect()  # log in first, so the job's seconds are the job's
         self._ensure_reserve()
-        started, before = time.monotonic(), self.api_requests
+        job.started, before = time.monotonic(), self.api_requests
         restarts = 0
         while True:
             job_id = self.hook.create_ingest_job(operation, sobject, external_id_field)
@@ -478,19 +547,8 @@ class SalesforceBulkLoader:
                 self.hook.sleep_before_retry(restarts)
                 restarts += 1
         self._close(sobject, job_id)
-        info = self._wait(job_id, is_query=False)
-        processed = int(info.get("numberRecordsProcessed") or 0)
-        failed = int(info.get("numberRecordsFailed") or 0)
-        rejected: list[RejectedRow] = []
-        if failed:
-            rejected = self._failed_rows(sobject, job_id, external_id_column)
-            if already_deleted:
-                rejected = [r for r in rejected if not self._already_deleted(sobject, r)]
-            failed = len(rejected)
-        log.info("Bulk API 2.0 %s of %s: job %s, %d processed, %d failed, %.1f s, %d API requests",
-                 operation, sobject, job_id, processed, failed, time.monotonic() - started,
-                 self.api_requests - before)
-        return JobOutcome(job_id, operation, sobject, processed, failed, rejected)
+        job.job_id, job.closed_at, job.requests = job_id, time.monotonic(), self.api_requests - before
+        return job
 
     def _upload(self, sobject: str, job_id: str, path: str | os.PathLike | Path) -> None:
         """``PUT`` the file into the job, streamed from disk; never repeated on the same job.
@@ -537,12 +595,21 @@ class SalesforceBulkLoader:
                 if state != "Open":
                     return  # the earlier PATCH did land
 
-    def _wait(self, job_id: str, *, is_query: bool) -> dict:
-        """Poll the job until it is complete; the wait grows from ``poll_interval`` by half."""
+    def _wait(self, job_id: str, *, is_query: bool, closed_at: float | None = None, growth: float = 1.5) -> dict:
+        """Poll the job until it is complete; the wait grows from ``poll_interval`` by ``growth``.
+
+        :param closed_at: when the job was closed (``time.monotonic()``); the first wait is only
+            what is left of ``poll_interval`` since then.
+        :param growth: how the wait grows after each poll (up to ``max_poll_interval``); a job
+            collected late (:meth:`finish`) is either done at the first poll or a large one, and
+            doubles, so a long wait costs fewer requests.
+        """
         deadline = time.monotonic() + self.job_timeout
         delay = self._first_poll()
+        first = delay if closed_at is None else max(0.0, delay - (time.monotonic() - closed_at))
         while True:
-            time.sleep(delay)
+            time.sleep(delay if first is None else first)
+            first = None
             info = self.hook.get_job(job_id, is_query=is_query)
             state = info.get("state")
             if state == "JobComplete":
@@ -558,7 +625,7 @@ class SalesforceBulkLoader:
                     log.warning("Could not abort Bulk API 2.0 job %s (%s)", job_id, describe_error(exc))
                 raise BulkJobFailed(job_id, str(state),
                                     f"not finished within {self.job_timeout:.0f} s; aborted")
-            delay = min(delay * 1.5, self.max_poll_interval)
+            delay = min(delay * growth, self.max_poll_interval)
 
     def _first_poll(self) -> float:
         """The first wait before a job-status poll: as asked, else the connection's hint, else 0.2 s."""

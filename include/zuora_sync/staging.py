@@ -1,15 +1,23 @@
 """The staged files between an object's extract and its load, and the manifest that lists them.
 
-An extract task writes, per object, into ``<staging_url>/<session>/<Object>/`` (an
+The extract and load tasks write, per object, into ``<staging_url>/<session>/<Object>/`` (an
 ``ObjectStoragePath``: local disk by default, any storage Airflow's ObjectStoragePath reaches when
 ``staging_url`` says so, so whichever worker runs the load can read them):
 
-``upsert-NNNN.csv``   Bulk API 2.0 upsert files, each under :data:`MAX_FILE_BYTES`
+``upsert-NNNN.csv``   Bulk API 2.0 upsert files (chunks), each under :data:`MAX_FILE_BYTES` and
+                      :data:`CHUNK_ROWS` rows: the load uploads each as soon as it is closed
 ``links-NNNN.csv``    second-pass columns (e.g. the customer hierarchy) for the kept rows
 ``delete-keys.txt``   external ids of rows to remove from Salesforce
 ``keep-keys.txt``     every kept external id, for a full sync's reconciliation
 ``rejected.jsonl``    rows whose values could not be converted, with the reason
-``manifest.json``     :class:`Manifest`: what is there, and the counts
+``manifest.json``     :class:`Manifest`: what is there, and the counts (written last)
+``selection.json``    which rows: the extract task's :class:`~zuora_sync.queries.Selection`, read
+                      by the load task, which runs the row loop (``docs/architecture.md``)
+``salesforce-keys.csv`` Salesforce's owned keys, staged by the extract task when the stored hashes
+                      may not describe Salesforce; read by the load's hash filter and a full
+                      sync's reconciliation (:mod:`zuora_sync.hashes`)
+``hashes-pending.csv`` ``key,hash,kind`` of the rows sent, committed by the load once Salesforce
+                      answered; ``hashes-seen.txt`` every key the hash filter saw
 
 The load task reads only what the :class:`Manifest` names. Files hold customer data: on local disk
 they are created ``0600`` in directories created ``0700`` (:mod:`zuora_sync.private_files`).
@@ -31,17 +39,28 @@ from typing import Any
 from zuora_sync.private_files import make_private_dir, open_private
 
 __all__ = [
-    "MAX_FILE_BYTES", "Counts", "CsvParts", "Manifest", "RejectedConversion", "StagedObject", "local_copy",
+    "CHUNK_ROWS", "MAX_FILE_BYTES", "Counts", "CsvParts", "Manifest", "RejectedConversion", "StagedObject",
+    "local_copy",
 ]
 
 #: Bulk API 2.0 takes 100 MB a job; leave room for its base64 estimate.
 MAX_FILE_BYTES = 90 * 1024 * 1024
 
+#: Rows of the first upsert chunk and the most of any later one. Each chunk becomes one Bulk job
+#: as soon as it is closed, so a small first chunk starts Salesforce early (it waits for nothing
+#: but the first 4,000 rows); the size then doubles, so a large object costs few jobs: the 245,000
+#: RatePlanCharge rows of the 100,000-account tenant are 6 (4k, 8k, ..., 64k, then the rest). Each
+#: job costs about five API requests (create, upload, close, a poll, failed rows); SPEC §10 allows
+#: two per 10,000 records. 128,000 rows of the widest object stay far below the 90 MB of a file.
+CHUNK_ROWS = (4_000, 128_000)
+
 MANIFEST = "manifest.json"
 DELETE_KEYS = "delete-keys.txt"
 KEEP_KEYS = "keep-keys.txt"
 REJECTED = "rejected.jsonl"
-#: Salesforce's owned records of the object, ``Id,<key>``, when the extract had to read them.
+SELECTION = "selection.json"
+#: Salesforce's owned records of the object, ``Id,<key>,SystemModstamp``, when the extract task
+#: had to read them (the stored hashes were not trusted): read by the load and the reconciliation.
 SALESFORCE_KEYS = "salesforce-keys.csv"
 
 
@@ -123,9 +142,22 @@ class StagedObject:
         """A new text file in the directory (``0600`` on local disk)."""
         return open_private(self.directory / name, "w", encoding="utf-8")
 
-    def csv_parts(self, prefix: str, header: list[str], max_bytes: int = MAX_FILE_BYTES) -> CsvParts:
-        """A writer of ``<prefix>-NNNN.csv`` files under ``max_bytes`` each."""
-        return CsvParts(self.directory, prefix, header, max_bytes)
+    def csv_parts(self, prefix: str, header: list[str], max_bytes: int = MAX_FILE_BYTES, *,
+                  chunk_rows: tuple[int, int] | None = None, on_close: Any = None) -> CsvParts:
+        """A writer of ``<prefix>-NNNN.csv`` files under ``max_bytes`` each (see :class:`CsvParts`)."""
+        return CsvParts(self.directory, prefix, header, max_bytes, chunk_rows=chunk_rows, on_close=on_close)
+
+    def write_selection(self, selection: Any) -> None:
+        """Keep the extract task's selection for the load task (which reads the rows)."""
+        with self.open_for_writing(SELECTION) as handle:
+            handle.write(json.dumps(selection.to_dict()))
+
+    def selection(self) -> Any:
+        """The selection :meth:`write_selection` kept."""
+        from zuora_sync.queries import Selection
+
+        with self.path(SELECTION).open("r", encoding="utf-8") as handle:
+            return Selection.from_dict(json.load(handle))
 
     def write_manifest(self, manifest: Manifest) -> None:
         with self.open_for_writing(MANIFEST) as handle:
@@ -151,14 +183,24 @@ class StagedObject:
 
 
 class CsvParts:
-    """CSV parts under a size limit, each with the header, in a staging directory."""
+    """CSV parts under a size limit, each with the header, in a staging directory.
 
-    def __init__(self, directory: Any, prefix: str, header: list[str], max_bytes: int):
+    :param chunk_rows: ``(first, most)``: the first part holds at most ``first`` rows, each next
+        one twice as many as the one before, up to ``most``; ``None``: parts are cut by size only.
+    :param on_close: called with a part's file name once the part is complete and closed (on
+        object storage: uploaded), so a reader may start on it while later parts are written.
+    """
+
+    def __init__(self, directory: Any, prefix: str, header: list[str], max_bytes: int, *,
+                 chunk_rows: tuple[int, int] | None = None, on_close: Any = None):
         self.directory, self.prefix, self.header, self.max_bytes = directory, prefix, header, max_bytes
+        self.chunk_rows, self.on_close = chunk_rows, on_close
         self.files: list[str] = []
         self.rows = 0
         self._handle: Any = None
         self._size = 0
+        self._part_rows = 0
+        self._row_limit = chunk_rows[0] if chunk_rows else None
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, lineterminator="\n")
 
@@ -171,14 +213,19 @@ class CsvParts:
     def write(self, cells: list[str]) -> None:
         line = self._encode(cells)
         size = len(line.encode("utf-8"))
-        if self._handle is None or self._size + size > self.max_bytes:
+        if self._handle is None or self._size + size > self.max_bytes or \
+                (self._row_limit is not None and self._part_rows >= self._row_limit):
             self._open()
         self._handle.write(line)
         self._size += size
+        self._part_rows += 1
         self.rows += 1
 
     def _open(self) -> None:
+        if self._handle is not None and self.chunk_rows:
+            self._row_limit = min(self._row_limit * 2, self.chunk_rows[1])
         self.close()
+        self._part_rows = 0
         name = f"{self.prefix}-{len(self.files):04d}.csv"
         self._handle = open_private(self.directory / name, "w", encoding="utf-8", newline="")
         header = self._encode(self.header)
@@ -187,9 +234,12 @@ class CsvParts:
         self.files.append(name)
 
     def close(self) -> None:
+        """Close the part being written (it is complete) and tell ``on_close``."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+            if self.on_close is not None:
+                self.on_close(self.files[-1])
 
 
 def read_keys(path: Any) -> Iterator[str]:

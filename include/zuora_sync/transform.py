@@ -72,6 +72,8 @@ def _date(tz: dt.tzinfo) -> Callable[[Any], str]:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:  # most values: nothing to do
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (float, Decimal)):

@@ -39,6 +39,9 @@ def connection(sf_sandbox, monkeypatch):
 
 @pytest.fixture
 def loader(connection) -> SalesforceBulkLoader:
+    from zuora_sync.hooks.salesforce_bulk import forget_sessions
+
+    forget_sessions()  # each test counts its own logins (a session another test expired is not reused)
     return SalesforceBulkLoader()
 
 
@@ -259,6 +262,25 @@ def test_session_expired_mid_job_relogs_in_and_finishes(loader, connection, sf, 
     connection.admin("POST", "sessions/expire")
     assert loader.upsert_csv(CA, EXT, path).failed == 0
     assert loader.relogins == 2
+
+
+def test_loaders_in_one_process_share_one_login_and_replace_an_expired_one(loader, connection, sf, unique,
+                                                                             account_ids, tmp_path):
+    """Every task of a dag.test() run is in one process: the second loader logs in no more."""
+    path = customer_accounts(tmp_path / "ca.csv", unique, 10, account_ids[0])
+    assert loader.upsert_csv(CA, EXT, path).failed == 0
+    second = SalesforceBulkLoader()
+    assert second.hook.get_conn().session_id == loader.hook.get_conn().session_id
+    assert (second.upsert_csv(CA, EXT, path).failed, second.relogins) == (0, 0)
+
+    # The session held expires: the next loader's first request is refused, it logs in again.
+    connection.admin("POST", "sessions/expire")
+    third = SalesforceBulkLoader()
+    assert third.upsert_csv(CA, EXT, path).failed == 0
+    assert third.relogins == 1 and third.hook.get_conn().session_id != loader.hook.get_conn().session_id
+    # ... and that new session is the one the process holds now.
+    assert SalesforceBulkLoader().hook.get_conn().session_id == third.hook.get_conn().session_id
+    assert count_live(sf, unique) == 10
 
 
 @pytest.mark.parametrize("where", [

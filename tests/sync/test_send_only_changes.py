@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sync_harness import compare_scope, run_dag, running_stack, tenant, zuora_call
-from zuora_sync.hashes import NOT_AS_STAGED
+from zuora_sync.hashes import EMPTIED, NOT_AS_STAGED
 
 ACCOUNTS = 30
 SEED = 33
@@ -88,6 +88,17 @@ def counts(session: dict, obj: str) -> dict[str, int]:
     return {k: session["objects"].get(obj, {}).get(k, 0) for k in FOUR}
 
 
+def open_rejections() -> dict[str, set[str]]:
+    return {o.name: set(store().open_rejected_ids(SCOPE, o.name)) for o in objects()}
+
+
+def retried_every_session(obj: str) -> int:
+    """Open rejections whose reason may lie in Salesforce: neither a malformed Id nor a missing parent
+    (in this tenant every missing parent is itself a refused account), so they are sent every session."""
+    return sum(1 for code, message, _ in store().open_refusals(SCOPE, obj).values()
+               if code != "MALFORMED_ID" and "Foreign key external ID" not in message)
+
+
 # -- the scenario ------------------------------------------------------------------------------------------
 
 
@@ -108,16 +119,24 @@ def test_the_first_full_sync_sends_everything_and_keeps_a_hash_of_what_salesforc
 
 def test_a_second_full_sync_of_an_unchanged_tenant_writes_nothing(stack):
     before = hashed()
+    rejected_before = open_rejections()
+    assert sum(len(k) for k in rejected_before.values()) > sum(retried_every_session(o.name) for o in objects()), \
+        "some refused rows wait for their refused parent"
     first_calls = last_session()["api_calls"]["salesforce"]
     moment = salesforce_now(stack)
     assert run_dag("zuora_full_sync") == "success"
     second = last_session()
     assert second["totals"]["upserted"] == 0 and second["totals"]["deleted"] == 0
     assert second["totals"]["created"] == second["totals"]["updated"] == second["totals"]["removed"] == 0
-    assert second["totals"]["unchanged"] == sum(len(k) for k in before.values())
+    retried = sum(retried_every_session(o.name) for o in objects())
+    waiting = sum(len(k) for k in rejected_before.values()) - retried
+    # Unchanged: every record Salesforce holds, and the refused rows that wait (not sent, still rejected).
+    assert second["totals"]["unchanged"] == sum(len(k) for k in before.values()) + waiting
     assert not any(written_since(stack, moment).values()), "Salesforce changed no record"
-    # The rejected rows were retried (SPEC §4) and refused again; nothing else went to Salesforce.
-    assert second["totals"]["failed"] == sum(len(store().open_rejected_ids(SCOPE, o.name)) for o in objects())
+    # Rows refused for a malformed Id, or for a parent that is itself still refused, are not sent again
+    # while they are unchanged; the others were retried and refused again. Nothing else was sent.
+    assert second["totals"]["failed"] == retried
+    assert open_rejections() == rejected_before, "they all stay rejected, with their reasons"
     assert second["api_calls"]["salesforce"] < first_calls
     check(stack)
 
@@ -178,11 +197,10 @@ def test_a_dry_run_counts_what_would_change_and_the_real_run_does_just_that(stac
     dry = last_session()
     assert dry["dry_run"] is True
     assert not any(written_since(stack, moment).values()), "a dry run writes nothing"
-    open_rejected = {o.name: len(store().open_rejected_ids(SCOPE, o.name)) for o in objects()}
     assert counts(dry, "CustomerAccount")["updated"] == 1
-    # Rows rejected before are sent again (retried): a dry run counts them as created, it cannot know
-    # that Salesforce will refuse them again.
-    assert counts(dry, "Payment")["created"] == 1 + open_rejected["Payment"]
+    # Rows rejected before for a reason that may lie in Salesforce are sent again: a dry run counts them
+    # as created, it cannot know whether Salesforce will refuse them again. The others count unchanged.
+    assert counts(dry, "Payment")["created"] == 1 + retried_every_session("Payment")
     assert counts(dry, "Payment")["removed"] >= 1
     # The counts are the session's, so the page and its API show them (webapp.views.session_view).
     from zuora_sync.webapp.views import session_view
@@ -235,9 +253,41 @@ def test_a_rejected_row_is_sent_again_until_salesforce_takes_it(stack):
     check(stack)
 
 
-def test_a_row_written_with_a_lookup_emptied_is_sent_again_and_linked_once_the_target_is_in(stack):
-    """A subscription whose invoice owner is not in Salesforce is written without that lookup and keeps no
-    hash, so each session sends it again; the one after the owner arrives writes the lookup."""
+def test_children_of_an_account_refused_for_its_crm_id_wait_and_follow_it_once_it_is_fixed(stack):
+    """An account refused for its CRM Id (an Id of no Account) is retried every session; its children,
+    refused for their missing parent, are not sent while it stays out; fixing the CRM Id in Zuora brings
+    the account and its children in."""
+    refusals = store().open_refusals(SCOPE, "CustomerAccount")
+    account = sorted(refusals)[0]
+    children = {o.name: {k for k, (_, message, _) in store().open_refusals(SCOPE, o.name).items()
+                         if f"external ID: {account} not found" in message} for o in objects()}
+    assert any(children.values()), "the account has children, refused for their missing parent"
+
+    moment = salesforce_now(stack)
+    assert run_dag("zuora_incremental_sync", conf={
+        "window_start": "2000-01-01T00:00:00+00:00", "window_end": dt.datetime.now(dt.timezone.utc).isoformat()}) \
+        == "success"
+    session = last_session()
+    assert not any(written_since(stack, moment).values()), "nothing changed: nothing sent"
+    assert session["totals"]["failed"] == sum(retried_every_session(o.name) for o in objects())
+    assert account in open_rejections()["CustomerAccount"]
+
+    crm = stack["salesforce"].login().Account.create({"Name": "CRM Id Fixed"})["id"]
+    zuora_call(stack["zuora"], "POST", "/v1/action/update", {"type": "Account", "objects": [{"Id": account, "CrmId": crm}]})
+    moment = salesforce_now(stack)
+    assert run_dag("zuora_incremental_sync") == "success"
+    written = written_since(stack, moment)
+    assert account in written["CustomerAccount"]
+    still = open_rejections()
+    for name, keys in children.items():
+        assert keys <= written[name], f"{name}: the children follow their parent"
+        assert not keys & still[name]
+    check(stack)
+
+
+def test_a_row_written_with_a_lookup_emptied_waits_for_the_target_and_is_linked_once_it_is_in(stack):
+    """A subscription whose invoice owner is not in Salesforce is written without that lookup; it is not
+    sent again while the owner stays out; the session after the owner arrives writes the lookup."""
     sf = stack["salesforce"].login()
     rows = tenant(stack, "SELECT s.id, s.name FROM subscription s WHERE s.status = 'Active' AND NOT s.deleted")
     subscription = next(r for r in rows if r["id"] in hashed()["Subscription"])
@@ -248,13 +298,15 @@ def test_a_row_written_with_a_lookup_emptied_is_sent_again_and_linked_once_the_t
     latest = tenant(stack, f"SELECT id FROM subscription WHERE name = '{subscription['name']}' AND NOT deleted "
                            "ORDER BY version DESC LIMIT 1")[0]["id"]
     assert run_dag("zuora_incremental_sync") == "success"
-    assert stored_hash("Subscription", latest) == NOT_AS_STAGED, "written with the lookup emptied: no hash"
+    mark = stored_hash("Subscription", latest)
+    assert mark.startswith(EMPTIED), "written with the lookup emptied: marked so, not hashed as staged"
 
     moment = salesforce_now(stack)
     assert run_dag("zuora_incremental_sync", conf={
         "window_start": "2000-01-01T00:00:00+00:00", "window_end": dt.datetime.now(dt.timezone.utc).isoformat()}) \
         == "success"
-    assert latest in written_since(stack, moment)["Subscription"], "sent again"
+    assert latest not in written_since(stack, moment)["Subscription"], "the owner is still out: not sent again"
+    assert stored_hash("Subscription", latest) == mark
 
     crm = sf.Account.create({"Name": "Owner Arrives"})["id"]
     zuora_call(stack["zuora"], "POST", "/v1/action/update", {"type": "Account", "objects": [{"Id": owner, "CrmId": crm}]})
@@ -262,7 +314,8 @@ def test_a_row_written_with_a_lookup_emptied_is_sent_again_and_linked_once_the_t
     record = sf.query(f"SELECT Zuora__InvoiceOwner__r.Zuora__External_Id__c FROM Zuora__Subscription__c "
                       f"WHERE Zuora__External_Id__c = '{latest}'")["records"][0]
     assert (record.get("Zuora__InvoiceOwner__r") or {}).get("Zuora__External_Id__c") == owner
-    assert stored_hash("Subscription", latest) not in (None, NOT_AS_STAGED), "written as staged now: hashed"
+    assert stored_hash("Subscription", latest) not in (None, NOT_AS_STAGED, mark), "written as staged now: hashed"
+    assert not stored_hash("Subscription", latest).startswith(EMPTIED)
     check(stack)
 
 

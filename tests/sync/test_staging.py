@@ -49,3 +49,23 @@ def test_keys_and_rejected_conversions_read_back(tmp_path):
                                  "row": ["x", 1]}) + "\n")
     assert list(staged.keep_keys()) == ["a", "b"] and list(staged.delete_keys()) == []
     assert staged.rejected_conversions() == [RejectedConversion("c", "VALUE_CONVERSION", "bad date", ["x", 1])]
+
+
+def test_the_selection_travels_from_the_extract_task_to_the_load_task_unchanged(tmp_path):
+    """The load rebuilds the extract's statements from selection.json: the same SQL, page by page."""
+    import datetime as dt
+
+    from zuora_sync.mapping import load_mapping
+    from zuora_sync.queries import Selection, build_query, selection_parts
+
+    obj = load_mapping().get("Subscription")
+    selection = Selection("window", dt.datetime(2026, 12, 1, 8, 30, tzinfo=dt.timezone.utc),
+                          dt.datetime(2026, 12, 1, 10, 0, 0, 123000, tzinfo=dt.timezone.utc),
+                          retry_keys=["8a8a0001", "8a8a0002"], related_keys={"account": ["2c92a0f9"]})
+    staged = StagedObject(tmp_path / "Subscription")
+    staged.create()
+    staged.write_selection(selection)
+    again = staged.selection()
+    assert again == selection
+    assert [build_query(obj, part, after_key="k") for part in selection_parts(obj, again)] == \
+        [build_query(obj, part, after_key="k") for part in selection_parts(obj, selection)]

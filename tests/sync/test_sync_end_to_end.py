@@ -105,10 +105,11 @@ def test_full_sync(stack):
         counts = session["objects"][obj.name]
         read = events[(f"extract_{obj.name}", f"zuora://zuora_default/{obj.table}")]
         assert read["session_id"] == session["id"] and read["mode"] == "full" and read["dry_run"] is False
-        assert read["extracted"] == counts["extracted"] > 0
+        assert read["data_query_job"]
         written = f"salesforce://salesforce_default/{obj.salesforce}"
         load, delete = events[(f"load_{obj.name}", written)], events[(f"delete_{obj.name}", written)]
         assert (load["operation"], load["upserted"]) == ("upsert", counts["upserted"])
+        assert load["extracted"] == counts["extracted"] > 0  # the load reads the rows (pipelined)
         assert (delete["operation"], delete["reconciled"], delete["removed"]) == ("delete", True, counts["deleted"])
         assert load["rejected"] + delete["rejected"] == counts["failed"]
 

@@ -9,6 +9,10 @@ stays the provider's connection, unchanged) with what the sync needs below the j
   uses, so nothing bypasses it; the same adapter reads ``Sforce-Limit-Info: api-usage=used/max``.
 * **Re-login.** A ``401 INVALID_SESSION_ID`` means the request was refused before it did anything,
   so :meth:`~SalesforceBulkHook.call` logs in again and repeats it.
+* **One login per process.** A hook reuses the session the process's last hook on the same
+  connection logged in (kept in memory only, never written or logged): the tasks that run in one
+  process (every task of a ``dag.test()`` run) log in once, not once per task. A reused session
+  that has expired answers ``INVALID_SESSION_ID`` and is replaced by a new login, as above.
 * **Budget.** ``403 REQUEST_LIMIT_EXCEEDED`` raises :class:`ApiBudgetExhausted`, never retried.
 * **Transient failures.** ``429``/``5xx`` and dropped connections are retried under the
   :data:`zuora_sync.retry.SALESFORCE` policy, for calls the caller says are safe to repeat.
@@ -46,7 +50,8 @@ from zuora_sync.retry import RetryAfterTooLong, RetryPolicy, parse_retry_after
 if TYPE_CHECKING:  # pragma: no cover
     from simple_salesforce import Salesforce
 
-__all__ = ["ApiBudgetExhausted", "QueryPage", "SalesforceBulkHook", "describe_error", "is_transient"]
+__all__ = ["ApiBudgetExhausted", "QueryPage", "SalesforceBulkHook", "describe_error", "forget_sessions",
+           "is_transient"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +100,18 @@ class QueryPage:
     file: str
     count: int
     locator: str
+
+
+#: Sessions this process logged in, per connection (:meth:`SalesforceBulkHook._session_key`):
+#: ``(session id, instance URL, API version)``. Memory only.
+_SESSIONS: dict[tuple, tuple[str, str, str]] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def forget_sessions() -> None:
+    """Drop the Salesforce sessions this process holds: the next hook logs in afresh."""
+    with _SESSIONS_LOCK:
+        _SESSIONS.clear()
 
 
 class _CountingAdapter(HTTPAdapter):
@@ -157,12 +174,21 @@ class SalesforceBulkHook(SalesforceHook):
     # -- connection ---------------------------------------------------------------------------
 
     def get_conn(self) -> Salesforce:
-        """The logged-in simple-salesforce client (logging in on first use; a dropped connection
-        during the login is retried under the policy)."""
+        """The logged-in simple-salesforce client (logging in on first use, unless this process
+        holds a session of the same connection already; a dropped connection during the login is
+        retried under the policy)."""
+        if "conn" in self.__dict__:
+            return self.__dict__["conn"]  # the provider's cached_property: this hook's client
+        reused = self._reuse_session()
+        if reused is not None:
+            self.__dict__["conn"] = reused
+            return reused
         attempt = 0
         while True:
             try:
-                return super().get_conn()
+                conn = super().get_conn()
+                self._remember_session(conn)
+                return conn
             except requests.RequestException as exc:
                 if isinstance(exc, requests.exceptions.SSLError) or not self.retry.allows(attempt):
                     raise
@@ -173,9 +199,47 @@ class SalesforceBulkHook(SalesforceHook):
     def relogin(self, what: str) -> None:
         """Log in again (the session expired or was revoked) before repeating ``what``."""
         log.info("Salesforce answered INVALID_SESSION_ID to %s; logging in again", what)
-        self.__dict__.pop("conn", None)  # the provider caches the client in a cached_property
-        self.get_conn()
+        stale = self.__dict__.pop("conn", None)  # the provider caches the client in a cached_property
+        with _SESSIONS_LOCK:
+            key = self._session_key()
+            if stale is not None and _SESSIONS.get(key, (None,))[0] == getattr(stale, "session_id", None):
+                del _SESSIONS[key]
+        attempt = 0
+        while True:  # a fresh login, never the session that was just refused
+            try:
+                self._remember_session(super().get_conn())
+                break
+            except requests.RequestException as exc:
+                if isinstance(exc, requests.exceptions.SSLError) or not self.retry.allows(attempt):
+                    raise
+                self.sleep_before_retry(attempt)
+                attempt += 1
         self.relogins += 1
+
+    def _session_key(self) -> tuple:
+        """The connection's identity: its id and every field a login depends on."""
+        connection = self.get_connection(self.conn_id)
+        return (self.conn_id, connection.host, connection.login, connection.password,
+                json.dumps(connection.extra_dejson, sort_keys=True, default=str))
+
+    def _reuse_session(self) -> Salesforce | None:
+        """A client on the session this process holds for the connection, if any (no request)."""
+        with _SESSIONS_LOCK:
+            held = _SESSIONS.get(self._session_key())
+        if held is None:
+            return None
+        from simple_salesforce import Salesforce
+
+        session_id, instance_url, version = held
+        return Salesforce(session_id=session_id, instance_url=instance_url, version=version, session=self.session)
+
+    def _remember_session(self, conn: Salesforce) -> None:
+        """Keep the logged-in session for the process's next hook on this connection."""
+        session_id = getattr(conn, "session_id", None)
+        if not session_id:
+            return
+        with _SESSIONS_LOCK:
+            _SESSIONS[self._session_key()] = (session_id, f"https://{conn.sf_instance}", conn.sf_version)
 
     @property
     def poll_interval_hint(self) -> float | None:

@@ -1,9 +1,15 @@
-"""``ZuoraExtractOperator``: one mapped object, one session's selection → staged files.
+"""``ZuoraExtractOperator``: one mapped object, one session's selection → a Data Query job under way.
 
-The files land on an ``ObjectStoragePath`` (local disk by default, ``s3://`` and the like when
-``staging_url`` says so), so whichever worker runs the load can read them. Its outlet, when the DAG
-gives it one, is the Zuora object's asset (:mod:`zuora_sync.lineage`); the asset event says what the
-session read.
+The task decides which rows the session reads (the selection: a window plus the rows to retry,
+everything, or chosen accounts), keeps it in the object's staging directory (an
+``ObjectStoragePath``: local disk by default, ``s3://`` and the like when ``staging_url`` says so,
+so whichever worker runs the load can read it) and submits the selection's first Data Query job,
+without waiting for it: Zuora runs the job while other objects load. The load task
+(:class:`~zuora_sync.operators.salesforce_load.SalesforceUpsertOperator`) reads the job's rows,
+stages and uploads them chunk by chunk (``docs/architecture.md``, "A sync session").
+
+Its outlet, when the DAG gives it one, is the Zuora object's asset (:mod:`zuora_sync.lineage`); the
+asset event says what the session reads (the counts of what it read are on the load's event).
 """
 
 from __future__ import annotations
@@ -20,32 +26,38 @@ from zuora_sync import clients
 from zuora_sync import task_ids
 from zuora_sync.lineage import record_event
 from zuora_sync.links import SyncSessionLink
-from zuora_sync.hashes import HashSource, KeySet, StoredHashes
 from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.mapping import load_mapping
 from zuora_sync.operators.session import session_plan
 from zuora_sync.planning import parse_instant
-from zuora_sync.settings import load_settings
 from zuora_sync.staging import SALESFORCE_KEYS, StagedObject
 
 PREFLIGHT_TASK = task_ids.PREFLIGHT
 
 
 class ZuoraExtractOperator(BaseOperator):
-    """Extract ``object_name`` for this session from Zuora Data Query into staged files.
+    """Choose ``object_name``'s rows for this session and submit their first Data Query job.
 
     :param object_name: the mapped object (e.g. ``Subscription``); templated.
     :param zuora_conn_id: the Zuora connection.
     :param salesforce_conn_id: the Salesforce connection, read only when the object's stored hashes
         may not describe Salesforce (its owned keys are read then; ``docs/operations.md``).
 
-    Rows are compared with their stored hashes (:mod:`zuora_sync.hashes`): only rows that changed or
-    that Salesforce lacks are staged (all of them with the full sync's ``force``, or on demand).
+    The load compares the rows with their stored hashes (:mod:`zuora_sync.hashes`) as it reads
+    them: only rows that changed or that Salesforce lacks are staged (all of them with the full
+    sync's ``force``, or on demand). When the preflight found the stored hashes may no longer
+    describe Salesforce, this task reads Salesforce's owned keys and stages them
+    (``salesforce-keys.csv``) for the load's comparison and a full sync's reconciliation.
+
+    Its XCom: ``object``, ``directory`` (the staging directory, holding ``selection.json``),
+    ``mode``, ``data_query_job`` (the submitted job's id) and ``hashes`` (``trusted``, and
+    ``salesforce_keys``: the staged keys' file name or None), for the load task.
 
     Asset events of its outlets (the Zuora object) carry ``extra``: ``session_id``,
-    ``session_type``, ``mode`` (full, window, accounts), ``dry_run``, the counts ``extracted``,
-    ``to_upsert``, ``to_delete``, ``rejected`` (rows that could not be converted), ``unchanged``
-    (rows not sent: their hash is unchanged), and for a window its ``window_start`` / ``window_end``.
+    ``session_type``, ``mode`` (full, window, accounts), ``dry_run``, ``data_query_job``,
+    ``hashes_trusted`` (false: Salesforce's keys were read and staged), and for a window its
+    ``window_start`` / ``window_end``. The counts of what was read (``extracted``, ``to_upsert``,
+    ``to_delete``, ``unchanged``) are on the load's event, which reads the rows.
     """
 
     template_fields: Sequence[str] = ("object_name",)
@@ -63,13 +75,12 @@ class ZuoraExtractOperator(BaseOperator):
 
     @renews_session_lock()
     def execute(self, context: Any) -> dict[str, Any]:
-        from zuora_sync.extract import Selection, extract_object
+        from zuora_sync.extract import Selection, submit_selection
         from zuora_sync.state import StateStore
 
         plan = session_plan(context)
         if self.object_name not in plan.objects:
             raise AirflowSkipException(f"{self.object_name} is not part of this session")
-        settings = load_settings()
         mapping = load_mapping()
         obj = mapping.get(self.object_name)
         store = StateStore.from_airflow(self.state_conn_id)
@@ -91,72 +102,53 @@ class ZuoraExtractOperator(BaseOperator):
             selection = Selection("accounts", account_keys=plan.accounts)
         else:
             selection = Selection("full")
-        preflight = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}
-        field_types = (preflight.get("types") or {}).get(obj.name, {})
         directory = ObjectStoragePath(f"{plan.staging}/{obj.name}")
+        staged = StagedObject(directory)
+        staged.create()
+        staged.write_selection(selection)
         hook = clients.zuora(self.zuora_conn_id)
-        with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
-            keys = self._salesforce_keys(plan, obj, preflight, store, StagedObject(directory), Path(tmp))
-            stored = StoredHashes(lambda key, limit: store.stored_hashes(plan.scope, obj.name, from_key=key, limit=limit))
-            # An on-demand sync is a repair: its accounts' rows go whatever their hashes say.
-            source = HashSource(stored.get, keys.__contains__ if keys is not None else None,
-                                force=plan.force or plan.mode == "accounts",
-                                touched=keys.touched if keys is not None else None)
-            try:
-                manifest = extract_object(hook, obj, selection, directory, field_types=field_types, tz=settings.tz,
-                                          hashes=source)
-            finally:
-                store.add_api_calls(plan.session_id, zuora=hook.api_requests)
-                if keys is not None:
-                    keys.close()
-        manifest.hashes = {**(manifest.hashes or {}), "trusted": keys is None,
-                           "salesforce_keys": SALESFORCE_KEYS if keys is not None else None}
-        StagedObject(directory).write_manifest(manifest)
-        compared = manifest.hashes
-        if plan.dry_run:
-            store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted,
-                                created=compared["created"], updated=compared["updated"],
-                                unchanged=compared["unchanged"])
-        else:  # what is created or updated is counted by the load, once Salesforce has answered
-            store.record_counts(plan.session_id, obj.name, extracted=manifest.counts.extracted,
-                                unchanged=compared["unchanged"])
-        counts = manifest.counts
+        try:
+            job = submit_selection(hook, obj, selection)
+        finally:
+            store.add_api_calls(plan.session_id, zuora=hook.api_requests)
+        self.log.info("Submitted Data Query job %s for %s (%s); %s reads its rows", job, obj.name, selection.mode,
+                      task_ids.load(obj.name))
+        # While Zuora runs the job: Salesforce's keys, when the stored hashes may not describe it.
+        preflight = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}
+        keys = self._stage_salesforce_keys(plan, obj, preflight, store, staged)
+        hashes = {"trusted": keys is None, "salesforce_keys": keys}
         window = {"window_start": plan.windows[obj.name][0], "window_end": plan.windows[obj.name][1]} \
             if plan.mode == "window" else {}
         record_event(self, context, {
             "session_id": plan.session_id, "session_type": plan.session_type, "mode": plan.mode,
-            "dry_run": plan.dry_run, "extracted": counts.extracted, "to_upsert": counts.upserts,
-            "to_delete": counts.deletes, "rejected": counts.rejected, "unchanged": compared["unchanged"], **window})
-        return manifest.to_dict()
+            "dry_run": plan.dry_run, "data_query_job": job, "hashes_trusted": keys is None, **window})
+        return {"object": obj.name, "directory": str(directory), "mode": selection.mode, "data_query_job": job,
+                "hashes": hashes}
 
-    def _salesforce_keys(self, plan: Any, obj: Any, preflight: dict[str, Any], store: Any, staged: Any,
-                         tmp: Path) -> KeySet | None:
-        """Salesforce's owned keys of the object, when its stored hashes may not describe Salesforce
-        (the preflight's check, :func:`zuora_sync.hashes.fingerprint_trusted`); None when they do.
-        Records changed in Salesforce after the last session's measure are *touched*: sent again.
+    def _stage_salesforce_keys(self, plan: Any, obj: Any, preflight: dict[str, Any], store: Any,
+                               staged: StagedObject) -> str | None:
+        """Stage Salesforce's owned keys of the object (``Id,<key>,SystemModstamp``), when its
+        stored hashes may not describe Salesforce (the preflight's check,
+        :func:`zuora_sync.hashes.fingerprint_trusted`); returns the staged file's name, or None
+        when they do (or on demand, where every row is sent anyway).
 
-        The export (the reconciliation's query) is staged too, so the delete task reconciles with
-        the same keys. Hashes of records Salesforce lacks are dropped (not in a dry run): they claim
-        what is not so, and the rows are sent again.
+        The load's hash filter reads them (:class:`zuora_sync.hashes.KeySet`: a record Salesforce
+        lacks is created again, one changed there since the last session is sent again, the
+        hashes of records Salesforce lacks are dropped), and a full sync's delete task reconciles
+        with the same keys.
         """
         if plan.mode == "accounts" or (preflight.get("hashes_trusted") or {}).get(obj.name):
             return None
         loader = clients.salesforce(self.salesforce_conn_id)
-        exported = tmp / SALESFORCE_KEYS
-        try:
-            loader.query_to_csv(f"SELECT Id, {obj.key}, SystemModstamp FROM {obj.salesforce} WHERE {obj.key} != null",
-                                exported)
-        finally:
-            store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
-        staged.create()
-        with open(exported, encoding="utf-8") as source, staged.open_for_writing(SALESFORCE_KEYS) as target:
-            shutil.copyfileobj(source, target)
-        recorded = store.get_fingerprint(plan.scope, obj.name)
-        keys = KeySet(exported, tmp, since=(recorded or {}).get("last_modified"))
-        if not plan.dry_run:
-            lacking = list(keys.missing(store.hashed_keys(plan.scope, obj.name)))
-            if lacking:
-                store.forget_hashes(plan.scope, obj.name, lacking)
-                self.log.info("%d %s record(s) with a stored hash are not in Salesforce (deleted there?): "
-                              "they are sent again", len(lacking), obj.salesforce)
-        return keys
+        with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
+            exported = Path(tmp) / SALESFORCE_KEYS
+            try:
+                loader.query_to_csv(f"SELECT Id, {obj.key}, SystemModstamp FROM {obj.salesforce} "
+                                    f"WHERE {obj.key} != null", exported)
+            finally:
+                store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
+            with open(exported, encoding="utf-8") as source, staged.open_for_writing(SALESFORCE_KEYS) as target:
+                shutil.copyfileobj(source, target)
+        self.log.info("%s: the stored hashes may not describe Salesforce; its owned keys are staged for the load "
+                      "and the reconciliation", obj.salesforce)
+        return SALESFORCE_KEYS

@@ -667,6 +667,17 @@ class StateStore:
                 .where(r.scope == scope, r.object == obj, unresolved, r.external_id.is_not(None))
                 .order_by(r.external_id)).scalars())
 
+    def open_refusals(self, scope: str, obj: str) -> dict[str, tuple[str, str, dict[str, Any]]]:
+        """The object's open rejections, the newest per record: external id → ``(code, message, row)``."""
+        r = _rejected.c
+        found: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        with self._read() as conn:
+            for row in conn.execute(select(r.external_id, r.error_code, r.message, r.row)
+                                    .where(r.scope == scope, r.object == obj, r.resolved_at.is_(None),
+                                           r.external_id.is_not(None)).order_by(r.id)):
+                found[row.external_id] = (row.error_code, row.message, dict(row.row or {}))
+        return found
+
     def resolve_rejected(self, obj: str, external_ids: Iterable[str], session_id: int) -> int:
         """Mark the object's open rejections of these records resolved by ``session_id``; returns how many."""
         ids = sorted({str(i) for i in external_ids if i not in (None, "")})
