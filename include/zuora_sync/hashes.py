@@ -197,15 +197,19 @@ class HashFilter:
         :func:`emptied_mark` is not sent while each of its emptied lookups' targets is absent.
     :param own: the positions whose lookup targets this very object (a hierarchy parent). Such a
         target may arrive in this session, in a row read later: a row waiting for one is held
-        back and sent at the end (:meth:`due`) if its target was sent meanwhile.
+        back and sent at the end (:meth:`due`) if its target was sent meanwhile — unless the target
+        went only as a retry of a refusal with unchanged values (``retried``), which Salesforce most
+        likely refuses again; should it take it, the next session writes the lookup.
     """
 
     def __init__(self, stored: Callable[[str], str | None], present: Callable[[str], bool] | None,
                  pending: IO[str], seen: IO[str] | None = None, *, force: bool = False,
                  touched: Callable[[str], bool] | None = None,
                  settled: Callable[[str, list[str]], bool] | None = None, unsent: IO[str] | None = None,
-                 absent: Callable[[int, str], bool] | None = None, own: Iterable[int] = ()):
+                 absent: Callable[[int, str], bool] | None = None, own: Iterable[int] = (),
+                 retried: Callable[[str, list[str]], bool] | None = None):
         self._own = frozenset(own)
+        self._retried = retried
         self._later: list[tuple[str, str, list[str], list[str], list[str]]] = []
         self._sent: IO[str] | None = None   # keys sent, on local disk, when rows may wait on their own object
         self._stored = stored
@@ -251,7 +255,7 @@ class HashFilter:
         else:
             self.counts.updated += 1
         self._pending.writerow([key, digest, kind])
-        if self._own:
+        if self._own and not (self._retried and self._retried(key, cells)):
             if self._sent is None:
                 self._sent = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="zuora-sync-sent-")
             self._sent.write(key + "\n")
@@ -321,10 +325,12 @@ class HashSource:
     settled: Callable[[str, list[str]], bool] | None = None
     absent: Callable[[int, str], bool] | None = None
     own: tuple[int, ...] = ()
+    retried: Callable[[str, list[str]], bool] | None = None
 
     def filter(self, pending: IO[str], seen: IO[str] | None = None, unsent: IO[str] | None = None) -> HashFilter:
         return HashFilter(self.stored, self.present, pending, seen, force=self.force, touched=self.touched,
-                          settled=self.settled, unsent=unsent, absent=self.absent, own=self.own)
+                          settled=self.settled, unsent=unsent, absent=self.absent, own=self.own,
+                          retried=self.retried)
 
 
 def read_pending(lines: Iterable[str]) -> Iterator[tuple[str, str, str]]:

@@ -52,6 +52,11 @@ class Refusals:
     def __len__(self) -> int:
         return len(self._refused)
 
+    def unchanged(self, key: str, cells: list[str]) -> bool:
+        """Whether the row is one Salesforce refused before with these very values (sent again or not)."""
+        found = self._refused.get(key)
+        return found is not None and [found[2].get(column, "") for column in self._columns] == list(cells)
+
     def settled(self, key: str, cells: list[str]) -> bool:
         """Whether Salesforce would refuse this row again as it is (then it is not sent)."""
         found = self._refused.get(key)

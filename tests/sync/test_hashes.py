@@ -121,6 +121,12 @@ def test_a_row_waiting_for_a_parent_of_its_own_object_goes_at_the_end_if_the_par
     assert hashes.counts.as_dict() == {"created": 1, "updated": 1, "unchanged": 1, "refused": 0, "emptied": 1}
     assert [k for k, _, _ in read_pending(pending.getvalue().splitlines())] == ["p1", "c1"]
     hashes.close()
+    # A parent sent only as a retry of a refusal with the same values does not release its child.
+    hashes = HashFilter(stored.get, None, io.StringIO(), absent=lambda position, value: True, own=[1],
+                        retried=lambda key, cells: key == "p1")
+    assert hashes.admit("c1", child) is False and hashes.admit("p1", ["p1", ""]) is True
+    assert hashes.due() == []
+    hashes.close()
 
 
 def test_a_row_salesforce_would_refuse_again_is_not_sent_and_is_noted() -> None:

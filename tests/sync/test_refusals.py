@@ -50,3 +50,9 @@ def test_reasons_that_may_lie_in_salesforce_are_always_retried() -> None:
                           ("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record"),
                           ("STRING_TOO_LONG", "Name: data value too large")]:
         assert not refusals({"a1": (code, message, row("a1"))}).settled("a1", cells("a1")), code
+
+
+def test_a_row_is_unchanged_when_its_values_are_the_refused_ones_whatever_the_reason() -> None:
+    r = refusals({"a1": ("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", row("a1", crm="001x"))})
+    assert r.unchanged("a1", cells("a1", crm="001x")) and not r.settled("a1", cells("a1", crm="001x"))
+    assert not r.unchanged("a1", cells("a1", crm="001y")) and not r.unchanged("a2", cells("a2"))

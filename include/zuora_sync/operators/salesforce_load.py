@@ -198,7 +198,8 @@ def _hash_source(plan: Any, obj: Any, staged: StagedObject, store: Any, compared
         return not (found and found[0][0] == value)
 
     own = tuple(i for i, column in enumerate(positions) if targets.get(column) == obj.name)
-    rules = {"settled": refusals.settled if len(refusals) else None, "absent": absent, "own": own}
+    rules = {"settled": refusals.settled if len(refusals) else None, "absent": absent, "own": own,
+             "retried": refusals.unchanged if len(refusals) else None}
     name = compared.get("salesforce_keys")
     if not name:
         yield HashSource(stored.get, None, force=force, **rules)
