@@ -2,7 +2,7 @@
 
 A session that ends *Finished with Errors* (Salesforce rejected some records) did its job: every
 record it could write is in Salesforce, the rejected ones are kept with Salesforce's reason and
-retried by the next session. Its DAG run therefore stays **successful** — a failed run would read
+retried as soon as a retry can succeed. Its DAG run therefore stays **successful** — a failed run would read
 as a failed sync, look the same as a real Failure, turn every run red for as long as one record
 stays rejected (say a CRM Id nobody fixes), set off retries and "rerun failed" backfills that
 cannot help, and count toward ``max_consecutive_failed_dag_runs``, which pauses the DAG: the sync
@@ -40,7 +40,7 @@ MARKER = "**Zuora sync: "
 MAX_NOTE = 1000
 
 _NEXT_STEP = {
-    "Finished with Errors": "They are retried by the next session.",
+    "Finished with Errors": "They are retried as soon as a retry can succeed.",
     "Stopped": "The next session resumes.",
     "Failure": "The next session picks the changes up.",
 }

@@ -51,7 +51,7 @@ def test_a_note_only_when_the_session_did_not_simply_finish():
         "CustomerAccount": {"failed": 1234}, "Subscription": {"failed": 1}, "Invoice": {"failed": 0}}), url)
     assert note == (f"{MARKER}Finished with Errors** — [session 12]({url}) (Full): 1,235 records rejected by "
                     "Salesforce: CustomerAccount 1,234, Subscription 1. Their codes and messages are on the Zuora "
-                    "Sync page. They are retried by the next session.")
+                    "Sync page. They are retried as soon as a retry can succeed.")
     stopped = session_note(session("Stopped", error="Salesforce API requests left today: 10, below the reserve"), url)
     assert stopped.endswith(": Salesforce API requests left today: 10, below the reserve. The next session resumes.")
     long = session_note(session("Failure", error="x" * 5000), url)

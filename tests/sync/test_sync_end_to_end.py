@@ -91,7 +91,7 @@ def test_full_sync(stack):
     assert session["status"] == "Finished with Errors"  # the tenant's deliberately invalid CRM Ids
     check(stack)
 
-    # Honest run state: green (the rejected records are retried by the next session), with a note.
+    # Honest run state: green (the rejected records are retried as soon as a retry can succeed), with a note.
     note = assert_run_tells(session)
     assert f"{session['rejected']:,} records rejected by Salesforce: " in note
     for name, counts in session["objects"].items():
