@@ -72,7 +72,8 @@ def check_run_note_and_links(airflow, run_id: str, session: dict) -> str:
     page = f"{airflow.base}/plugin/zuora-sync/zuora-sync/ui/?session={session['id']}"
     assert run["state"] == "success"
     assert run["note"].startswith(f"**Zuora sync: Finished with Errors** — [session {session['id']}]({page}) (Full): "
-                                  f"{session['rejected']:,} records rejected by Salesforce"), run["note"]
+                                  f"{session['rejected']:,} record{'' if session['rejected'] == 1 else 's'} "
+                                  "rejected by Salesforce"), run["note"]
     for task_id in ("begin_session", "load_Subscription", "end_session"):
         links = airflow.call("GET", f"/api/v2/dags/zuora_full_sync/dagRuns/{run_id}/taskInstances/{task_id}/links")
         assert links.json()["extra_links"] == {"Zuora Sync session": page}, (task_id, links.text)
