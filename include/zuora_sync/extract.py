@@ -90,7 +90,7 @@ def extract_object(
     staged.create()
     columns: list[Column] = obj.columns
     flagging = obj.on_delete == "flag"
-    header = [c.salesforce for c in columns] + ([obj.flag] if flagging else [])
+    header = obj.upsert_header
     convert = [converter(field_types.get(c.salesforce, "string"), tz) for c in columns]
     convert_second = [converter("string", tz) for _ in obj.second_pass]
     key_index = columns.index(obj.key_column)

@@ -89,6 +89,11 @@ class ObjectMapping:
     def key_column(self) -> Column:
         return next(c for c in self.columns if c.salesforce == self.key)
 
+    @property
+    def upsert_header(self) -> list[str]:
+        """The staged upsert files' header: the columns, then the delete flag for a flagged object."""
+        return [c.salesforce for c in self.columns] + ([self.flag] if self.on_delete == "flag" else [])
+
 
 @dataclass
 class Mapping:

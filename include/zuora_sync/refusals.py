@@ -59,12 +59,9 @@ class Refusals:
 
     def settled(self, key: str, cells: list[str]) -> bool:
         """Whether Salesforce would refuse this row again as it is (then it is not sent)."""
-        found = self._refused.get(key)
-        if found is None:
-            return False
-        code, message, row = found
-        if [row.get(column, "") for column in self._columns] != list(cells):
-            return False            # its values changed since Salesforce refused them
+        if not self.unchanged(key, cells):
+            return False            # never refused, or its values changed since Salesforce refused them
+        code, message, _row = self._refused[key]
         if code in SETTLED_CODES:
             return True
         missing = missing_foreign_key(message)

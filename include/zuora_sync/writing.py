@@ -93,7 +93,7 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
     emptied_keys: set[str] = set()        # written, but not as staged: a lookup emptied, a link refused
     emptied_at: dict[str, set[int]] = {}  # of those, the positions (cells, then links) of the lookups emptied
     links_refused: set[str] = set()       # of those, a second-pass link refused outright
-    width = len(obj.columns) + (1 if obj.on_delete == "flag" else 0)   # the cells before the links
+    width = len(obj.upsert_header)       # the cells before the links
     pending: deque[_Pending] = deque()
 
     chunked: list[Any] = []      # the chunks' job outcomes, settled together once all are in

@@ -174,7 +174,7 @@ def _hash_source(plan: Any, obj: Any, staged: StagedObject, store: Any, compared
     force = plan.force or plan.mode == "accounts"
     mapping = load_mapping()
     by_salesforce = {o.salesforce.lower(): o.name for o in mapping.objects.values() if o.scope == obj.scope}
-    columns = [c.salesforce for c in obj.columns] + ([obj.flag] if obj.on_delete == "flag" else [])
+    columns = obj.upsert_header
     refused_ids: dict[str, set[str]] = {}
 
     def still_refused(sobject: str) -> set[str] | None:
