@@ -39,7 +39,8 @@ class Airflow:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return requests.request(method, f"{self.base}{path}", headers=self.headers, timeout=60, **kwargs)
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return requests.request(method, f"{self.base}{path}", headers=headers, timeout=60, **kwargs)
 
     def runs(self, dag_id: str, **params: Any) -> list[dict]:
         """The DAG's runs in creation order (at most 100)."""
@@ -63,6 +64,14 @@ class Airflow:
     def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
         answer = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
         return answer.json().get("state") if answer.ok else None
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The task's log of one try, as the UI shows it (the worker's and the triggerer's lines)."""
+        answer = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+                           params={"full_content": True}, headers={"Accept": "application/json"})
+        answer.raise_for_status()
+        content = answer.json()["content"]
+        return "\n".join(str(line.get("event", line)) if isinstance(line, dict) else str(line) for line in content)
 
     def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
         answer = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/"

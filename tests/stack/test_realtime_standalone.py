@@ -103,6 +103,10 @@ def test_callouts_start_real_time_sessions_under_airflow_standalone(standalone, 
         finished_run(standalone, 1, 600)
         fired = airflow.xcom(DAG, second["dag_run_id"], "wait_for_changes")
         assert fired["reason"] == "events" and fired["pending_events"] >= 5
+        # The triggerer ended the wait and pushed the payload (no resumption on a worker): the
+        # run-note listener, which hooks DAG runs only, does not stand in its way.
+        waited = airflow.task_log(DAG, second["dag_run_id"], "wait_for_changes")
+        assert "The triggerer ends this task when the session is due" in waited, waited[-3000:]
         assert airflow.xcom(DAG, second["dag_run_id"], "begin_session")["session_type"] == "Real-time"
 
         from zuora_sync.mapping import load_mapping

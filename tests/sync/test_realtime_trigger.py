@@ -307,6 +307,43 @@ def test_ending_from_the_triggerer_carries_the_payload_as_the_xcom(store):
     assert json.loads(json.dumps(event.xcoms)) == event.xcoms  # stored as a JSON XCom
 
 
+def test_the_sensor_ends_in_the_triggerer_unless_a_listener_hooks_task_instances(store):
+    """Airflow refuses a task whose ``end_from_trigger`` attribute is true while any listener is
+    registered: task-instance listeners would not see the task end. The sensor decides when it waits:
+    the sync's run-note listener hooks DAG runs only; a task-instance listener keeps the resumption."""
+    from airflow.listeners import hookimpl
+    from airflow.sdk.listener import get_listener_manager
+
+    from zuora_sync import run_notes
+    from zuora_sync.operators.realtime import RealTimeSyncSensor, task_listeners
+
+    manager = get_listener_manager()
+    manager.add_listener(run_notes)
+    sensor = RealTimeSyncSensor(task_id="wait_for_changes")
+    assert not hasattr(sensor, "end_from_trigger")  # nothing for Airflow's DagBag check to refuse
+    assert task_listeners() == []
+    end_session(store, T10)
+    assert sensor._look()[1].end_from_trigger
+
+    class Lineage:
+        @hookimpl
+        def on_task_instance_success(self, previous_state, task_instance):
+            pass
+
+    lineage = Lineage()
+    manager.add_listener(lineage)
+    try:
+        assert task_listeners() == [manager.pm.get_name(lineage)]
+        assert not sensor._look()[1].end_from_trigger
+        assert "listeners with task-instance hooks are registered" in sensor._why_resume()
+    finally:
+        manager.pm.unregister(lineage)
+    assert task_listeners() == []
+    off = RealTimeSyncSensor(task_id="w", end_in_triggerer=False)
+    assert not off._look()[1].end_from_trigger
+    assert "end_in_triggerer is off" in RealTimeSyncSensor(task_id="w", end_in_triggerer=False)._why_resume()
+
+
 def test_the_trigger_lives_in_the_installed_package():
     import zuora_sync.triggers.realtime as module
 
@@ -539,9 +576,9 @@ def run_realtime() -> tuple[str, dict]:
     dag = load_dag("zuora_realtime_sync")
     for task in dag.tasks:
         task.retries = 0
-    # dag.test() resumes deferred tasks itself and cannot apply a task-ending event (the standalone
-    # test covers that path): resume on the "worker" with the payload instead.
-    dag.get_task("wait_for_changes").end_from_trigger = False
+    # The trigger ends the waiting task itself (TaskSuccessEvent). dag.test() resumes it in process
+    # instead, with the task's state as the event: the sensor reads the payload again from the state
+    # store. The triggerer's own path is tested under airflow standalone (tests/stack).
     run = dag.test()
     with create_session() as session:
         row = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=dag.dag_id, task_ids="wait_for_changes",
