@@ -7,12 +7,20 @@ or replaced, and a field set to ``null`` is dropped, so custom fields need no Py
 is checked when the DAGs are parsed: every problem names the file, the object and the field. The
 Salesforce side is checked again against ``describe`` by the preflight task, before anything is
 written.
+
+Every task process parses its DAG file, so it loads the mapping too. Checking the Data Query
+expressions and joins needs sqlglot (importing it alone takes about 0.15 s), so a mapping that
+passed once is remembered on disk (:data:`CACHE_ENV`): the same files, checked by the same code
+and sqlglot, are not checked again. A changed file, module or sqlglot is checked in full.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,14 +29,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import sqlglot
 import yaml
-from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
 
 from zuora_sync.vocabulary import Scope
 
+log = logging.getLogger(__name__)
+
 MAPPING_ENV = "ZUORA_SYNC_MAPPING"
+#: Where mappings that passed their checks are remembered (default ``$XDG_CACHE_HOME/zuora_sync``,
+#: else ``~/.cache/zuora_sync``). Only successes are kept, and only the tables the joins read.
+CACHE_ENV = "ZUORA_SYNC_CACHE_DIR"
 SCOPES = tuple(scope.value for scope in Scope)
 _OBJECT_KEYS = {
     "from", "joins", "changes_with", "account", "depends_on", "salesforce", "key", "keep", "fields", "links",
@@ -174,19 +184,67 @@ def load_mapping(path: str | os.PathLike | None = None) -> Mapping:
 @functools.lru_cache(maxsize=16)
 def _load(default_text: str, source: str | None, text: str | None) -> Mapping:
     document = yaml.safe_load(default_text)
-    if source is None:
-        return build_mapping(document, "zuora_sync/mapping.yaml")
+    if source is not None:
+        try:
+            extra = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise MappingError(f"{source}: not valid YAML: {exc}") from None
+        if not isinstance(extra, dict):
+            raise MappingError(f"{source}: a mapping file is a YAML mapping with an 'objects' key")
+        document = merge(document, extra)
+    checked = _checked_file(default_text, text)
+    joins = _read_checked(checked)
+    mapping = build_mapping(document, source or "zuora_sync/mapping.yaml", checked_joins=joins)
+    if joins is None and checked is not None:
+        _write_checked(checked, {f"{o.name}.{alias}": table for o in mapping.objects.values()
+                                 for alias, table in o.join_tables.items()})
+    return mapping
+
+
+def _checked_file(default_text: str, text: str | None) -> Path | None:
+    """Where the checks of these mapping texts are remembered: named by a digest of the texts, this
+    module's code and sqlglot's version. None when no cache directory can be named."""
+    from importlib.metadata import version
+
     try:
-        extra = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MappingError(f"{source}: not valid YAML: {exc}") from None
-    if not isinstance(extra, dict):
-        raise MappingError(f"{source}: a mapping file is a YAML mapping with an 'objects' key")
-    return build_mapping(merge(document, extra), source)
+        base = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zuora_sync"
+        code = Path(__file__).read_bytes()
+    except (OSError, RuntimeError):
+        return None
+    digest = hashlib.sha256()
+    for part in (code, version("sqlglot").encode(), default_text.encode(), (text or "").encode()):
+        digest.update(hashlib.sha256(part).digest())
+    return Path(base) / f"mapping-checked-{digest.hexdigest()[:40]}.json"
 
 
-def build_mapping(document: dict[str, Any], source: str) -> Mapping:
-    """Validate ``document`` and build the :class:`Mapping`."""
+def _read_checked(path: Path | None) -> dict[str, str] | None:
+    """The join tables of a mapping that passed its checks, or None (never checked, or unreadable)."""
+    if path is None:
+        return None
+    try:
+        joins = json.loads(path.read_text(encoding="utf-8"))["joins"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return joins if isinstance(joins, dict) and all(isinstance(v, str) for v in joins.values()) else None
+
+
+def _write_checked(path: Path, joins: dict[str, str]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps({"joins": joins}, sort_keys=True), encoding="utf-8")
+        os.replace(partial, path)  # whole or absent: a concurrent reader never sees half a file
+    except OSError as exc:
+        log.debug("Not remembering the mapping's checks in %s: %s", path, exc)
+
+
+def build_mapping(document: dict[str, Any], source: str, *, checked_joins: dict[str, str] | None = None) -> Mapping:
+    """Validate ``document`` and build the :class:`Mapping`.
+
+    :param checked_joins: when this very document passed every check before (:func:`_load`
+        remembers it), the tables its joins read (``{"Object.alias": table}``): the checks that need
+        sqlglot (expressions, joins) are then skipped; all others run.
+    """
     scopes = document.get("scopes") or {}
     objects_doc = document.get("objects") or {}
     if not isinstance(objects_doc, dict) or not objects_doc:
@@ -203,7 +261,7 @@ def build_mapping(document: dict[str, Any], source: str) -> Mapping:
     for name, spec in objects_doc.items():
         if name not in scope_of:
             raise MappingError(f"{source}: object {name} is in no scope; add it to 'scopes'")
-        objects[name] = _build_object(name, spec, scope_of[name], f"{source}: object {name}")
+        objects[name] = _build_object(name, spec, scope_of[name], f"{source}: object {name}", checked_joins)
     for obj in objects.values():
         for parent in obj.depends_on:
             if parent not in objects or objects[parent].scope != obj.scope:
@@ -225,7 +283,7 @@ def _load_order(objects: list[ObjectMapping], source: str) -> list[str]:
     return done
 
 
-def _build_object(name: str, spec: Any, scope: str, where: str) -> ObjectMapping:
+def _build_object(name: str, spec: Any, scope: str, where: str, checked_joins: dict[str, str] | None) -> ObjectMapping:
     if not isinstance(spec, dict):
         raise MappingError(f"{where}: expected a mapping")
     unknown = set(spec) - _OBJECT_KEYS
@@ -241,18 +299,20 @@ def _build_object(name: str, spec: Any, scope: str, where: str) -> ObjectMapping
     for alias, clause in (spec.get("joins") or {}).items():
         if not _ALIAS.match(str(alias)) or alias == table:
             raise MappingError(f"{where}, join {alias}: an alias is a lower-case name other than '{table}'")
-        join_tables[str(alias)] = _check_join(str(clause), alias, f"{where}, join {alias}")
+        known = (checked_joins or {}).get(f"{name}.{alias}")
+        join_tables[str(alias)] = known or _check_join(str(clause), alias, f"{where}, join {alias}")
         joins[str(alias)] = str(clause)
     aliases = {table, *joins}
+    check = checked_joins is None
     salesforce = str(spec["salesforce"])
     if not _SF_FIELD.match(salesforce):
         raise MappingError(f"{where}: 'salesforce' must be an sObject API name, got {salesforce!r}")
-    columns = _columns(spec.get("fields"), aliases, f"{where}, field", relationships=False)
-    columns += _columns(spec.get("links"), aliases, f"{where}, link", relationships=True)
-    columns += _columns(spec.get("lookups"), aliases, f"{where}, lookup", relationships=True, optional=True)
+    columns = _columns(spec.get("fields"), aliases, f"{where}, field", check, relationships=False)
+    columns += _columns(spec.get("links"), aliases, f"{where}, link", check, relationships=True)
+    columns += _columns(spec.get("lookups"), aliases, f"{where}, lookup", check, relationships=True, optional=True)
     # Second-pass links point at records of the same load (the hierarchy's parent): optional lookups.
     second = [Column(c.salesforce, c.expression, optional=c.is_relationship)
-              for c in _columns(spec.get("second_pass"), aliases, f"{where}, second_pass", relationships=True)]
+              for c in _columns(spec.get("second_pass"), aliases, f"{where}, second_pass", check, relationships=True)]
     names = [c.salesforce.lower() for c in columns + second]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -272,7 +332,7 @@ def _build_object(name: str, spec: Any, scope: str, where: str) -> ObjectMapping
     if account is not None and account not in aliases:
         raise MappingError(f"{where}, account: {account} is not one of the aliases {sorted(aliases)}")
     keep = spec.get("keep")
-    if keep is not None:
+    if keep is not None and check:
         _check_expression(str(keep), aliases, f"{where}, keep")
     on_delete = spec.get("on_delete", "delete")
     if on_delete not in ("delete", "flag"):
@@ -290,7 +350,8 @@ def _build_object(name: str, spec: Any, scope: str, where: str) -> ObjectMapping
     )
 
 
-def _columns(section: Any, aliases: set[str], where: str, relationships: bool, optional: bool = False) -> list[Column]:
+def _columns(section: Any, aliases: set[str], where: str, check: bool, relationships: bool,
+             optional: bool = False) -> list[Column]:
     if section is None:
         return []
     if not isinstance(section, dict):
@@ -303,7 +364,8 @@ def _columns(section: Any, aliases: set[str], where: str, relationships: bool, o
             raise MappingError(f"{where} {sf_name}: not a Salesforce field or relationship column name")
         if expression is None or str(expression).strip() == "":
             raise MappingError(f"{where} {sf_name}: needs a Data Query expression")
-        _check_expression(str(expression), aliases, f"{where} {sf_name}")
+        if check:
+            _check_expression(str(expression), aliases, f"{where} {sf_name}")
         if optional and "." not in sf_name:
             raise MappingError(f"{where} {sf_name}: a lookup is a relationship column (Relationship__r.External_Id__c)")
         columns.append(Column(sf_name, str(expression), optional=optional))
@@ -311,6 +373,10 @@ def _columns(section: Any, aliases: set[str], where: str, relationships: bool, o
 
 
 def _check_expression(text: str, aliases: set[str], where: str) -> None:
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError, TokenError
+
     try:
         node = sqlglot.parse_one(text, read="trino", into=exp.Condition)
     except (ParseError, TokenError) as exc:
@@ -324,6 +390,9 @@ def _check_expression(text: str, aliases: set[str], where: str) -> None:
 
 def _check_join(text: str, alias: str, where: str) -> str:
     """Check one JOIN clause; returns the (lower-case) table it joins."""
+    import sqlglot
+    from sqlglot.errors import ParseError, TokenError
+
     try:
         statement = sqlglot.parse_one(f"SELECT 1 FROM base {text}", read="trino")
     except (ParseError, TokenError) as exc:

@@ -4,6 +4,7 @@ fields) and the value conversions to Bulk API CSV cells."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -65,6 +66,46 @@ def test_a_users_file_adds_custom_fields_and_drops_others(tmp_path, monkeypatch)
     names = [c.salesforce for c in customer.columns]
     assert "Zuora__Segment__c" in names and "Zuora__Notes__c" not in names
     assert load_mapping().source == str(extra)
+
+
+def test_a_checked_mapping_is_not_checked_again_by_the_next_process(tmp_path):
+    """Each task process parses its DAG file: a mapping that passed its checks is remembered on disk,
+    so the next process builds the same mapping without sqlglot; an edit is checked in full."""
+    import json
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    extra = tmp_path / "mapping.yaml"
+    extra.write_text("objects:\n  CustomerAccount:\n    fields:\n      Zuora__Segment__c: account.segment__c\n")
+    probe = ("import json, sys; from zuora_sync.mapping import load_mapping; m = load_mapping(); "
+             "print(json.dumps({'sqlglot': 'sqlglot' in sys.modules, 'mapping': {o.name: [o.table, o.join_tables, "
+             "[[c.salesforce, c.expression, c.optional] for c in o.columns + o.second_pass], o.keep] "
+             "for o in m.objects.values()}}))")
+
+    def load(text: str | None = None) -> dict:
+        if text is not None:
+            extra.write_text(text)
+        env = {**os.environ, "ZUORA_SYNC_CACHE_DIR": str(cache), "ZUORA_SYNC_MAPPING": str(extra)}
+        done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 or text is not None, done.stderr
+        return json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr}
+
+    first, second = load(), load()
+    assert first["sqlglot"] and not second["sqlglot"]
+    assert first["mapping"] == second["mapping"]  # joins' tables included
+    assert any(joins for _, joins, _, _ in first["mapping"].values())
+    assert len(list(cache.iterdir())) == 1
+    # An edit is checked in full, and its error named, whatever was remembered before.
+    broken = load("objects:\n  CustomerAccount:\n    fields:\n      Zuora__Segment__c: nosuch.segment__c\n")
+    assert "unknown alias nosuch" in broken["error"]
+    # A damaged cache file is no verdict: the mapping is checked again.
+    extra.write_text("objects:\n  CustomerAccount:\n    fields:\n      Zuora__Segment__c: account.segment__c\n")
+    remembered = next(cache.iterdir())
+    remembered.write_text("{not json")
+    again = load()
+    assert again["sqlglot"] and again["mapping"] == first["mapping"]
+    assert json.loads(remembered.read_text())["joins"]
 
 
 def test_every_generated_query_is_valid_data_query_sql():
