@@ -127,6 +127,11 @@ def airflow_env(directory: Path, port: int, sf_env: dict[str, str], zuora_env: d
         # slot 5 s after they had finished, and with 4 slots the next task of a real-time session
         # queued behind them (docs/benchmarks.md, "Real-time sync: latency"). 1 s bounds that.
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+        # How long the scheduler sleeps after a loop that found nothing to do (Airflow's default 1 s):
+        # each step of a real-time session (trigger fired → begin_session → preflight → extract →
+        # load) waits for its next loop. 0.25 s takes about 0.4 s off each such hop, at 7 % of one
+        # core when idle instead of 2 % (measured, docs/benchmarks.md).
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
         # The connection form's Test button (off by default in Airflow): a local stack's admin may use it.
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "REQUESTS_CA_BUNDLE": sf_env["REQUESTS_CA_BUNDLE"],
