@@ -129,7 +129,10 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
                                                        outlets=[written])
             deletes[obj.name] = SalesforceDeleteOperator(task_id=task_ids.delete(obj.name), object_name=obj.name,
                                                          outlets=[written])
-            preflight >> extract >> loads[obj.name]
+            # The extract only reads (Zuora, Salesforce's keys): it runs beside the preflight; the load,
+            # which writes, waits for both.
+            begin >> extract >> loads[obj.name]
+            preflight >> loads[obj.name]
         for obj in objects:
             for parent in obj.depends_on:
                 loads[parent] >> loads[obj.name]

@@ -55,6 +55,19 @@ def test_parents_load_before_children_and_delete_after(dagbag):
     assert "delete_InvoicePayment" in upstream["delete_Payment"]
 
 
+def test_extracts_run_beside_the_preflight_and_loads_wait_for_both(dagbag):
+    """An extract only reads (Zuora, Salesforce's keys), so it starts with the session; nothing is
+    written before the preflight has checked the mapping against the org."""
+    for dag_id in SYNC_DAGS:
+        dag = dagbag.dags[dag_id]
+        for task in dag.tasks:
+            if task.task_id.startswith("extract_"):
+                obj = task.task_id[len("extract_"):]
+                assert task.upstream_task_ids == {"begin_session"}, (dag_id, task.task_id)
+                assert {"preflight", task.task_id} <= dag.get_task(f"load_{obj}").upstream_task_ids, (dag_id, obj)
+        assert dag.get_task("preflight").upstream_task_ids == {"begin_session"}
+
+
 def test_incremental_sync_has_real_windows(dagbag):
     from airflow.sdk import CronDataIntervalTimetable
 

@@ -9,6 +9,7 @@ Each test builds on the ones before (one tenant for the module).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from zoneinfo import ZoneInfo
 
@@ -163,6 +164,36 @@ def test_a_record_deleted_in_salesforce_is_restored_by_the_next_full_sync(stack)
     assert counts(session, "Invoice")["created"] == 1
     assert sf.query(f"SELECT COUNT() FROM Zuora__ZInvoice__c WHERE Zuora__External_Id__c = "
                     f"'{record['Zuora__External_Id__c']}'")["totalSize"] == 1
+    check(stack)
+
+
+def test_a_record_edited_in_salesforce_is_restored_when_the_extract_cannot_read_its_keys(stack):
+    """The extracts run beside the preflight and read Salesforce's keys where the stored hashes may
+    not describe it (here: a synced account edited in Salesforce). When that read fails, the load
+    reads them once the preflight has passed, and the edited record is still restored."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    sf = stack["salesforce"].login()
+    record = sf.query("SELECT Id, Name, Zuora__External_Id__c FROM Zuora__CustomerAccount__c "
+                      "ORDER BY Name LIMIT 1")["records"][0]
+    sf.Zuora__CustomerAccount__c.update(record["Id"], {"Name": "Edited In Salesforce"})
+    injected = stack["salesforce"].admin("POST", "faults", {
+        "kind": "status", "method": "POST", "path": "/jobs/query$", "status": 400, "count": 1,
+        "error_code": "INVALIDJOB", "message": "injected: the extract's query of the keys fails"})
+    assert run_dag("zuora_full_sync") == "success"
+    assert all(f["id"] != injected["id"] for f in stack["salesforce"].admin("GET", "faults")["request_faults"]), \
+        "the keys' query was refused once"
+    session = last_session()
+    with create_session() as db:
+        pushed = {(task, key): value for task, key, value in db.query(XComModel.task_id, XComModel.key, XComModel.value)
+                  .filter(XComModel.dag_id == "zuora_full_sync", XComModel.run_id == session["run_id"]).all()}
+    extracted, trusted = (pushed[("extract_CustomerAccount", "return_value")], pushed[("begin_session", "hashes_trusted")])
+    extracted, trusted = (json.loads(v) if isinstance(v, str) else v for v in (extracted, trusted))
+    assert trusted["CustomerAccount"] is False and trusted["Invoice"] is True
+    assert extracted["hashes"] == {"trusted": False, "salesforce_keys": None}  # the load read them
+    assert counts(session, "CustomerAccount")["updated"] == 1
+    assert sf.Zuora__CustomerAccount__c.get(record["Id"])["Name"] == record["Name"]
     check(stack)
 
 

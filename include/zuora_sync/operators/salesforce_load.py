@@ -105,6 +105,13 @@ class SalesforceUpsertOperator(_ObjectTask):
 
         # What the extract task found about the stored hashes (None: an extract without them, all rows go).
         compared = submitted.get("hashes")
+        if compared is not None and not compared.get("trusted") and not compared.get("salesforce_keys"):
+            from zuora_sync.operators.zuora_extract import stage_salesforce_keys
+
+            # The extract could not read them (it runs beside the preflight); the preflight has passed now.
+            compared = {**compared, "salesforce_keys": stage_salesforce_keys(plan, obj, store, staged,
+                                                                             self.salesforce_conn_id)}
+            self.log.info("%s: its owned keys are staged for the comparison and the reconciliation", obj.salesforce)
 
         def extract(on_upsert_file):
             # In the producer thread: the key set's SQLite file is opened, used and closed there.

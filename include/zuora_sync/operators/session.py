@@ -3,10 +3,12 @@
 ``BeginSyncSessionOperator`` takes the scope's lock (waiting, deferred, while another session holds
 it), decides what the session really is (the first sync of a scope is always full; so is a
 real-time session after a change of the sync mode, :mod:`zuora_sync.sync_mode`), records it in
-sync history and hands its plan to the other tasks. A scheduled run whose interval later sessions
-already synced records nothing and skips (:func:`zuora_sync.planning.interval_synced`).
-``MappingPreflightOperator`` checks the mapping against Salesforce ``describe`` before anything
-is written. ``EndSyncSessionOperator`` runs whatever happened upstream: it records the
+sync history and hands its plan to the other tasks, with whether each object's stored hashes
+still describe Salesforce (its extract reads Salesforce's keys where not). A scheduled run whose
+interval later sessions already synced records nothing and skips
+(:func:`zuora_sync.planning.interval_synced`). ``MappingPreflightOperator`` checks the mapping
+against Salesforce ``describe`` before anything is written: the extracts, which only read, run
+beside it, and the loads wait for both. ``EndSyncSessionOperator`` runs whatever happened upstream: it records the
 session's status, releases the lock and, for a real-time session that finished, consumes the
 change events it was started for. From the begin task to the last delete, each task renews the
 lock's lease while it works (:mod:`zuora_sync.lock_lease`), so only a crashed session's lock
@@ -61,6 +63,8 @@ STOPPED_KEY = "stopped_session"
 EVENTS_KEY = "events_up_to"
 #: XCom key of the begin task when a scheduled run found its interval synced already (why, in words).
 NOTHING_KEY = "nothing_to_sync"
+#: XCom key of the begin task: per object, whether its stored hashes still describe Salesforce.
+HASHES_KEY = "hashes_trusted"
 
 
 def _now() -> dt.datetime:
@@ -86,7 +90,9 @@ def session_plan(context: Any, task_id: str = SESSION_TASK) -> SessionPlan:
 
 
 class BeginSyncSessionOperator(BaseOperator):
-    """Take the scope's lock, plan the session and record it in sync history.
+    """Take the scope's lock, plan the session and record it in sync history; check the Salesforce
+    API budget, and per object whether the stored hashes still describe Salesforce (XCom
+    :data:`HASHES_KEY`, for the extracts).
 
     :param session_type: Full, Incremental, On-demand, Product Catalog or Real-time.
     :param scope: ``accounts`` or ``catalog``.
@@ -151,7 +157,9 @@ class BeginSyncSessionOperator(BaseOperator):
                       plan.mode, ", ".join(plan.objects), " — dry run, nothing will be written" if plan.dry_run else "")
         for obj, (start, end) in plan.windows.items():
             self.log.info("  %s: changes from %s to %s", obj, start, end)
-        if not plan.dry_run:
+        if plan.dry_run:
+            loader = clients.salesforce(self.salesforce_conn_id, reserve=False)
+        else:
             loader = clients.salesforce(self.salesforce_conn_id, settings=settings)
             try:
                 remaining, maximum = loader.check_budget()
@@ -163,6 +171,10 @@ class BeginSyncSessionOperator(BaseOperator):
                 lease.release()
                 context["ti"].xcom_push(key=STOPPED_KEY, value=plan.session_id)
                 raise AirflowSkipException(f"Stopped before writing: {exc}; the next session resumes") from None
+        try:
+            # Here, not in the preflight: the extracts, which read it, run beside the preflight.
+            context["ti"].xcom_push(key=HASHES_KEY, value=self._hashes_trusted(plan, loader, store))
+        finally:
             store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
         if events_up_to is not None:
             context["ti"].xcom_push(key=EVENTS_KEY, value=events_up_to)
@@ -170,6 +182,33 @@ class BeginSyncSessionOperator(BaseOperator):
             self.log.info("Force: every record is sent, whatever its stored hash says")
             store.add_details(plan.session_id, force=True)
         return plan.as_xcom()
+
+    def _hashes_trusted(self, plan: SessionPlan, loader: Any, store: Any) -> dict[str, bool]:
+        """Per object, whether its stored hashes still say which owned records Salesforce holds
+        (:func:`zuora_sync.hashes.fingerprint_trusted`): one composite batch for all objects. Where
+        not, the object's extract reads Salesforce's keys (the reconciliation's query) instead."""
+        from zuora_sync.hashes import fingerprint_trusted
+
+        if plan.mode == "accounts":
+            return {}  # an on-demand sync sends its accounts' rows whatever their hashes
+        mapping = load_mapping()
+        objects = [mapping.get(name) for name in plan.objects]
+        try:
+            now = loader.fingerprints([(obj.salesforce, obj.key) for obj in objects])
+        except Exception as exc:  # noqa: BLE001 - the keys are read instead: slower, never wrong
+            self.log.warning("Could not count the owned records in Salesforce (%s); each object's extract reads "
+                             "Salesforce's keys instead", exc)
+            return {obj.name: False for obj in objects}
+        trusted = {}
+        for obj in objects:
+            recorded = store.get_fingerprint(plan.scope, obj.name)
+            hashed = store.hash_count(plan.scope, obj.name)
+            trusted[obj.name] = fingerprint_trusted(now.get(obj.salesforce), recorded, hashed)
+            self.log.info("%s: Salesforce holds %d owned records (newest change %s), the store %d hashes: %s",
+                          obj.salesforce, now[obj.salesforce]["record_count"], now[obj.salesforce]["last_modified"],
+                          hashed, "unchanged since the last session, the hashes decide" if trusted[obj.name]
+                          else "changed or unknown since the last session, its keys are read")
+        return trusted
 
     def execute_after_wait(self, context: Any, event: Any = None,
                            first_attempt: str | None = None) -> dict[str, Any]:
@@ -289,7 +328,6 @@ class MappingPreflightOperator(BaseOperator):
                 return found
 
             result = check_mapping(mapping, plan.objects, describe)
-            trusted = {} if result.problems else self._hashes_trusted(plan, mapping, loader, store)
         finally:
             store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
         if result.problems:
@@ -297,34 +335,7 @@ class MappingPreflightOperator(BaseOperator):
             store.add_details(plan.session_id, preflight_problems=result.problems)
             raise AirflowException("The mapping does not fit this Salesforce org:\n  " + "\n  ".join(result.problems))
         self.log.info("Mapping checked against Salesforce for %s", ", ".join(plan.objects))
-        return {**result.as_xcom(), "hashes_trusted": trusted}
-
-    def _hashes_trusted(self, plan: Any, mapping: Any, loader: Any, store: Any) -> dict[str, bool]:
-        """Per object, whether its stored hashes still say which owned records Salesforce holds
-        (:func:`zuora_sync.hashes.fingerprint_trusted`): one composite batch for all objects. Where
-        not, the object's extract reads Salesforce's keys (the reconciliation's query) instead."""
-        from zuora_sync.hashes import fingerprint_trusted
-
-        if plan.mode == "accounts":
-            return {}  # an on-demand sync sends its accounts' rows whatever their hashes
-        objects = [mapping.get(name) for name in plan.objects]
-        try:
-            now = loader.fingerprints([(obj.salesforce, obj.key) for obj in objects])
-        except Exception as exc:  # noqa: BLE001 - the keys are read instead: slower, never wrong
-            self.log.warning("Could not count the owned records in Salesforce (%s); each object's extract reads "
-                             "Salesforce's keys instead", exc)
-            return {obj.name: False for obj in objects}
-        trusted = {}
-        for obj in objects:
-            recorded = store.get_fingerprint(plan.scope, obj.name)
-            hashed = store.hash_count(plan.scope, obj.name)
-            trusted[obj.name] = fingerprint_trusted(now.get(obj.salesforce), recorded, hashed)
-            self.log.info("%s: Salesforce holds %d owned records (newest change %s), the store %d hashes: %s",
-                          obj.salesforce, now[obj.salesforce]["record_count"], now[obj.salesforce]["last_modified"],
-                          hashed, "unchanged since the last session, the hashes decide" if trusted[obj.name]
-                          else "changed or unknown since the last session, its keys are read")
-        return trusted
-
+        return result.as_xcom()
 
 class EndSyncSessionOperator(BaseOperator):
     """Record the session's outcome and release its lock, whatever happened upstream.

@@ -28,7 +28,7 @@ from zuora_sync.lineage import record_event
 from zuora_sync.links import SyncSessionLink
 from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.mapping import load_mapping
-from zuora_sync.operators.session import session_plan
+from zuora_sync.operators.session import HASHES_KEY, SESSION_TASK, session_plan
 from zuora_sync.planning import parse_instant
 from zuora_sync.staging import SALESFORCE_KEYS, StagedObject
 
@@ -45,7 +45,7 @@ class ZuoraExtractOperator(BaseOperator):
 
     The load compares the rows with their stored hashes (:mod:`zuora_sync.hashes`) as it reads
     them: only rows that changed or that Salesforce lacks are staged (all of them with the full
-    sync's ``force``, or on demand). When the preflight found the stored hashes may no longer
+    sync's ``force``, or on demand). When the begin task found the stored hashes may no longer
     describe Salesforce, this task reads Salesforce's owned keys and stages them
     (``salesforce-keys.csv``) for the load's comparison and a full sync's reconciliation.
 
@@ -114,9 +114,20 @@ class ZuoraExtractOperator(BaseOperator):
         self.log.info("Submitted Data Query job %s for %s (%s); %s reads its rows", job, obj.name, selection.mode,
                       task_ids.load(obj.name))
         # While Zuora runs the job: Salesforce's keys, when the stored hashes may not describe it.
-        preflight = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) or {}
-        keys = self._stage_salesforce_keys(plan, obj, preflight, store, staged)
-        hashes = {"trusted": keys is None, "salesforce_keys": keys}
+        trusted = context["ti"].xcom_pull(task_ids=SESSION_TASK, key=HASHES_KEY) or {}
+        keys = None
+        if plan.mode != "accounts" and not trusted.get(obj.name):
+            try:
+                keys = stage_salesforce_keys(plan, obj, store, staged, self.salesforce_conn_id)
+            except Exception as exc:  # noqa: BLE001 - the load reads them, once the preflight has passed
+                # This task runs beside the preflight: a mapping that does not fit the org (say, an
+                # object the org lacks) fails there, and its loads never run.
+                self.log.warning("Could not read %s's keys in Salesforce (%s); the load reads them", obj.salesforce,
+                                 exc)
+            else:
+                self.log.info("%s: the stored hashes may not describe Salesforce; its owned keys are staged for the "
+                              "load and the reconciliation", obj.salesforce)
+        hashes = {"trusted": plan.mode == "accounts" or bool(trusted.get(obj.name)), "salesforce_keys": keys}
         window = {"window_start": plan.windows[obj.name][0], "window_end": plan.windows[obj.name][1]} \
             if plan.mode == "window" else {}
         record_event(self, context, {
@@ -125,30 +136,26 @@ class ZuoraExtractOperator(BaseOperator):
         return {"object": obj.name, "directory": str(directory), "mode": selection.mode, "data_query_job": job,
                 "hashes": hashes}
 
-    def _stage_salesforce_keys(self, plan: Any, obj: Any, preflight: dict[str, Any], store: Any,
-                               staged: StagedObject) -> str | None:
-        """Stage Salesforce's owned keys of the object (``Id,<key>,SystemModstamp``), when its
-        stored hashes may not describe Salesforce (the preflight's check,
-        :func:`zuora_sync.hashes.fingerprint_trusted`); returns the staged file's name, or None
-        when they do (or on demand, where every row is sent anyway).
 
-        The load's hash filter reads them (:class:`zuora_sync.hashes.KeySet`: a record Salesforce
-        lacks is created again, one changed there since the last session is sent again, the
-        hashes of records Salesforce lacks are dropped), and a full sync's delete task reconciles
-        with the same keys.
-        """
-        if plan.mode == "accounts" or (preflight.get("hashes_trusted") or {}).get(obj.name):
-            return None
-        loader = clients.salesforce(self.salesforce_conn_id)
-        with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
-            exported = Path(tmp) / SALESFORCE_KEYS
-            try:
-                loader.query_to_csv(f"SELECT Id, {obj.key}, SystemModstamp FROM {obj.salesforce} "
-                                    f"WHERE {obj.key} != null", exported)
-            finally:
-                store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
-            with open(exported, encoding="utf-8") as source, staged.open_for_writing(SALESFORCE_KEYS) as target:
-                shutil.copyfileobj(source, target)
-        self.log.info("%s: the stored hashes may not describe Salesforce; its owned keys are staged for the load "
-                      "and the reconciliation", obj.salesforce)
-        return SALESFORCE_KEYS
+def stage_salesforce_keys(plan: Any, obj: Any, store: Any, staged: StagedObject, salesforce_conn_id: str) -> str:
+    """Stage Salesforce's owned keys of the object (``Id,<key>,SystemModstamp``) for when its stored
+    hashes may not describe Salesforce (the begin task's check,
+    :func:`zuora_sync.hashes.fingerprint_trusted`); returns the staged file's name.
+
+    The load's hash filter reads them (:class:`zuora_sync.hashes.KeySet`: a record Salesforce
+    lacks is created again, one changed there since the last session is sent again, the
+    hashes of records Salesforce lacks are dropped), and a full sync's delete task reconciles
+    with the same keys. The extract stages them while Zuora runs its job; the load, if the extract
+    could not.
+    """
+    loader = clients.salesforce(salesforce_conn_id)
+    with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
+        exported = Path(tmp) / SALESFORCE_KEYS
+        try:
+            loader.query_to_csv(f"SELECT Id, {obj.key}, SystemModstamp FROM {obj.salesforce} "
+                                f"WHERE {obj.key} != null", exported)
+        finally:
+            store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
+        with open(exported, encoding="utf-8") as source, staged.open_for_writing(SALESFORCE_KEYS) as target:
+            shutil.copyfileobj(source, target)
+    return SALESFORCE_KEYS
