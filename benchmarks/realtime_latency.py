@@ -16,9 +16,9 @@ sensor's trigger fires; the session runs. Measured per round, on one clock (this
 * **first write**: when Salesforce created the session's first Bulk API 2.0 ingest job.
 
 Also per round, from Airflow's task instances, where the time between the trigger firing and the
-first write went, for each task on the way (``begin_session``, ``preflight``,
-``extract_CustomerAccount``, ``load_CustomerAccount``): the previous step's end → queued (the
-scheduler), queued → started (a free executor slot, the worker's start-up) and its run time. The machine's load average is read at each
+first write went, for each task on the way (``begin_session``, then ``preflight`` and
+``extract_CustomerAccount`` side by side, ``load_CustomerAccount``): the end of the last task it
+waits for → queued (the scheduler), queued → started (a free executor slot, the worker's start-up) and its run time. The machine's load average is read at each
 round's event.
 
 Prints a Markdown row per round for docs/benchmarks.md, then p50, p90 and max over the rounds
@@ -135,14 +135,14 @@ class Stack:
         return self.sf.restful("jobs/ingest")["records"]
 
 
-def measure(rounds: int, threshold: int, poll_seconds: int, accounts: int) -> list[dict]:
+def measure(rounds: int, threshold: int, poll_seconds: int, accounts: int, keep: str | None = None) -> list[dict]:
     from sqlalchemy import select
 
     from zuora_sync.state import StateStore
     from zuora_sync.state.models import ChangeEvent
 
     with tempfile.TemporaryDirectory(prefix="realtime-latency-") as tmp:
-        stack = Stack(Path(tmp) / "stack", accounts)
+        stack = Stack(Path(keep or tmp) / "stack", accounts)
         try:
             stack.up()
             stack.api("PUT", "/zuora-sync/settings", json={
@@ -186,25 +186,29 @@ def measure(rounds: int, threshold: int, poll_seconds: int, accounts: int) -> li
 
 #: The tasks on the way to the session's first Salesforce write, in order.
 PATH_TASKS = ("begin_session", "preflight", "extract_CustomerAccount", "load_CustomerAccount")
+#: Each one's upstream tasks among them: the preflight and the extracts both follow begin_session.
+UPSTREAM = {"begin_session": (), "preflight": ("begin_session",), "extract_CustomerAccount": ("begin_session",),
+            "load_CustomerAccount": ("preflight", "extract_CustomerAccount")}
 
 
 def steps(tis: dict[str, dict], fired: dt.datetime, first_write: dt.datetime) -> dict[str, float]:
     """Seconds of each step from the trigger firing to the first write.
 
-    For each task on the path: ``queue:<task>`` (the previous task's end, or the trigger firing,
-    → the scheduler queueing it), ``start:<task>`` (queued → started: a free executor slot and the
-    worker's start-up) and ``run:<task>`` (its run time; for the load, start → its first Bulk job).
+    For each task on the way: ``queue:<task>`` (the last of its upstream tasks' ends, or the trigger
+    firing, → the scheduler queueing it), ``start:<task>`` (queued → started: a free executor slot
+    and the worker's start-up) and ``run:<task>`` (its run time; for the load, start → its first
+    Bulk job).
     """
     out: dict[str, float] = {}
-    previous_end = fired
+    ends: dict[str, dt.datetime] = {}
     for task_id in PATH_TASKS:
         ti = tis[task_id]
         queued, start = _time(ti["queued_when"]), _time(ti["start_date"])
-        end = first_write if task_id == PATH_TASKS[-1] else _time(ti["end_date"])
-        out[f"queue:{task_id}"] = (queued - previous_end).total_seconds()
+        ends[task_id] = first_write if task_id == PATH_TASKS[-1] else _time(ti["end_date"])
+        after = max((ends[u] for u in UPSTREAM[task_id]), default=fired)
+        out[f"queue:{task_id}"] = (queued - after).total_seconds()
         out[f"start:{task_id}"] = (start - queued).total_seconds()
-        out[f"run:{task_id}"] = (end - start).total_seconds()
-        previous_end = end
+        out[f"run:{task_id}"] = (ends[task_id] - start).total_seconds()
     return out
 
 
@@ -220,8 +224,9 @@ def main() -> None:
     parser.add_argument("--threshold", type=int, default=5)
     parser.add_argument("--poll-seconds", type=int, default=2)
     parser.add_argument("--accounts", type=int, default=50)
+    parser.add_argument("--keep", metavar="DIR", help="put the stack in DIR and keep it (task logs) after it stops")
     args = parser.parse_args()
-    results = measure(args.rounds, args.threshold, args.poll_seconds, args.accounts)
+    results = measure(args.rounds, args.threshold, args.poll_seconds, args.accounts, args.keep)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"airflow standalone (LocalExecutor, parallelism 4); threshold {args.threshold}, poll every "
           f"{args.poll_seconds:g} s; target: first write ≤ {args.poll_seconds + 10:g} s after the event")
@@ -239,7 +244,7 @@ def main() -> None:
     print(f"\np90 first write {p90:.1f} s: target ≤ {target:g} s {'met' if p90 <= target else 'MISSED'}; "
           f"{sum(r['first_write'] > target for r in results)} of {len(results)} rounds over it")
     names = list(results[0]["steps"])
-    print("\nfired → first write, step by step (s): queue = previous task's end (or the firing) → queued; "
+    print("\nfired → first write, step by step (s): queue = the end of the last task it waits for (or the firing) → queued; "
           "start = queued → started; run = started → ended (the load: → its first Bulk job)")
     print("| round | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
