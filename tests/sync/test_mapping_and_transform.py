@@ -106,6 +106,11 @@ def test_a_checked_mapping_is_not_checked_again_by_the_next_process(tmp_path):
     again = load()
     assert again["sqlglot"] and again["mapping"] == first["mapping"]
     assert json.loads(remembered.read_text())["joins"]
+    # Nowhere to remember it (the cache directory is a file): every process checks the mapping itself.
+    cache = tmp_path / "not-a-directory"
+    cache.write_text("")
+    assert load()["mapping"] == load()["mapping"] == first["mapping"]
+    assert load()["sqlglot"]
 
 
 def test_every_generated_query_is_valid_data_query_sql():
