@@ -24,6 +24,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import operator
 from dataclasses import asdict
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -95,6 +96,8 @@ def extract_object(
     convert_second = [converter("string", tz) for _ in obj.second_pass]
     key_index = columns.index(obj.key_column)
     value_names = [f"c{i}" for i in range(len(columns) + len(obj.second_pass))]  # the statement's columns
+    read_values = _values_reader(value_names)
+    width = len(columns)
     upserts = staged.csv_parts("upsert", header, max_bytes, chunk_rows=chunk_rows, on_close=on_upsert_file)
     links = staged.csv_parts("links", [obj.key] + [c.salesforce for c in obj.second_pass], max_bytes)
     counts = Counts()
@@ -113,9 +116,9 @@ def extract_object(
                 deletes.write(key + "\n")
                 counts.deletes += 1
                 continue
-            values = [row.get(name) for name in value_names]
+            values = read_values(row)
             try:
-                cells = [fn(value) for fn, value in zip(convert, values[: len(columns)])]
+                cells = [fn(value) for fn, value in zip(convert, values)]  # the first len(columns) values
             except ValueConversionError as exc:
                 rejected.write(json.dumps(asdict(RejectedConversion(key, "VALUE_CONVERSION", str(exc),
                                                                     _plain(values)))) + "\n")
@@ -123,7 +126,7 @@ def extract_object(
                 continue
             if flagging:
                 cells.append("false" if belongs else "true")
-            second = [fn(v) for fn, v in zip(convert_second, values[len(columns):])] if obj.second_pass else []
+            second = [fn(v) for fn, v in zip(convert_second, values[width:])] if convert_second else []
             if changed is not None and not changed.admit(key, cells, second):
                 if belongs:
                     keeps.write(key + "\n")
@@ -196,7 +199,25 @@ def _pages(source: RowSource, obj: ObjectMapping, selection: Selection, page_row
             after = last
 
 
+def _values_reader(names: list[str]) -> Callable[[dict[str, Any]], list[Any]]:
+    """``row -> [row.get(name) for name in names]``: one C call for a row that has every column (Data
+    Query writes nulls), the ``get`` per column for one that lacks some."""
+    if len(names) < 2:
+        return lambda row: [row.get(name) for name in names]
+    pick = operator.itemgetter(*names)
+
+    def read(row: dict[str, Any]) -> list[Any]:
+        try:
+            return list(pick(row))
+        except (LookupError, TypeError):  # a column missing (or a row that is not a plain dict)
+            return [row.get(name) for name in names]
+
+    return read
+
+
 def _truthy(value: Any) -> bool:
+    if value is True or value is False:
+        return value
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "t", "yes")
     return bool(value)

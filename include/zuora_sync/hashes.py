@@ -39,6 +39,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from json.encoder import encode_basestring as _json_string  # json.dumps's own, ensure_ascii=False
 from typing import IO, Any
 
 __all__ = [
@@ -78,7 +79,11 @@ def row_hash(cells: Iterable[str], links: Iterable[str] = ()) -> str:
     JSON keeps the cells apart (no separator can be confused with a value); SHA-256, 32 hex digits
     (128 bits) are plenty to tell one record's versions apart.
     """
-    payload = json.dumps([list(cells), list(links)], ensure_ascii=False, separators=(",", ":"))
+    cells, links = list(cells), list(links)
+    try:  # the JSON text json.dumps writes for two lists of strings, without building an encoder per row
+        payload = f"[[{','.join(map(_json_string, cells))}],[{','.join(map(_json_string, links))}]]"
+    except TypeError:  # a value that is not a string: json.dumps says how it is written
+        payload = json.dumps([cells, links], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
@@ -127,6 +132,12 @@ class StoredHashes:
         return self._cache.get(key)
 
 
+#: :class:`KeySet`: a range that answered fewer keys than this before a key fell outside it suggests
+#: keys out of order: the next ones are looked up alone, up to ``_ALONE_BEFORE_RANGE`` of them.
+_RANGE_SERVES = 16
+_ALONE_BEFORE_RANGE = 256
+
+
 class KeySet:
     """Salesforce's owned records of an object (``Id,<key>,SystemModstamp`` rows), on disk.
 
@@ -139,7 +150,12 @@ class KeySet:
         Unknown: every record counts as touched.
     """
 
-    def __init__(self, salesforce_csv: Path, workdir: Path, since: str | None = None):
+    def __init__(self, salesforce_csv: Path, workdir: Path, since: str | None = None, *, page: int = 5000):
+        self._page = page
+        self._low: str | None = None
+        self._high: str | None = None   # None with _low set: every key from _low on is cached
+        self._cache: dict[str, int] = {}
+        self._served = self._alone = 0  # keys the cached range answered; keys looked up alone since
         self._db = sqlite3.connect(workdir / "salesforce-keys.db")
         self._db.execute("CREATE TABLE k (key TEXT PRIMARY KEY, touched INTEGER) WITHOUT ROWID")
         limit = salesforce_instant(since) if since else None
@@ -152,12 +168,37 @@ class KeySet:
         self._db.commit()
 
     def __contains__(self, key: object) -> bool:
-        return self._db.execute("SELECT 1 FROM k WHERE key = ?", (key,)).fetchone() is not None
+        return self._lookup(key) is not None
 
     def touched(self, key: str) -> bool:
         """Whether Salesforce changed the record since the last session ended (see ``since``)."""
-        row = self._db.execute("SELECT touched FROM k WHERE key = ?", (key,)).fetchone()
-        return bool(row and row[0])
+        return bool(self._lookup(key))
+
+    def _lookup(self, key: object) -> int | None:
+        """The record's ``touched`` flag, or None when Salesforce lacks it.
+
+        Rows arrive in key order, so keys are read a range at a time (as :class:`StoredHashes`
+        does): the next ``page`` keys from the key asked; a key inside the cached range that is not
+        in it is not in Salesforce. A key outside it reads a new range, unless the current one served
+        few keys (keys out of order): then it is looked up alone, until enough such look-ups passed
+        to try a range again. Correct in any order; fast in key order.
+        """
+        if isinstance(key, str) and self._low is not None and key >= self._low and (
+                self._high is None or key <= self._high):
+            self._served += 1
+            return self._cache.get(key)
+        if not isinstance(key, str) or (self._low is not None and self._served < _RANGE_SERVES
+                                        and self._alone < _ALONE_BEFORE_RANGE):
+            self._alone += 1
+            row = self._db.execute("SELECT touched FROM k WHERE key = ?", (key,)).fetchone()
+            return None if row is None else row[0]
+        rows = self._db.execute("SELECT key, touched FROM k WHERE key >= ? ORDER BY key LIMIT ?",
+                                (key, self._page)).fetchall()
+        self._cache = dict(rows)
+        self._low = key
+        self._high = rows[-1][0] if len(rows) >= self._page else None
+        self._served, self._alone = 1, 0
+        return self._cache.get(key)
 
     def missing(self, keys: Iterable[str]) -> Iterator[str]:
         """The keys given that Salesforce lacks."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
 import shutil
 import tempfile
@@ -201,18 +200,16 @@ class CsvParts:
         self._size = 0
         self._part_rows = 0
         self._row_limit = chunk_rows[0] if chunk_rows else None
-        self._buffer = io.StringIO()
-        self._writer = csv.writer(self._buffer, lineterminator="\n")
+        # writerow returns what the file's write returns: here the CSV line itself, built by the
+        # csv module's C code, with no buffer to reset per row.
+        self._writer = csv.writer(_Echo(), lineterminator="\n")
 
-    def _encode(self, cells: list[str]) -> str:
-        self._buffer.seek(0)
-        self._buffer.truncate()
-        self._writer.writerow(cells)
-        return self._buffer.getvalue()
+    def _encode(self, cells: list[str]) -> bytes:
+        return self._writer.writerow(cells).encode("utf-8")
 
     def write(self, cells: list[str]) -> None:
         line = self._encode(cells)
-        size = len(line.encode("utf-8"))
+        size = len(line)
         if self._handle is None or self._size + size > self.max_bytes or \
                 (self._row_limit is not None and self._part_rows >= self._row_limit):
             self._open()
@@ -227,10 +224,10 @@ class CsvParts:
         self.close()
         self._part_rows = 0
         name = f"{self.prefix}-{len(self.files):04d}.csv"
-        self._handle = open_private(self.directory / name, "w", encoding="utf-8", newline="")
+        self._handle = open_private(self.directory / name, "wb")  # UTF-8 bytes, encoded once per row
         header = self._encode(self.header)
         self._handle.write(header)
-        self._size = len(header.encode("utf-8"))
+        self._size = len(header)
         self.files.append(name)
 
     def close(self) -> None:
@@ -240,6 +237,12 @@ class CsvParts:
             self._handle = None
             if self.on_close is not None:
                 self.on_close(self.files[-1])
+
+
+class _Echo:
+    """A "file" for :class:`csv.writer` whose ``write`` returns the line it is given."""
+
+    write = staticmethod(str)
 
 
 def read_keys(path: Any) -> Iterator[str]:

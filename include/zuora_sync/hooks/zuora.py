@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 import requests
 import urllib3
 from airflow.sdk import BaseHook
@@ -571,7 +572,7 @@ class ZuoraHook(BaseHook):
             try:
                 for line in _lines(response, gz):
                     try:
-                        record = json.loads(line, parse_float=Decimal)  # decimals keep every digit
+                        record = _json_line(line)  # decimals keep every digit
                     except ValueError:
                         raise DataQueryFailed(f"line {rows + 1} of the result file is not JSON; the file is "
                                               "truncated or corrupt", job_id=job_id,
@@ -750,6 +751,22 @@ def _parse_error_list(body: list) -> tuple[Any, str | None, Any]:
     code = first.get("code") or first.get("errorCode")
     message = first.get("message")
     return code, (str(message) if message else None), body
+
+
+#: A result file's JSON decoders, made once (``json.loads(line, parse_float=Decimal)`` builds a new
+#: decoder and scanner for every line). msgspec's reads a line in about half the time, with the same
+#: exact decimals (its ``float_hook`` gets each number's text); where it finds fault (things
+#: ``json`` takes and it does not: NaN, a UTF-8 BOM, an escaped lone surrogate), ``json`` decides.
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+_FAST_DECODE = msgspec.json.Decoder(float_hook=Decimal).decode
+
+
+def _json_line(line: bytes) -> Any:
+    """``json.loads(line, parse_float=Decimal)`` for one line's bytes: the same value or the same error."""
+    try:
+        return _FAST_DECODE(line)
+    except msgspec.DecodeError:
+        return _DECODER.decode(line.decode(json.detect_encoding(line), "surrogatepass"))
 
 
 def _lines(response: requests.Response, gz: bool) -> Iterator[bytes]:
