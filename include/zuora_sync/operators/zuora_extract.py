@@ -114,9 +114,10 @@ class ZuoraExtractOperator(BaseOperator):
         self.log.info("Submitted Data Query job %s for %s (%s); %s reads its rows", job, obj.name, selection.mode,
                       task_ids.load(obj.name))
         # While Zuora runs the job: Salesforce's keys, when the stored hashes may not describe it.
-        trusted = context["ti"].xcom_pull(task_ids=SESSION_TASK, key=HASHES_KEY) or {}
+        trusted = plan.mode == "accounts" or bool(
+            (context["ti"].xcom_pull(task_ids=SESSION_TASK, key=HASHES_KEY) or {}).get(obj.name))
         keys = None
-        if plan.mode != "accounts" and not trusted.get(obj.name):
+        if not trusted:
             try:
                 keys = stage_salesforce_keys(plan, obj, store, staged, self.salesforce_conn_id)
             except Exception as exc:  # noqa: BLE001 - the load reads them, once the preflight has passed
@@ -127,12 +128,12 @@ class ZuoraExtractOperator(BaseOperator):
             else:
                 self.log.info("%s: the stored hashes may not describe Salesforce; its owned keys are staged for the "
                               "load and the reconciliation", obj.salesforce)
-        hashes = {"trusted": plan.mode == "accounts" or bool(trusted.get(obj.name)), "salesforce_keys": keys}
+        hashes = {"trusted": trusted, "salesforce_keys": keys}
         window = {"window_start": plan.windows[obj.name][0], "window_end": plan.windows[obj.name][1]} \
             if plan.mode == "window" else {}
         record_event(self, context, {
             "session_id": plan.session_id, "session_type": plan.session_type, "mode": plan.mode,
-            "dry_run": plan.dry_run, "data_query_job": job, "hashes_trusted": keys is None, **window})
+            "dry_run": plan.dry_run, "data_query_job": job, "hashes_trusted": trusted, **window})
         return {"object": obj.name, "directory": str(directory), "mode": selection.mode, "data_query_job": job,
                 "hashes": hashes}
 
