@@ -103,8 +103,17 @@ def retried_every_session(obj: str) -> int:
 # -- the scenario ------------------------------------------------------------------------------------------
 
 
+def query_jobs(stack) -> int:
+    """Bulk API 2.0 query jobs the Salesforce org has run so far."""
+    return len(stack["salesforce"].login().restful("jobs/query")["records"])
+
+
 def test_the_first_full_sync_sends_everything_and_keeps_a_hash_of_what_salesforce_took(stack):
+    assert query_jobs(stack) == 0
     assert run_dag("zuora_full_sync") == "success"
+    # The begin task counted no owned record of any object: no extract read Salesforce's keys, and the
+    # reconciliation found nothing to remove without a query of its own.
+    assert query_jobs(stack) == 0
     first = last_session()
     totals = first["totals"]
     assert totals["upserted"] > 0 and totals["unchanged"] == 0 and totals["updated"] == 0

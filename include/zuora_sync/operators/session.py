@@ -65,6 +65,8 @@ EVENTS_KEY = "events_up_to"
 NOTHING_KEY = "nothing_to_sync"
 #: XCom key of the begin task: per object, whether its stored hashes still describe Salesforce.
 HASHES_KEY = "hashes_trusted"
+#: XCom key of the begin task: the objects of which Salesforce held no owned record when it counted.
+EMPTY_KEY = "salesforce_empty"
 
 
 def _now() -> dt.datetime:
@@ -173,7 +175,9 @@ class BeginSyncSessionOperator(BaseOperator):
                 raise AirflowSkipException(f"Stopped before writing: {exc}; the next session resumes") from None
         try:
             # Here, not in the preflight: the extracts, which read it, run beside the preflight.
-            context["ti"].xcom_push(key=HASHES_KEY, value=self._hashes_trusted(plan, loader, store))
+            trusted, empty = self._hashes_trusted(plan, loader, store)
+            context["ti"].xcom_push(key=HASHES_KEY, value=trusted)
+            context["ti"].xcom_push(key=EMPTY_KEY, value=empty)
         finally:
             store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
         if events_up_to is not None:
@@ -183,14 +187,16 @@ class BeginSyncSessionOperator(BaseOperator):
             store.add_details(plan.session_id, force=True)
         return plan.as_xcom()
 
-    def _hashes_trusted(self, plan: SessionPlan, loader: Any, store: Any) -> dict[str, bool]:
+    def _hashes_trusted(self, plan: SessionPlan, loader: Any, store: Any) -> tuple[dict[str, bool], list[str]]:
         """Per object, whether its stored hashes still say which owned records Salesforce holds
         (:func:`zuora_sync.hashes.fingerprint_trusted`): one composite batch for all objects. Where
-        not, the object's extract reads Salesforce's keys (the reconciliation's query) instead."""
+        not, the object's extract reads Salesforce's keys (the reconciliation's query) instead,
+        unless Salesforce holds none of them (the second value: such objects' names), as before a
+        first sync or after a cleanup: then there is nothing to read."""
         from zuora_sync.hashes import fingerprint_trusted
 
         if plan.mode == "accounts":
-            return {}  # an on-demand sync sends its accounts' rows whatever their hashes
+            return {}, []  # an on-demand sync sends its accounts' rows whatever their hashes
         mapping = load_mapping()
         objects = [mapping.get(name) for name in plan.objects]
         try:
@@ -198,7 +204,7 @@ class BeginSyncSessionOperator(BaseOperator):
         except Exception as exc:  # noqa: BLE001 - the keys are read instead: slower, never wrong
             self.log.warning("Could not count the owned records in Salesforce (%s); each object's extract reads "
                              "Salesforce's keys instead", exc)
-            return {obj.name: False for obj in objects}
+            return {obj.name: False for obj in objects}, []
         trusted = {}
         for obj in objects:
             recorded = store.get_fingerprint(plan.scope, obj.name)
@@ -208,7 +214,8 @@ class BeginSyncSessionOperator(BaseOperator):
                           obj.salesforce, now[obj.salesforce]["record_count"], now[obj.salesforce]["last_modified"],
                           hashed, "unchanged since the last session, the hashes decide" if trusted[obj.name]
                           else "changed or unknown since the last session, its keys are read")
-        return trusted
+        empty = [obj.name for obj in objects if not now[obj.salesforce]["record_count"]]
+        return trusted, empty
 
     def execute_after_wait(self, context: Any, event: Any = None,
                            first_attempt: str | None = None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from zuora_sync.lineage import record_event
 from zuora_sync.links import SyncSessionLink
 from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.mapping import load_mapping
-from zuora_sync.operators.session import HASHES_KEY, SESSION_TASK, session_plan
+from zuora_sync.operators.session import EMPTY_KEY, HASHES_KEY, SESSION_TASK, session_plan
 from zuora_sync.planning import parse_instant
 from zuora_sync.staging import SALESFORCE_KEYS, StagedObject
 
@@ -117,7 +117,12 @@ class ZuoraExtractOperator(BaseOperator):
         trusted = plan.mode == "accounts" or bool(
             (context["ti"].xcom_pull(task_ids=SESSION_TASK, key=HASHES_KEY) or {}).get(obj.name))
         keys = None
-        if not trusted:
+        if not trusted and obj.name in (context["ti"].xcom_pull(task_ids=SESSION_TASK, key=EMPTY_KEY) or []):
+            # Counted seconds ago in one composite batch: a Bulk query job would read no row.
+            keys = stage_no_salesforce_keys(obj, staged)
+            self.log.info("%s: Salesforce holds no owned record (the begin task counted them); nothing to read",
+                          obj.salesforce)
+        elif not trusted:
             try:
                 keys = stage_salesforce_keys(plan, obj, store, staged, self.salesforce_conn_id)
             except Exception as exc:  # noqa: BLE001 - the load reads them, once the preflight has passed
@@ -136,6 +141,14 @@ class ZuoraExtractOperator(BaseOperator):
             "dry_run": plan.dry_run, "data_query_job": job, "hashes_trusted": trusted, **window})
         return {"object": obj.name, "directory": str(directory), "mode": selection.mode, "data_query_job": job,
                 "hashes": hashes}
+
+
+def stage_no_salesforce_keys(obj: Any, staged: StagedObject) -> str:
+    """Stage the owned keys of an object Salesforce holds none of: the header a Bulk API 2.0 query
+    answers with and no row (what :func:`stage_salesforce_keys` would stage, without its job)."""
+    with staged.open_for_writing(SALESFORCE_KEYS) as target:
+        target.write(f'"Id","{obj.key}","SystemModstamp"\n')
+    return SALESFORCE_KEYS
 
 
 def stage_salesforce_keys(plan: Any, obj: Any, store: Any, staged: StagedObject, salesforce_conn_id: str) -> str:
