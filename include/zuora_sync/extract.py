@@ -138,7 +138,9 @@ def extract_object(
             upserts.write(cells)
             if belongs:
                 keeps.write(key + "\n")
-                if obj.second_pass:
+                # A record Salesforce lacks is created without its links: an empty one needs no pass.
+                if obj.second_pass and not (changed is not None and changed.created
+                                            and all(value == NULL for value in second)):
                     links.write([cells[key_index]] + second)
         if changed is not None:
             # Rows that waited for a hierarchy parent of their own object which this session sent after all.

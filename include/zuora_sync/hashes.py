@@ -263,6 +263,8 @@ class HashFilter:
         self._seen = seen
         self.force = force
         self.counts = HashCounts()
+        #: Whether the row last admitted is one Salesforce lacks (created, not updated).
+        self.created = False
 
     def admit(self, key: str, cells: list[str], links: Iterable[str] = ()) -> bool:
         """Whether to send this row; a row sent is noted as pending, every row counted."""
@@ -291,6 +293,7 @@ class HashFilter:
                     self._unsent.write(key + "\n")
                 return False
         kind = UPDATED if there else CREATED
+        self.created = kind == CREATED
         if kind == CREATED:
             self.counts.created += 1
         else:

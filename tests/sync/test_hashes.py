@@ -53,8 +53,10 @@ def test_a_record_salesforce_lacks_is_sent_even_with_its_hash_unchanged() -> Non
     stored = {"a": row_hash(["a", "1"]), "b": row_hash(["b", "1"])}
     hashes, pending, _ = _filter(stored, present={"b", "x"}.__contains__)
     assert hashes.admit("a", ["a", "1"]) is True         # deleted in Salesforce: created again
+    assert hashes.created                                # (its empty second-pass links need no pass)
     assert hashes.admit("b", ["b", "1"]) is False
     assert hashes.admit("x", ["x", "1"]) is True         # in Salesforce, never hashed: updated
+    assert not hashes.created
     assert hashes.counts.as_dict() == {"created": 1, "updated": 1, "unchanged": 1, "refused": 0, "emptied": 0}
     assert [kind for _, _, kind in read_pending(pending.getvalue().splitlines())] == [CREATED, UPDATED]
 

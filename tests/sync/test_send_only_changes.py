@@ -221,6 +221,23 @@ def test_a_changed_zuora_record_is_sent_and_nothing_else(stack):
     check(stack)
 
 
+def test_a_hierarchy_parent_removed_in_zuora_is_cleared_in_salesforce(stack):
+    # New records are created without their second-pass links, and an empty one is not sent at all;
+    # a record Salesforce holds gets its link written, empty or not.
+    sf = stack["salesforce"].login()
+    child = sf.query("SELECT Zuora__External_Id__c, Zuora__Parent__c FROM Zuora__CustomerAccount__c "
+                     "WHERE Zuora__Parent__c != null ORDER BY Name LIMIT 1")["records"]
+    assert child, "the first full sync set a hierarchy parent"
+    key = child[0]["Zuora__External_Id__c"]
+    assert zuora_call(stack["zuora"], "POST", "/v1/action/update",
+                      {"type": "Account", "objects": [{"Id": key, "fieldsToNull": ["ParentId"]}]})[0]["Success"]
+    assert run_dag("zuora_full_sync") == "success"
+    assert counts(last_session(), "CustomerAccount")["updated"] == 1
+    assert sf.query(f"SELECT Zuora__Parent__c FROM Zuora__CustomerAccount__c WHERE Zuora__External_Id__c = "
+                    f"'{key}'")["records"][0]["Zuora__Parent__c"] is None
+    check(stack)
+
+
 def test_a_dry_run_counts_what_would_change_and_the_real_run_does_just_that(stack):
     sf = stack["salesforce"].login()
     # One record to update, one to create again (deleted in Salesforce), one to remove (deleted in Zuora).
