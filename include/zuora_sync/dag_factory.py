@@ -120,9 +120,9 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
             from zuora_sync.operators.realtime import WAIT_TASK, RealTimeSyncSensor
 
             RealTimeSyncSensor(task_id=WAIT_TASK, scope=scope) >> begin
-        loads, deletes = {}, {}
+        extracts, loads, deletes = {}, {}, {}
         for obj in objects:
-            extract = ZuoraExtractOperator(task_id=task_ids.extract(obj.name), object_name=obj.name,
+            extracts[obj.name] = extract = ZuoraExtractOperator(task_id=task_ids.extract(obj.name), object_name=obj.name,
                                            outlets=[zuora_asset(obj.table, tenant)])
             written = salesforce_asset(obj.salesforce, org)
             loads[obj.name] = SalesforceUpsertOperator(task_id=task_ids.load(obj.name), object_name=obj.name,
@@ -135,6 +135,9 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
             preflight >> loads[obj.name]
         for obj in objects:
             for parent in obj.depends_on:
+                # Zuora runs a tenant's Data Query jobs a few at a time, in the order they come: a
+                # parent's job goes first, so its rows are ready first (its load runs first).
+                extracts[parent] >> extracts[obj.name]
                 loads[parent] >> loads[obj.name]
                 deletes[obj.name] >> deletes[parent]  # children's deletes first
             for load in loads.values():

@@ -49,6 +49,7 @@ def test_parents_load_before_children_and_delete_after(dagbag):
     dag = dagbag.dags["zuora_full_sync"]
     upstream = {t.task_id: t.upstream_task_ids for t in dag.tasks}
     assert "load_CustomerAccount" in upstream["load_Subscription"]
+    assert "extract_CustomerAccount" in upstream["extract_Subscription"]  # its Data Query job first
     assert "load_Subscription" in upstream["load_RatePlan"]
     assert {"load_Payment", "load_Invoice"} <= upstream["load_InvoicePayment"]
     assert "delete_Subscription" in upstream["delete_CustomerAccount"]  # children's deletes first
@@ -56,14 +57,19 @@ def test_parents_load_before_children_and_delete_after(dagbag):
 
 
 def test_extracts_run_beside_the_preflight_and_loads_wait_for_both(dagbag):
-    """An extract only reads (Zuora, Salesforce's keys), so it starts with the session; nothing is
-    written before the preflight has checked the mapping against the org."""
+    """An extract only reads (Zuora, Salesforce's keys), so it starts with the session, after its
+    parents' extracts only (their Data Query jobs go to Zuora first); nothing is written before the
+    preflight has checked the mapping against the org."""
+    from zuora_sync.mapping import load_mapping
+
+    mapping = load_mapping()
     for dag_id in SYNC_DAGS:
         dag = dagbag.dags[dag_id]
         for task in dag.tasks:
             if task.task_id.startswith("extract_"):
                 obj = task.task_id[len("extract_"):]
-                assert task.upstream_task_ids == {"begin_session"}, (dag_id, task.task_id)
+                parents = {f"extract_{parent}" for parent in mapping.get(obj).depends_on}
+                assert task.upstream_task_ids == {"begin_session"} | parents, (dag_id, task.task_id)
                 assert {"preflight", task.task_id} <= dag.get_task(f"load_{obj}").upstream_task_ids, (dag_id, obj)
         assert dag.get_task("preflight").upstream_task_ids == {"begin_session"}
 
