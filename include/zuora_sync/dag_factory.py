@@ -122,8 +122,8 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
             RealTimeSyncSensor(task_id=WAIT_TASK, scope=scope) >> begin
         extracts, loads, deletes = {}, {}, {}
         for obj in objects:
-            extracts[obj.name] = extract = ZuoraExtractOperator(task_id=task_ids.extract(obj.name), object_name=obj.name,
-                                           outlets=[zuora_asset(obj.table, tenant)])
+            extracts[obj.name] = extract = ZuoraExtractOperator(
+                task_id=task_ids.extract(obj.name), object_name=obj.name, outlets=[zuora_asset(obj.table, tenant)])
             written = salesforce_asset(obj.salesforce, org)
             loads[obj.name] = SalesforceUpsertOperator(task_id=task_ids.load(obj.name), object_name=obj.name,
                                                        outlets=[written])

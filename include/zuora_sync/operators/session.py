@@ -344,6 +344,7 @@ class MappingPreflightOperator(BaseOperator):
         self.log.info("Mapping checked against Salesforce for %s", ", ".join(plan.objects))
         return result.as_xcom()
 
+
 class EndSyncSessionOperator(BaseOperator):
     """Record the session's outcome and release its lock, whatever happened upstream.
 

@@ -47,7 +47,8 @@ class ZuoraExtractOperator(BaseOperator):
     them: only rows that changed or that Salesforce lacks are staged (all of them with the full
     sync's ``force``, or on demand). When the begin task found the stored hashes may no longer
     describe Salesforce, this task reads Salesforce's owned keys and stages them
-    (``salesforce-keys.csv``) for the load's comparison and a full sync's reconciliation.
+    (``salesforce-keys.csv``) for the load's comparison and a full sync's reconciliation; where it
+    counted none, the empty list, without a query.
 
     Its XCom: ``object``, ``directory`` (the staging directory, holding ``selection.json``),
     ``mode``, ``data_query_job`` (the submitted job's id) and ``hashes`` (``trusted``, and
@@ -143,11 +144,16 @@ class ZuoraExtractOperator(BaseOperator):
                 "hashes": hashes}
 
 
+def _key_columns(obj: Any) -> tuple[str, str, str]:
+    """The columns of the staged owned keys, in order."""
+    return ("Id", obj.key, "SystemModstamp")
+
+
 def stage_no_salesforce_keys(obj: Any, staged: StagedObject) -> str:
     """Stage the owned keys of an object Salesforce holds none of: the header a Bulk API 2.0 query
     answers with and no row (what :func:`stage_salesforce_keys` would stage, without its job)."""
     with staged.open_for_writing(SALESFORCE_KEYS) as target:
-        target.write(f'"Id","{obj.key}","SystemModstamp"\n')
+        target.write(",".join(f'"{column}"' for column in _key_columns(obj)) + "\n")
     return SALESFORCE_KEYS
 
 
@@ -166,7 +172,7 @@ def stage_salesforce_keys(plan: Any, obj: Any, store: Any, staged: StagedObject,
     with tempfile.TemporaryDirectory(prefix="zuora-sync-") as tmp:
         exported = Path(tmp) / SALESFORCE_KEYS
         try:
-            loader.query_to_csv(f"SELECT Id, {obj.key}, SystemModstamp FROM {obj.salesforce} "
+            loader.query_to_csv(f"SELECT {', '.join(_key_columns(obj))} FROM {obj.salesforce} "
                                 f"WHERE {obj.key} != null", exported)
         finally:
             store.add_api_calls(plan.session_id, salesforce=loader.api_requests)
