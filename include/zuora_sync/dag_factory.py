@@ -1,14 +1,15 @@
 """The DAGs' shapes, built once from the mapping: every sync type's graph, and the cleanup's.
 
 Every sync DAG is the same graph: begin the session (lock, plan) → check the mapping against
-Salesforce → extract every object from Zuora in parallel → upsert parents before children →
-remove what no longer belongs, children before parents → end the session (status, lock). The
+Salesforce, and beside it extract every object from Zuora (parents' first) → upsert parents before
+children → remove what no longer belongs, in one task, children before parents → end the session
+(status, lock). The
 real-time DAG puts one task in front: a deferrable sensor that waits until the session is due. The
 DAG files under ``dags/`` only say which type, which scope, which schedule and which form.
 
-Lineage: each extract task's outlet is its Zuora object, each load and delete task's its
-Salesforce object (:mod:`zuora_sync.lineage`), so Airflow's Assets page shows what the sync reads
-and writes.
+Lineage: each extract task's outlet is its Zuora object, each load task's its Salesforce object,
+the delete task's every Salesforce object of the scope (:mod:`zuora_sync.lineage`), so Airflow's
+Assets page shows what the sync reads and writes.
 """
 
 from __future__ import annotations
@@ -120,15 +121,12 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
             from zuora_sync.operators.realtime import WAIT_TASK, RealTimeSyncSensor
 
             RealTimeSyncSensor(task_id=WAIT_TASK, scope=scope) >> begin
-        extracts, loads, deletes = {}, {}, {}
+        extracts, loads = {}, {}
         for obj in objects:
             extracts[obj.name] = extract = ZuoraExtractOperator(
                 task_id=task_ids.extract(obj.name), object_name=obj.name, outlets=[zuora_asset(obj.table, tenant)])
-            written = salesforce_asset(obj.salesforce, org)
             loads[obj.name] = SalesforceUpsertOperator(task_id=task_ids.load(obj.name), object_name=obj.name,
-                                                       outlets=[written])
-            deletes[obj.name] = SalesforceDeleteOperator(task_id=task_ids.delete(obj.name), object_name=obj.name,
-                                                         outlets=[written])
+                                                       outlets=[salesforce_asset(obj.salesforce, org)])
             # The extract only reads (Zuora, Salesforce's keys): it runs beside the preflight; the load,
             # which writes, waits for both.
             begin >> extract >> loads[obj.name]
@@ -139,12 +137,12 @@ def build_sync_dag(dag_id: str, *, session_type: str, scope: str, schedule: Any,
                 # parent's job goes first, so its rows are ready first (its load runs first).
                 extracts[parent] >> extracts[obj.name]
                 loads[parent] >> loads[obj.name]
-                deletes[obj.name] >> deletes[parent]  # children's deletes first
-            for load in loads.values():
-                load >> deletes[obj.name]
-        end = EndSyncSessionOperator(task_id=task_ids.END_SESSION, sync_task_ids=[task_ids.delete(o.name) for o in objects],
-                                     retries=0)
-        list(deletes.values()) >> end
+        # One task after every load, children before parents: usually there is little to remove.
+        delete = SalesforceDeleteOperator(task_id=task_ids.DELETE_REMOVED,
+                                          object_names=[o.name for o in reversed(objects)],
+                                          outlets=[salesforce_asset(o.salesforce, org) for o in objects])
+        end = EndSyncSessionOperator(task_id=task_ids.END_SESSION, sync_task_ids=[task_ids.DELETE_REMOVED], retries=0)
+        list(loads.values()) >> delete >> end
         begin >> end
     return dag
 

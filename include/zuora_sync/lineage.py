@@ -1,9 +1,10 @@
 """Lineage: the Airflow assets the sync's tasks update, and the counts their events carry.
 
 Every extract task has one outlet, the Zuora object it reads (``zuora://<tenant>/<table>``, the
-Data Query table, e.g. ``zuora://zuora_default/subscription``); every load and delete task has one,
-the Salesforce object it writes (``salesforce://<org>/<sObject>``, e.g.
-``salesforce://salesforce_default/Zuora__Subscription__c``). So Airflow's Assets page lists every
+Data Query table, e.g. ``zuora://zuora_default/subscription``); every load task has one, the
+Salesforce object it writes (``salesforce://<org>/<sObject>``, e.g.
+``salesforce://salesforce_default/Zuora__Subscription__c``), and a sync's delete task has every
+object's of its scope (a cleanup's delete tasks one each). So Airflow's Assets page lists every
 object the sync touches, with the tasks that update it, and each asset event's ``extra`` says what
 the session did to it (:func:`record_event`).
 
@@ -80,6 +81,14 @@ def record_event(task: Any, context: Any, extra: dict[str, Any]) -> None:
     for outlet in task.outlets or ():
         if isinstance(outlet, Asset):
             context["outlet_events"][outlet].extra = dict(extra)
+
+
+def record_events(task: Any, context: Any, extras: dict[Asset, dict[str, Any]]) -> None:
+    """Put each asset's ``extra`` on its event; the task's other outlets get no event this attempt
+    (a task with an outlet per object, of which only some were written: see :func:`no_event`)."""
+    task.outlets = [outlet for outlet in task.outlets or () if not isinstance(outlet, Asset) or outlet in extras]
+    for outlet, extra in extras.items():
+        context["outlet_events"][outlet].extra = dict(extra)
 
 
 def no_event(task: Any) -> None:

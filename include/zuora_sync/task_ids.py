@@ -1,13 +1,13 @@
 """Every task id of the sync and cleanup DAGs, built and read in one place.
 
-Tasks find each other's XCom by task id (the load reads its extract's manifest, the end task every
-delete's result), so the names are made here and nowhere else.
+Tasks find each other's XCom by task id (the load reads its extract's manifest, the end task the
+delete task's result), so the names are made here and nowhere else.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "BEGIN_CLEANUP", "BEGIN_SESSION", "END_CLEANUP", "END_SESSION", "PREFLIGHT", "WAIT_FOR_CHANGES",
+    "BEGIN_CLEANUP", "BEGIN_SESSION", "DELETE_REMOVED", "END_CLEANUP", "END_SESSION", "PREFLIGHT", "WAIT_FOR_CHANGES",
     "delete", "extract", "load", "object_of",
 ]
 
@@ -15,6 +15,8 @@ BEGIN_SESSION = "begin_session"
 PREFLIGHT = "preflight"
 WAIT_FOR_CHANGES = "wait_for_changes"
 END_SESSION = "end_session"
+#: A sync's one delete task: what left Zuora, every object, children first.
+DELETE_REMOVED = "delete_removed"
 BEGIN_CLEANUP = "begin_cleanup"
 END_CLEANUP = "end_cleanup"
 
@@ -32,7 +34,7 @@ def load(obj: str) -> str:
 
 
 def delete(obj: str) -> str:
-    """The task that removes (or flags) ``obj``'s records that left Zuora; in a cleanup, all of them."""
+    """A cleanup's task that deletes ``obj``'s owned records (a sync's deletes are one task, :data:`DELETE_REMOVED`)."""
     return _DELETE + obj
 
 

@@ -61,7 +61,7 @@ def check_lineage(airflow, run_id: str, session: dict) -> None:
         assert extract["session_id"] == session["id"] and extract["data_query_job"]
         load = events[(f"load_{obj.name}", f"salesforce://salesforce_default/{obj.salesforce}")]
         assert load["extracted"] == counts["extracted"]  # the load reads the rows (pipelined)
-        delete = events[(f"delete_{obj.name}", f"salesforce://salesforce_default/{obj.salesforce}")]
+        delete = events[("delete_removed", f"salesforce://salesforce_default/{obj.salesforce}")]
         assert (load["upserted"], delete["removed"]) == (counts["upserted"], counts["deleted"]), obj.name
         assert load["rejected"] + delete["rejected"] == counts["failed"], obj.name
 

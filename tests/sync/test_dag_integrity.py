@@ -52,8 +52,14 @@ def test_parents_load_before_children_and_delete_after(dagbag):
     assert "extract_CustomerAccount" in upstream["extract_Subscription"]  # its Data Query job first
     assert "load_Subscription" in upstream["load_RatePlan"]
     assert {"load_Payment", "load_Invoice"} <= upstream["load_InvoicePayment"]
-    assert "delete_Subscription" in upstream["delete_CustomerAccount"]  # children's deletes first
-    assert "delete_InvoicePayment" in upstream["delete_Payment"]
+    # One delete task after every load, children before parents; then the end.
+    assert upstream["delete_removed"] == {t.task_id for t in dag.tasks if t.task_id.startswith("load_")}
+    assert upstream["end_session"] == {"begin_session", "delete_removed"}
+    order = dag.get_task("delete_removed").object_names
+    assert order.index("Subscription") < order.index("CustomerAccount")
+    assert order.index("RatePlanCharge") < order.index("RatePlan") < order.index("Subscription")
+    assert order.index("InvoicePayment") < min(order.index("Payment"), order.index("Invoice"))
+    assert sorted(order) == sorted(t.task_id[len("load_"):] for t in dag.tasks if t.task_id.startswith("load_"))
 
 
 def test_extracts_run_beside_the_preflight_and_loads_wait_for_both(dagbag):
@@ -156,18 +162,19 @@ def test_a_daily_incremental_schedule_is_a_setting_not_an_edit_of_the_dag():
 
 @pytest.mark.parametrize("dag_id", sorted(SYNC_DAGS))
 def test_lineage_and_session_links(dagbag, dag_id):
-    """Extracts update their Zuora object's asset, loads and deletes their Salesforce object's; every
-    task of a session links to it on the Zuora Sync page."""
+    """Extracts update their Zuora object's asset, loads their Salesforce object's, the delete task
+    every Salesforce object's of the scope; every task of a session links to it on the Zuora Sync page."""
     from zuora_sync.mapping import load_mapping
 
     dag = dagbag.dags[dag_id]
     scope = "catalog" if dag_id == "zuora_product_catalog_sync" else "accounts"
-    for obj in load_mapping().scope_objects(scope):
-        outlets = {step: [a.uri for a in dag.get_task(f"{step}_{obj.name}").outlets]
-                   for step in ("extract", "load", "delete")}
+    objects = load_mapping().scope_objects(scope)
+    for obj in objects:
+        outlets = {step: [a.uri for a in dag.get_task(f"{step}_{obj.name}").outlets] for step in ("extract", "load")}
         assert outlets == {"extract": [f"zuora://zuora_default/{obj.table}"],
-                           "load": [f"salesforce://salesforce_default/{obj.salesforce}"],
-                           "delete": [f"salesforce://salesforce_default/{obj.salesforce}"]}
+                           "load": [f"salesforce://salesforce_default/{obj.salesforce}"]}
+    assert sorted(a.uri for a in dag.get_task("delete_removed").outlets) == sorted(
+        f"salesforce://salesforce_default/{obj.salesforce}" for obj in objects)
     for task in dag.tasks:
         links = [link.name for link in task.operator_extra_links]
         assert links == ([] if task.task_id == "wait_for_changes" else ["Zuora Sync session"]), task.task_id

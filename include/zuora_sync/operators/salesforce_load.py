@@ -1,4 +1,5 @@
-"""The write tasks: ``SalesforceUpsertOperator`` and ``SalesforceDeleteOperator`` (children first).
+"""The write tasks: ``SalesforceUpsertOperator`` (one per object) and ``SalesforceDeleteOperator``
+(one for the session, children first).
 
 Each gathers its inputs (the plan, the object, the staged files, the clients), calls one function
 of :mod:`zuora_sync.writing` (the upserts; what no longer belongs, and the watermark), and records
@@ -10,10 +11,10 @@ the extract's row loop in a producer thread, uploading each staged chunk as soon
 Salesforce has answered for the object. Both stop cleanly, without failing the run,
 when the Salesforce API budget runs low.
 
-Their outlet, when the DAG gives them one, is the Salesforce object's asset
-(:mod:`zuora_sync.lineage`): each task that sent something to Salesforce leaves an asset event
-whose ``extra`` has the session and the counts; a dry run, or a delete task after its load stopped,
-sends nothing and leaves no event.
+Their outlets, when the DAG gives them some, are the Salesforce objects' assets
+(:mod:`zuora_sync.lineage`): the load's is its object, the delete task's every object of the scope.
+Each object the task sent something for gets an asset event whose ``extra`` has the session and
+the counts; a dry run, or an object whose load stopped, sends nothing and gets no event.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from zuora_sync import clients
 from zuora_sync import task_ids
-from zuora_sync.lineage import no_event, record_event
+from zuora_sync.lineage import no_event, record_event, record_events, salesforce_asset, salesforce_org
 from zuora_sync.links import SyncSessionLink
 from zuora_sync.lock_lease import renews_session_lock
 from zuora_sync.lookups import Lookup
@@ -226,39 +227,83 @@ def _hash_source(plan: Any, obj: Any, staged: StagedObject, store: Any, compared
             keys.close()
 
 
-class SalesforceDeleteOperator(_ObjectTask):
-    """Remove (or flag) what no longer belongs in Salesforce, then move the object's watermark
-    (:func:`zuora_sync.writing.remove_object`).
+class SalesforceDeleteOperator(BaseOperator):
+    """Remove (or flag) what no longer belongs in Salesforce, object by object, children before
+    parents, and move each object's watermark (:func:`zuora_sync.writing.remove_object`).
 
-    Asset event ``extra``: ``session_id``, ``session_type``, ``operation`` (``delete``, or ``flag``
-    for objects flagged instead), ``reconciled`` (a full sync's comparison with Salesforce),
-    ``removed``, ``rejected``; or ``stopped: true`` when the API budget stopped it.
+    One task for the session's objects, after every load: the loads have re-parented what moved,
+    and a child's records go before its parent's (a master-detail parent takes its children with
+    it). Usually there is little or nothing to remove, so a task per object would mostly cost a task
+    start-up each, in sequence, at the end of every session (``docs/benchmarks.md``).
+
+    :param object_names: the objects, children before parents; templated. An object not in the
+        session is passed over, as is one whose load the API budget stopped.
+
+    Its XCom, per object of the session: ``{"removed", "failed"}``, ``{"stopped": true, "reason"}``
+    or a dry run's ``{"dry_run": true, "would_remove"}``, under ``objects``.
+
+    Asset events, one per Salesforce object it removed from (or checked), ``extra``: ``session_id``,
+    ``session_type``, ``operation`` (``delete``, or ``flag`` for objects flagged instead),
+    ``reconciled`` (a full sync's comparison with Salesforce), ``removed``, ``rejected``; or
+    ``stopped: true`` when the API budget stopped it. A dry run, or an object whose load stopped,
+    leaves none.
     """
 
+    template_fields: Sequence[str] = ("object_names",)
     ui_color = "#f3e5f5"
+    operator_extra_links = (SyncSessionLink(),)
+
+    def __init__(self, *, object_names: Sequence[str], salesforce_conn_id: str = "salesforce_default",
+                 state_conn_id: str = "zuora_sync_state", **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "none_failed")  # an unselected object's load is skipped
+        super().__init__(**kwargs)
+        self.object_names = list(object_names)
+        self.salesforce_conn_id = salesforce_conn_id
+        self.state_conn_id = state_conn_id
 
     @renews_session_lock()
     def execute(self, context: Any) -> dict[str, Any]:
+        from zuora_sync.state import StateStore
         from zuora_sync.writing import remove_object
 
-        plan, obj, _submitted, staged, loader, store = self._setup(context)
-        upserts = context["ti"].xcom_pull(task_ids=task_ids.load(self.object_name)) or {}
-        if upserts.get("stopped"):
-            no_event(self)
-            return {"stopped": True, "reason": upserts.get("reason")}
-        result = remove_object(plan, obj, staged, loader, store)
-        removal = "flagged" if obj.on_delete == "flag" else "deleted"
-        if result.would_remove is not None:
-            self.log.info("Dry run: %d %s records would be %s", result.would_remove, obj.salesforce, removal)
-            no_event(self)
-            return {"dry_run": True, "would_remove": result.would_remove}
-        event = {"session_id": plan.session_id, "session_type": plan.session_type,
-                 "operation": "flag" if obj.on_delete == "flag" else "delete", "reconciled": plan.mode == "full"}
-        if result.stopped:
-            self.log.warning("Stopping %s deletes: %s; the next session resumes", obj.name, result.stopped)
-            record_event(self, context, {**event, "stopped": True})
-            return {"stopped": True, "reason": result.stopped}
-        record_event(self, context, {**event, "removed": result.removed, "rejected": result.rejected})
-        self.log.info("%s: %d %s, %d rejected", obj.salesforce, result.removed,
-                      "flagged deleted" if obj.on_delete == "flag" else "removed", result.rejected)
-        return {"removed": result.removed, "failed": result.rejected}
+        plan = session_plan(context)
+        ti = context["ti"]
+        mapping, settings = load_mapping(), load_settings()
+        store = StateStore.from_airflow(self.state_conn_id)
+        results: dict[str, dict[str, Any]] = {}
+        events: dict[Any, dict[str, Any]] = {}
+        stopped: str | None = None
+        for name in self.object_names:
+            if name not in plan.objects:
+                continue
+            obj = mapping.get(name)
+            upserts = ti.xcom_pull(task_ids=task_ids.load(name)) or {}
+            if stopped or upserts.get("stopped"):
+                results[name] = {"stopped": True, "reason": stopped or upserts.get("reason")}
+                continue
+            submitted = ti.xcom_pull(task_ids=task_ids.extract(name)) or {}
+            staged = StagedObject(ObjectStoragePath(submitted["directory"]))
+            # A loader per object: each counts its own API requests into the session.
+            loader = clients.salesforce(self.salesforce_conn_id, settings=settings)
+            result = remove_object(plan, obj, staged, loader, store)
+            removal = "flagged" if obj.on_delete == "flag" else "deleted"
+            if result.would_remove is not None:
+                self.log.info("Dry run: %d %s records would be %s", result.would_remove, obj.salesforce, removal)
+                results[name] = {"dry_run": True, "would_remove": result.would_remove}
+                continue
+            event = {"session_id": plan.session_id, "session_type": plan.session_type,
+                     "operation": "flag" if obj.on_delete == "flag" else "delete", "reconciled": plan.mode == "full"}
+            asset = salesforce_asset(obj.salesforce, salesforce_org())
+            if result.stopped:
+                # The budget is below its reserve: the objects after this one (its parents) wait too.
+                self.log.warning("Stopping %s deletes: %s; the next session resumes", obj.name, result.stopped)
+                stopped = result.stopped
+                events[asset] = {**event, "stopped": True}
+                results[name] = {"stopped": True, "reason": result.stopped}
+                continue
+            events[asset] = {**event, "removed": result.removed, "rejected": result.rejected}
+            self.log.info("%s: %d %s, %d rejected", obj.salesforce, result.removed,
+                          "flagged deleted" if obj.on_delete == "flag" else "removed", result.rejected)
+            results[name] = {"removed": result.removed, "failed": result.rejected}
+        record_events(self, context, events)
+        return {"objects": results}

@@ -348,11 +348,14 @@ class MappingPreflightOperator(BaseOperator):
 class EndSyncSessionOperator(BaseOperator):
     """Record the session's outcome and release its lock, whatever happened upstream.
 
-    Each sync task returns a result when it finishes; a selected object whose tasks left none
-    failed, so the session is a Failure. A task stopped by the Salesforce API budget makes it
-    Stopped; rejected rows make it Finished with Errors (derived by the state store). Only a
-    Failure fails this task (and the run); for the others it pushes the run's note (XCom
-    :data:`~zuora_sync.run_notes.NOTE_KEY`), which the sync's listener puts on the DAG run.
+    :param sync_task_ids: the tasks whose XCom says, under ``objects``, what became of each object
+        (the delete task, the last of an object's tasks).
+
+    A selected object they say nothing of did not finish (a task failed before), so the session is
+    a Failure; an object stopped by the Salesforce API budget makes it Stopped; rejected rows make
+    it Finished with Errors (derived by the state store). Only a Failure fails this task (and the
+    run); for the others it pushes the run's note (XCom :data:`~zuora_sync.run_notes.NOTE_KEY`),
+    which the sync's listener puts on the DAG run.
     """
 
     ui_color = "#e8f4ea"
@@ -392,16 +395,15 @@ class EndSyncSessionOperator(BaseOperator):
         plan = SessionPlan.from_xcom(plan_value)
         missing, stopped = [], []
         for task_id in self.sync_task_ids:
-            obj = task_ids.object_of(task_id)
-            if obj not in plan.objects:
-                continue
-            result = ti.xcom_pull(task_ids=task_id)
-            if not result:
-                missing.append(task_id)
-            elif result.get("stopped"):
-                stopped.append(result.get("reason") or f"{task_id} stopped")
+            done = (ti.xcom_pull(task_ids=task_id) or {}).get("objects") or {}
+            for obj in plan.objects:
+                result = done.get(obj)
+                if not result:
+                    missing.append(obj)
+                elif result.get("stopped"):
+                    stopped.append(result.get("reason") or f"{obj} stopped")
         # A stopped session keeps why it stopped (the first task's reason), as one stopped at its start does.
-        error = f"tasks did not finish: {', '.join(missing)}" if missing else (stopped[0] if stopped else None)
+        error = f"tasks did not finish for {', '.join(missing)}" if missing else (stopped[0] if stopped else None)
         if not plan.dry_run:
             self._remember_salesforce(store, plan)
         preflight = (store.get_session(plan.session_id).get("details") or {}).get("preflight_problems")
