@@ -13,7 +13,9 @@ Timed: the DAG run as Airflow records it (its ``start_date`` to ``end_date``, sc
 tasks included) and the session as its history records it (``begin_session`` to ``end_session``).
 Then the stack is stopped, and the sync's staged rows are uploaded into fresh orgs, straight
 through Bulk API 2.0 and through ``SalesforceBulkOperator``, exactly as ``benchmarks.sync_full``
-does (its functions). Prints a Markdown row and each task's seconds and start (from the run's start).
+does (its functions). Prints a Markdown row, each task's seconds and start (from the run's start),
+and the run's critical path: the chain of tasks that set its length, and how much of it the
+operators' ``execute`` took, the rest being Airflow's own per-task cost.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ def run(accounts: int, work: Path) -> dict:
                            params={"limit": 100}).json()["task_instances"]
         tasks = sorted(((ti["task_id"], (_instant(ti["start_date"]) - started).total_seconds(), ti["duration"] or 0.0)
                         for ti in tis if ti["start_date"]), key=lambda t: t[1])
+        upstream: dict[str, set[str]] = {}
+        for task in airflow.call("GET", f"/api/v2/dags/{DAG_ID}/tasks").json()["tasks"]:
+            for child in task["downstream_task_ids"]:
+                upstream.setdefault(child, set()).add(task["task_id"])
+        path = critical_path(tis, upstream, stack_dir / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}",
+                             started)
         store = stack.state_store()
         session = store.get_session(store.list_sessions(limit=1)[0]["id"])
     finally:
@@ -81,7 +89,49 @@ def run(accounts: int, work: Path) -> dict:
             "run_seconds": run_seconds, "session_seconds": session_seconds, "status": session["status"],
             "run_rate": written / run_seconds, "session_rate": written / session_seconds,
             "bulk2": bulk2, "operator": operator, "bulk2_rate": bulk2_rate, "operator_rate": operator_rate,
-            "sf_calls": calls["salesforce"], "zuora_calls": calls["zuora"], "tasks": tasks}
+            "sf_calls": calls["salesforce"], "zuora_calls": calls["zuora"], "tasks": tasks, "path": path}
+
+
+def executed(log: Path) -> tuple[dt.datetime, dt.datetime] | None:
+    """When the operator's ``execute`` began and ended, from a task's log (JSON lines): the end of
+    Airflow's "Pre Execute" group (the task runner's start-up: the DAG file parsed) and the start
+    of its "Post Execute" group (the XCom push, the state sent)."""
+    import json
+
+    began = ended = None
+    for line in log.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        event, stamp = str(record.get("event")), record.get("timestamp")
+        if event == "::endgroup::" and began is None and stamp:
+            began = _instant(stamp)
+        elif event == "::group::Post Execute" and stamp:
+            ended = _instant(stamp)
+    return (began, ended) if began and ended else None
+
+
+def critical_path(tis: list[dict], upstream: dict[str, set[str]], logs: Path, started: dt.datetime) -> dict:
+    """The chain of tasks that set the run's length, from its last task back, each one's upstream
+    task that ended last; and how its seconds split: in the operators' ``execute`` (the sync's own
+    work) and the rest (Airflow's: the scheduler's and executor's hops between tasks, each task
+    process's start-up, DAG parse and teardown)."""
+    by_id = {ti["task_id"]: ti for ti in tis if ti["start_date"] and ti["end_date"]}
+    task = max(by_id.values(), key=lambda ti: ti["end_date"])["task_id"]
+    chain = []
+    while task:
+        chain.append(task)
+        before = [by_id[t] for t in upstream.get(task, ()) if t in by_id]
+        task = max(before, key=lambda ti: ti["end_date"])["task_id"] if before else None
+    chain.reverse()
+    own = 0.0
+    for task_id in chain:
+        window = executed(logs / f"task_id={task_id}" / "attempt=1.log")
+        own += (window[1] - window[0]).total_seconds() if window else 0.0
+    end = _instant(by_id[chain[-1]]["end_date"])
+    total = (end - started).total_seconds()
+    return {"tasks": chain, "seconds": total, "execute": own, "airflow": total - own}
 
 
 def main() -> None:
@@ -110,6 +160,10 @@ def main() -> None:
               f"(server {b2['server']['rows_per_second']:,.0f} rows/s); SalesforceBulkOperator {op['loaded']:,} in "
               f"{op['seconds']:.1f} s (server {op['server']['rows_per_second']:,.0f} rows/s)")
         print("tasks (start s, took s): " + ", ".join(f"{t} {s:.1f}+{d:.1f}" for t, s, d in m["tasks"]))
+        path = m["path"]
+        print(f"critical path: {len(path['tasks'])} tasks, {path['seconds']:.1f} s from the run's start: "
+              f"{path['execute']:.1f} s in the operators' execute, {path['airflow']:.1f} s Airflow's (hops between "
+              f"tasks, task start-up and teardown): {' → '.join(path['tasks'])}")
 
 
 if __name__ == "__main__":
