@@ -481,16 +481,22 @@ class SalesforceBulkLoader:
         return self._start("upsert", sobject, path, external_id_field=external_id_field,
                            external_id_column=external_id_column or external_id_field)
 
-    def finish(self, job: StartedJob) -> JobOutcome:
+    def finish(self, job: StartedJob, *, closely: bool = False) -> JobOutcome:
         """Wait for a job :meth:`start_upsert` started and return its outcome (with rejected rows).
 
         A job closed a while ago is polled at once (no first wait), so collecting several jobs
         that Salesforce has already processed costs one request each.
+
+        :param closely: nothing else can go on until this job is done (an object's last job: the
+            next object waits for it). The wait between polls then grows by a quarter, up to 1 s,
+            rather than doubling up to ``max_poll_interval``: the end is noticed within a quarter of
+            the time waited (at most 1 s) instead of as much again, for a few more polls.
         """
         if job.outcome is not None:
             return job.outcome
         before = self.api_requests
-        info = self._wait(job.job_id, is_query=False, closed_at=job.closed_at, growth=2.0)
+        info = self._wait(job.job_id, is_query=False, closed_at=job.closed_at, growth=1.25 if closely else 2.0,
+                          max_interval=min(1.0, self.max_poll_interval) if closely else None)
         processed = int(info.get("numberRecordsProcessed") or 0)
         failed = int(info.get("numberRecordsFailed") or 0)
         rejected: list[RejectedRow] = []
@@ -595,7 +601,8 @@ class SalesforceBulkLoader:
                 if state != "Open":
                     return  # the earlier PATCH did land
 
-    def _wait(self, job_id: str, *, is_query: bool, closed_at: float | None = None, growth: float = 1.5) -> dict:
+    def _wait(self, job_id: str, *, is_query: bool, closed_at: float | None = None, growth: float = 1.5,
+              max_interval: float | None = None) -> dict:
         """Poll the job until it is complete; the wait grows from ``poll_interval`` by ``growth``.
 
         :param closed_at: when the job was closed (``time.monotonic()``); the first wait is only
@@ -603,9 +610,10 @@ class SalesforceBulkLoader:
         :param growth: how the wait grows after each poll (up to ``max_poll_interval``); a job
             collected late (:meth:`finish`) is either done at the first poll or a large one, and
             doubles, so a long wait costs fewer requests.
+        :param max_interval: the longest wait between polls (default ``max_poll_interval``).
         """
         deadline = time.monotonic() + self.job_timeout
-        delay = self._first_poll()
+        delay = min(self._first_poll(), max_interval or self.max_poll_interval)
         first = delay if closed_at is None else max(0.0, delay - (time.monotonic() - closed_at))
         while True:
             time.sleep(delay if first is None else first)
@@ -625,7 +633,7 @@ class SalesforceBulkLoader:
                     log.warning("Could not abort Bulk API 2.0 job %s (%s)", job_id, describe_error(exc))
                 raise BulkJobFailed(job_id, str(state),
                                     f"not finished within {self.job_timeout:.0f} s; aborted")
-            delay = min(delay * growth, self.max_poll_interval)
+            delay = min(delay * growth, max_interval or self.max_poll_interval)
 
     def _first_poll(self) -> float:
         """The first wait before a job-status poll: as asked, else the connection's hint, else 0.2 s."""

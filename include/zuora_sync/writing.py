@@ -122,9 +122,9 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
         if not counted:
             links_refused.update(keys)
 
-    def collect(job: _Pending) -> None:
+    def collect(job: _Pending, closely: bool = False) -> None:
         header[:] = job.header  # every chunk has the same header
-        chunked.append(loader.finish(job.started))
+        chunked.append(loader.finish(job.started, closely=closely))
 
     try:
         for name in chunks.files():
@@ -141,7 +141,8 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
                                 unchanged=compared.get("unchanged", 0))
             return UpsertResult(would_upsert=manifest.counts.upserts, manifest=manifest)
         while pending:
-            collect(pending.popleft())
+            job = pending.popleft()
+            collect(job, closely=not pending)  # the last: the object waits for it
         if chunked:
             # One resend for the whole object, not one per chunk: fewer jobs, fewer API requests.
             settled = True
@@ -158,7 +159,7 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
         for name in manifest.link_files:
             # Second-pass links only for records the first pass wrote.
             job = _start(loader, obj, staged, name, without=failed_keys)
-            settle(loader.finish(job.started), job.header, Path(name).stem, counted=False)
+            settle(loader.finish(job.started, closely=True), job.header, Path(name).stem, counted=False)
     except ApiBudgetExhausted as exc:
         result.stopped = str(exc)
         if not settled:  # the chunks collected before the stop, not yet settled

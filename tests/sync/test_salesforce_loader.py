@@ -264,6 +264,32 @@ def test_session_expired_mid_job_relogs_in_and_finishes(loader, connection, sf, 
     assert loader.relogins == 2
 
 
+@pytest.mark.parametrize("closely", [False, True])
+def test_a_job_waited_on_closely_is_polled_at_shorter_growing_waits(loader, connection, unique, account_ids,
+                                                                    tmp_path, monkeypatch, closely):
+    """An object's last job holds up the next object: its polls' waits grow by a quarter up to 1 s
+    (its end is noticed within a quarter of the time waited), not doubling up to 5 s."""
+    import zuora_sync.salesforce_loader as module
+
+    waits: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        waits.append(round(seconds, 4))
+        real_sleep(seconds)
+
+    monkeypatch.setattr(module.time, "sleep", sleep)
+    loader.poll_interval = 0.2
+    connection.admin("POST", "faults", {"kind": "bulk_delay", "seconds": 2.5})
+    job = loader.start_upsert(CA, EXT, customer_accounts(tmp_path / "ca.csv", unique, 20, account_ids[0]))
+    outcome = loader.finish(job, closely=closely)
+    assert (outcome.processed, outcome.failed) == (20, 0)
+    later = waits[1:]  # the first wait is what is left of the first interval since the job was closed
+    assert len(later) >= 2 and sum(waits) >= 2.5
+    growth, cap = (1.25, 1.0) if closely else (2.0, loader.max_poll_interval)
+    assert later == [min(round(0.2 * growth ** (i + 1), 4), cap) for i in range(len(later))], later
+
+
 def test_loaders_in_one_process_share_one_login_and_replace_an_expired_one(loader, connection, sf, unique,
                                                                              account_ids, tmp_path):
     """Every task of a dag.test() run is in one process: the second loader logs in no more."""
