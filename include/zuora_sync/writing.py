@@ -122,9 +122,9 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
         if not counted:
             links_refused.update(keys)
 
-    def collect(job: _Pending, closely: bool = False) -> None:
+    def collect(job: _Pending) -> None:
         header[:] = job.header  # every chunk has the same header
-        chunked.append(loader.finish(job.started, closely=closely))
+        chunked.append(loader.finish(job.started))
 
     try:
         for name in chunks.files():
@@ -140,9 +140,12 @@ def upsert_object(plan: SessionPlan, obj: ObjectMapping, chunks: ChunkStream | S
                                 created=compared.get("created", 0), updated=compared.get("updated", 0),
                                 unchanged=compared.get("unchanged", 0))
             return UpsertResult(would_upsert=manifest.counts.upserts, manifest=manifest)
+        if pending:
+            # The object (and its children) wait for the last job; Salesforce works through the
+            # jobs in turn, so once it is done the others are, and each is collected in one poll.
+            loader.finish(pending[-1].started, closely=True)
         while pending:
-            job = pending.popleft()
-            collect(job, closely=not pending)  # the last: the object waits for it
+            collect(pending.popleft())
         if chunked:
             # One resend for the whole object, not one per chunk: fewer jobs, fewer API requests.
             settled = True
