@@ -488,9 +488,10 @@ class SalesforceBulkLoader:
         that Salesforce has already processed costs one request each.
 
         :param closely: nothing else can go on until this job is done (an object's last job: the
-            next object waits for it; the jobs before it are collected after it). The wait between polls then grows by a quarter, up to 1 s,
-            rather than doubling up to ``max_poll_interval``: the end is noticed within a quarter of
-            the time waited (at most 1 s) instead of as much again, for a few more polls.
+            next object waits for it; the jobs before it are collected after it). The wait between
+            polls then grows by a quarter, up to 1 s, rather than doubling up to
+            ``max_poll_interval``: the end is noticed within a quarter of the time waited (at most
+            1 s) instead of as much again, for a few more polls.
         """
         if job.outcome is not None:
             return job.outcome

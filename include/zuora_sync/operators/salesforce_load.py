@@ -45,7 +45,7 @@ _ID_CHUNK = 50_000
 
 
 class _ObjectTask(BaseOperator):
-    """What both write tasks share: the plan, the object, its staged files, the clients."""
+    """An object's write task: its plan, its object, its staged files, the clients."""
 
     template_fields: Sequence[str] = ("object_name",)
     operator_extra_links = (SyncSessionLink(),)
