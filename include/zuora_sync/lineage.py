@@ -78,9 +78,7 @@ def record_event(task: Any, context: Any, extra: dict[str, Any]) -> None:
     Airflow records one event per declared outlet when the task succeeds; this only sets what the
     events say. ``extra`` must be JSON: counts and session facts, never a record or a secret.
     """
-    for outlet in task.outlets or ():
-        if isinstance(outlet, Asset):
-            context["outlet_events"][outlet].extra = dict(extra)
+    record_events(task, context, {outlet: extra for outlet in task.outlets or () if isinstance(outlet, Asset)})
 
 
 def record_events(task: Any, context: Any, extras: dict[Asset, dict[str, Any]]) -> None:

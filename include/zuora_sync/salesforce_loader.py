@@ -614,7 +614,8 @@ class SalesforceBulkLoader:
         :param max_interval: the longest wait between polls (default ``max_poll_interval``).
         """
         deadline = time.monotonic() + self.job_timeout
-        delay = min(self._first_poll(), max_interval or self.max_poll_interval)
+        cap = max_interval or self.max_poll_interval
+        delay = min(self._first_poll(), cap)
         first = delay if closed_at is None else max(0.0, delay - (time.monotonic() - closed_at))
         while True:
             time.sleep(delay if first is None else first)
@@ -634,7 +635,7 @@ class SalesforceBulkLoader:
                     log.warning("Could not abort Bulk API 2.0 job %s (%s)", job_id, describe_error(exc))
                 raise BulkJobFailed(job_id, str(state),
                                     f"not finished within {self.job_timeout:.0f} s; aborted")
-            delay = min(delay * growth, max_interval or self.max_poll_interval)
+            delay = min(delay * growth, cap)
 
     def _first_poll(self) -> float:
         """The first wait before a job-status poll: as asked, else the connection's hint, else 0.2 s."""
