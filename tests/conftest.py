@@ -289,10 +289,25 @@ class ZuoraSandbox(SandboxProcess):
     data_dir: Path
     env_file: Path
     env: dict[str, str] = field(default_factory=dict)
+    sdk_clients: list = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.stop_sdk_clients()
+        super().stop()
+
+    def stop_sdk_clients(self) -> None:
+        """Stop the token refresh of every client :meth:`sdk_client` made.
+
+        zuora-sdk's client refreshes its token from a daemon thread every 10 minutes; once this
+        sandbox is gone that thread would retry against a closed port, sleeping 1 s and 2 s in the
+        middle of whatever test runs then. Its ``stop_auto_auth()`` joins the sleeping thread for
+        5 s; setting the event is enough: the thread checks it before refreshing."""
+        for client in self.sdk_clients:
+            client._stop_refresh.set()
 
     @property
     def connection(self) -> dict:
@@ -326,6 +341,7 @@ class ZuoraSandbox(SandboxProcess):
 
         client = ZuoraClient(self.client_id, self.client_secret, None, zuora_sdk.Configuration(host=self.url))
         client.initialize()
+        self.sdk_clients.append(client)
         return client
 
 

@@ -516,6 +516,8 @@ class CeleryStack:
     def stop(self) -> dict[str, set[int]]:
         """Stop every service (Airflow first, the databases last), whatever state they are in; the
         pids that survived that, by service (none, unless something went wrong)."""
+        if self.zuora is not None:
+            self.zuora.stop_sdk_clients()
         airflow = [name for name in self.services if name.startswith("airflow")]
         others = [name for name in self.services if name not in airflow]
         left: dict[str, set[int]] = {}

@@ -273,9 +273,11 @@ def test_a_job_waited_on_closely_is_polled_at_shorter_growing_waits(loader, conn
 
     waits: list[float] = []
     real_sleep = time.sleep
+    this_thread = threading.get_ident()
 
     def sleep(seconds: float) -> None:
-        waits.append(round(seconds, 4))
+        if threading.get_ident() == this_thread:  # time.sleep is process-wide: not another thread's
+            waits.append(round(seconds, 4))
         real_sleep(seconds)
 
     monkeypatch.setattr(module.time, "sleep", sleep)
