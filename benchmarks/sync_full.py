@@ -99,7 +99,9 @@ def sync_env(zuora, salesforce, work: Path, settings: dict | None = None) -> dic
     """The environment a sync DAG runs in against these sandboxes (state store and staging under
     ``work``; ``settings``: more of the ``zuora_sync_settings`` Variable); Airflow's metadata
     database is migrated once here."""
-    settings = json.dumps({"staging_url": f"file://{work / 'staging'}", "lock_poll_seconds": 1, **(settings or {})})
+    # The staged files are kept: the baselines upload the rows the sync staged (staged_objects).
+    settings = json.dumps({"staging_url": f"file://{work / 'staging'}", "lock_poll_seconds": 1,
+                           "keep_staged_files": True, **(settings or {})})
     env = dict(os.environ)
     env.update(stack_env(zuora, salesforce, work / "state.db", work / "staging", settings))
     env.setdefault("AIRFLOW_HOME", str(work / "airflow"))

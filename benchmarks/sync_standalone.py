@@ -48,6 +48,10 @@ def run(accounts: int, work: Path) -> dict:
     stack = standalone.start(stack_dir)
     try:
         airflow = stack.airflow
+        # The baselines upload the rows the sync staged: keep them past the session's end.
+        saved = airflow.call("PUT", "/zuora-sync/settings", json={"keep_staged_files": True})
+        if saved.status_code != 200:
+            raise SystemExit(f"could not set keep_staged_files: {saved.status_code} {saved.text}")
         airflow.set_paused(DAG_ID, False)
         run_id = airflow.trigger(DAG_ID)
         state = stack.wait_for_run(DAG_ID, run_id, timeout=7200)

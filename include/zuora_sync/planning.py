@@ -162,8 +162,12 @@ def holder_name(dag_id: str, run_id: str) -> str:
 
 
 def staging_dir(root: str, dag_id: str, run_id: str) -> str:
-    safe_run = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
-    return f"{root}/{dag_id}/{safe_run}"
+    return f"{root}/{dag_id}/{run_dir_name(run_id)}"
+
+
+def run_dir_name(run_id: str) -> str:
+    """The name of a DAG run's staging directory (under its DAG's)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
 
 
 def parse_instant(value: Any) -> dt.datetime | None:

@@ -81,6 +81,9 @@ class Settings:
     staging_url: str | None = None
     #: How long sync history, rejected records and events are kept.
     retention_days: int = 90
+    #: Keep each session's staged files (they hold customer records) after it ends, for inspection;
+    #: by default a session that did not fail removes them (``EndSyncSessionOperator``).
+    keep_staged_files: bool = False
     #: A session waiting for another one's lock checks again after this many seconds (deferred meanwhile).
     lock_poll_seconds: int = 30
     #: A session's lock expires this many seconds after its last renewal. A running session renews
@@ -121,6 +124,7 @@ class Settings:
         check_choice("manual_email_notifications", self.manual_email_notifications, EMAIL_CHOICES)
         check_choice("scheduled_sync_frequency", self.scheduled_sync_frequency, tuple(SCHEDULES))
         check_choice("event_source", self.event_source, EVENT_SOURCES)
+        check_choice("keep_staged_files", self.keep_staged_files, (False, True))
         recipients = self.email_recipients
         if isinstance(recipients, str):
             recipients = tuple(r.strip() for r in recipients.split(",") if r.strip())
@@ -227,6 +231,7 @@ def allowed() -> dict[str, Any]:
         "email_recipients": f"a list of at most {MAX_RECIPIENTS} email addresses, one RFC 5322 address each",
         "zuora_time_zone": "an IANA time zone, e.g. America/Los_Angeles",
         "staging_url": "a URL (s3://bucket/prefix, file:///shared/staging) or an absolute path; null: the default",
+        "keep_staged_files": [False, True],
     }
     for name, (low, high) in INTEGER_RANGES.items():
         values[name] = {"minimum": low, "maximum": high}
@@ -249,6 +254,7 @@ def json_schema() -> dict[str, Any]:
                             "examples": ["America/Los_Angeles"]},
         "staging_url": {"type": ["string", "null"], "maxLength": MAX_URL_LENGTH,
                         "examples": ["s3://bucket/zuora-sync"]},
+        "keep_staged_files": {"type": ["boolean", "null"]},
     }
     for name, (low, high) in INTEGER_RANGES.items():
         properties[name] = {"type": ["integer", "null"], "minimum": low, "maximum": high}

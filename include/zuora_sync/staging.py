@@ -184,6 +184,28 @@ class StagedObject:
             return [RejectedConversion(**json.loads(line)) for line in handle if line.strip()]
 
 
+def remove_run_directories(dag_directory: Any, *, keep: set[str] = frozenset()) -> list[str]:
+    """Remove every run's staging directory under a DAG's (``<staging root>/<dag id>``) but those
+    named in ``keep``; the names removed. Nothing there, nothing to do.
+
+    :param dag_directory: a ``Path`` or an ``ObjectStoragePath``.
+    """
+    if not dag_directory.exists():
+        return []
+    removed = []
+    for run in sorted(dag_directory.iterdir(), key=lambda p: p.name):
+        if run.name in keep:
+            continue
+        if not run.is_dir():
+            run.unlink()
+        elif isinstance(run, Path):
+            shutil.rmtree(run)
+        else:
+            run.rmdir(recursive=True)  # an ObjectStoragePath: the files under it on any storage
+        removed.append(run.name)
+    return removed
+
+
 class CsvParts:
     """CSV parts under a size limit, each with the header, in a staging directory.
 

@@ -512,6 +512,8 @@ class CeleryStack:
 
     def _bucket(self) -> None:
         self.s3().create_bucket(Bucket=S3_BUCKET)
+        # Versioned: a removed file leaves its versions, so a test can tell what was staged there.
+        self.s3().put_bucket_versioning(Bucket=S3_BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
     def stop(self) -> dict[str, set[int]]:
         """Stop every service (Airflow first, the databases last), whatever state they are in; the

@@ -9,10 +9,12 @@ One test in five phases, in order, on one stack (``conftest.py``), against a 2,0
    while its first load's Bulk job is in progress, that worker is SIGKILLed with its whole process
    tree; the task is retried on the other worker, the killed worker restarts (Compose's
    ``restart: always``), and Salesforce then equals Zuora record by record (the independent
-   oracle, ``tests/zuora_oracle.py``): nothing lost, nothing duplicated;
+   oracle, ``tests/zuora_oracle.py``): nothing lost, nothing duplicated; the staged files, on the
+   shared volume while the session runs, are gone once it ends;
 3. staging moved to ``s3://`` (an S3-compatible server, through ``ObjectStoragePath`` and the
    ``aws_default`` connection); a batch of changes in Zuora chosen to hit every sync rule
-   (``tests/sync/test_oracle.py``); ``zuora_incremental_sync``; the oracle again;
+   (``tests/sync/test_oracle.py``); ``zuora_incremental_sync``; the oracle again; every object was
+   staged in the bucket and removed from it when the session ended;
 4. ``zuora_realtime_sync`` unpaused: its mode-change full sync, then Zuora's signed callouts to the
    API server start a real-time session; the oracle again;
 5. no secret of the deployment appears in any service's or task's log.
@@ -195,6 +197,9 @@ def full_sync_spreads_over_both_workers_and_survives_one_killed_mid_load(stack: 
         survivor = next(name for name in stack.worker_names() if name != victim)
         pids = stack.kill_worker(victim)
         stack.mark(f"killed {victim} during {killed_ti['task_id']}")
+        # Mid-session, the extracts' staged files are on the shared volume.
+        staged = Path(stack.localize("/opt/airflow/zuora_sync/staging")) / FULL
+        staged_then = {p.parent.name for p in staged.rglob("selection.json")}
     finally:
         stack.salesforce.admin("DELETE", "faults")
     assert len(pids) > 3, f"the worker's tree was {pids}: no pool, supervisor and task?"
@@ -222,9 +227,10 @@ def full_sync_spreads_over_both_workers_and_survives_one_killed_mid_load(stack: 
     assert all(len(tasks) >= 2 for tasks in ran.values()), f"the tasks were not spread over both workers: {ran}"
     session = last_session(stack, FULL, run_id)
     assert session["session_type"] == "Full" and session["status"] in GOOD_ENDINGS, session
-    # The staged files are on the shared volume, not in a worker's own AIRFLOW_HOME.
-    staged = Path(stack.localize("/opt/airflow/zuora_sync/staging")) / FULL
-    assert {p.parent.name for p in staged.rglob("manifest.json")} >= {"CustomerAccount", "Subscription", "Payment"}
+    # The staged files were on the shared volume, not in a worker's own AIRFLOW_HOME; the session
+    # removed them when it ended.
+    assert "CustomerAccount" in staged_then, staged_then
+    assert not any(staged.iterdir()), f"staged files left after the session: {list(staged.rglob('*'))[:10]}"
     for name in stack.worker_names():
         assert not (stack.services[name].cwd / "zuora_sync").exists(), f"{name} staged files in its own home"
     # Salesforce equals Zuora: nothing the killed try sent is lost or doubled.
@@ -268,10 +274,11 @@ def incremental_sync_with_staging_on_s3(stack: CeleryStack, tmp_path: Path) -> N
     assert len(workers_of(tis)) == 2, f"one worker ran everything: {workers_of(tis)}"
     session = last_session(stack, INCREMENTAL, run_id)
     assert session["session_type"] == "Incremental" and session["status"] in GOOD_ENDINGS, session
-    # Every object was staged in the bucket, and each load read it from there.
-    manifests = {key.rsplit("/", 2)[-2] for key in s3_keys(stack, f"zuora-sync/staging/{INCREMENTAL}/")
-                 if key.endswith("/manifest.json")}
+    # Every object was staged in the bucket (its versions say so), and the session removed it all when it ended.
+    prefix = f"zuora-sync/staging/{INCREMENTAL}/"
+    manifests = {key.rsplit("/", 2)[-2] for key in s3_versions(stack, prefix) if key.endswith("/manifest.json")}
     assert manifests == {t[len("extract_"):] for t in tis if t.startswith("extract_")}, manifests
+    assert s3_keys(stack, prefix) == []
     directory = airflow.xcom(INCREMENTAL, run_id, "extract_CustomerAccount")["directory"]
     assert directory.startswith(f"s3://aws_default@{S3_BUCKET}/zuora-sync/staging/{INCREMENTAL}/"), directory
 
@@ -285,6 +292,12 @@ def incremental_sync_with_staging_on_s3(stack: CeleryStack, tmp_path: Path) -> N
 def s3_keys(stack: CeleryStack, prefix: str) -> list[str]:
     pages = stack.s3().get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def s3_versions(stack: CeleryStack, prefix: str) -> set[str]:
+    """Every key ever written under ``prefix`` (the bucket is versioned), removed since or not."""
+    pages = stack.s3().get_paginator("list_object_versions").paginate(Bucket=S3_BUCKET, Prefix=prefix)
+    return {item["Key"] for page in pages for item in page.get("Versions", [])}
 
 
 # -- 4. real-time sync: Zuora's callouts to the API server -----------------------------------------------------

@@ -32,6 +32,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from zuora_sync.planning import run_dir_name
+
 from sync_harness import (
     compare_scope,
     duplicate_external_ids,
@@ -62,6 +64,7 @@ def stack(tmp_path_factory):
         assert run_dag("zuora_full_sync") == "success"
         session = last_session()
         assert (session["session_type"], session["status"]) == ("Full", "Finished with Errors")
+        assert staged_runs(value, "zuora_full_sync") == []  # the session ended: its staged files went with it
         value["baseline"] = open_rejected()
         rejected = session_rejects(session["id"])
         assert rejected and {r["error_code"] for r in rejected} <= CRM_ID_CODES
@@ -214,11 +217,19 @@ def assert_only_crm_id_rejects(stack, session: dict) -> None:
     assert open_rejected() == baseline
 
 
+def staged_runs(stack, dag_id: str = "zuora_incremental_sync") -> list[str]:
+    """The run directories left under a DAG's staging directory."""
+    directory = stack["base"] / "staging" / dag_id
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
 def next_session_recovers(stack, changed: dict[str, Any]) -> dict:
-    """The fault is gone: the next session finishes and Salesforce equals Zuora, nothing lost or doubled."""
+    """The fault is gone: the next session finishes and Salesforce equals Zuora, nothing lost or doubled;
+    its staged files are gone, and so are those a failed session before it kept."""
     assert run_dag("zuora_incremental_sync") == "success"
     session = last_session()
     assert session["session_type"] == "Incremental"
+    assert staged_runs(stack) == []
     assert_only_crm_id_rejects(stack, session)
     assert_in_salesforce(stack, changed)
     check(stack)
@@ -471,6 +482,13 @@ def test_a_fault_that_ends_the_session_loses_nothing(stack, fault, monkeypatch):
     assert session["session_type"] == "Incremental"
     assert (state, session["status"]) == ("success" if status == "Stopped" else "failed", status)
     assert words in (session["error"] or ""), session["error"]
+    # A Failure keeps its staged files (a cleared task can run again); a Stopped session removes them.
+    own = run_dir_name(session["run_id"])
+    if status == "Failure":
+        assert own in staged_runs(stack)
+        assert list((stack["base"] / "staging" / "zuora_incremental_sync" / own).rglob("selection.json"))
+    else:
+        assert staged_runs(stack) == []
     # Only an object whose rows were all unchanged (nothing to send or remove) may move its watermark.
     settled = {name for name, c in session["objects"].items()
                if not any(c.get(k) for k in ("created", "updated", "removed", "failed", "upserted", "deleted"))}
@@ -481,6 +499,21 @@ def test_a_fault_that_ends_the_session_loses_nothing(stack, fault, monkeypatch):
     stack["salesforce"].admin("POST", "limits", {"daily_api_requests": 100_000, "used": 0})
     monkeypatch.undo()
     assert not stack["zuora"].admin("GET", "faults")
+    next_session_recovers(stack, changed)
+
+
+def test_staged_files_are_kept_when_the_settings_say_so(stack, monkeypatch):
+    """``keep_staged_files``: the session's staged files stay after it ends; without it, the next
+    session that ends removes them with its own."""
+    settings = json.loads(os.environ["AIRFLOW_VAR_ZUORA_SYNC_SETTINGS"])
+    monkeypatch.setenv("AIRFLOW_VAR_ZUORA_SYNC_SETTINGS", json.dumps({**settings, "keep_staged_files": True}))
+    changed = change_zuora(stack, "Kept staged")
+    assert run_dag("zuora_incremental_sync") == "success"
+    kept = staged_runs(stack)
+    assert kept == [run_dir_name(last_session()["run_id"])]
+    manifests = list((stack["base"] / "staging" / "zuora_incremental_sync" / kept[0]).rglob("manifest.json"))
+    assert {p.parent.name for p in manifests} >= {"CustomerAccount"}
+    monkeypatch.undo()
     next_session_recovers(stack, changed)
 
 

@@ -290,6 +290,23 @@ def s3_bucket(monkeypatch, tmp_path):
         server.wait(30)
 
 
+def test_staged_runs_removed_from_s3(s3_bucket):
+    """What the end task removes when staging is on ``s3://``: every object under a run's prefix."""
+    from airflow.sdk import ObjectStoragePath
+    from zuora_sync.staging import StagedObject, remove_run_directories
+
+    dag = ObjectStoragePath("s3://aws_default@staging/zuora-sync/zuora_full_sync")
+    for run in ("manual__1", "manual__2"):
+        for name in ("CustomerAccount", "Payment"):
+            staged = StagedObject(dag / run / name)
+            staged.create()
+            with staged.open_for_writing("upsert-0000.csv") as handle:
+                handle.write("Name\nrow\n")
+    assert remove_run_directories(dag, keep={"manual__2"}) == ["manual__1"]
+    keys = {item["Key"] for item in s3_bucket.list_objects_v2(Bucket="staging")["Contents"]}
+    assert keys == {f"zuora-sync/zuora_full_sync/manual__2/{name}/upsert-0000.csv" for name in ("CustomerAccount", "Payment")}
+
+
 def test_staged_chunks_on_s3(stack, preflight, s3_bucket):
     """Staging on ``s3://`` (an ``ObjectStoragePath`` that is not local disk): each chunk is
     written to the bucket, then copied to a local file for its upload."""

@@ -31,7 +31,7 @@ def test_every_setting_has_a_type_and_a_range():
 
     checked_otherwise = {"max_events_before_sync", "email_notifications", "manual_email_notifications",
                          "event_source", "email_recipients", "zuora_time_zone", "staging_url",
-                         "scheduled_sync_frequency"}
+                         "scheduled_sync_frequency", "keep_staged_files"}
     names = {f.name for f in fields(Settings)}
     assert names == set(INTEGER_RANGES) | checked_otherwise, names ^ (set(INTEGER_RANGES) | checked_otherwise)
     assert set(allowed()) == names == set(json_schema()["properties"])
@@ -40,6 +40,14 @@ def test_every_setting_has_a_type_and_a_range():
         for wrong in (low - 1, high + 1, True, float(low), str(low), None, 10**30):
             with pytest.raises(SettingsError, match=f"^{name}: "):
                 parse_settings({name: wrong})
+
+
+def test_keep_staged_files_is_a_json_boolean():
+    assert parse_settings({}).keep_staged_files is False
+    assert parse_settings({"keep_staged_files": True}).keep_staged_files is True
+    for wrong in (1, 0, "true", "yes", [True]):
+        with pytest.raises(SettingsError, match="^keep_staged_files: "):
+            parse_settings({"keep_staged_files": wrong})
 
 
 @pytest.mark.parametrize("recipient", ["ops@example.com", "Ops Team <ops@example.com>", '"a b"@example.com',

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
-from zuora_sync.staging import Counts, CsvParts, Manifest, RejectedConversion, StagedObject
+from zuora_sync.staging import Counts, CsvParts, Manifest, RejectedConversion, StagedObject, remove_run_directories
 
 
 def test_the_manifest_round_trips_through_xcom_and_its_file(tmp_path):
@@ -69,3 +69,38 @@ def test_the_selection_travels_from_the_extract_task_to_the_load_task_unchanged(
     assert again == selection
     assert [build_query(obj, part, after_key="k") for part in selection_parts(obj, again)] == \
         [build_query(obj, part, after_key="k") for part in selection_parts(obj, selection)]
+
+
+def _runs(root, names):
+    for name in names:
+        staged = StagedObject(root / name / "CustomerAccount")
+        staged.create()
+        with staged.open_for_writing("upsert-0000.csv") as handle:
+            handle.write("Name\nrow\n")
+
+
+def test_run_directories_are_removed_but_those_kept_on_local_disk(tmp_path):
+    dag = tmp_path / "zuora_full_sync"
+    _runs(dag, ["manual__1", "manual__2", "scheduled__3"])
+    assert remove_run_directories(dag, keep={"scheduled__3"}) == ["manual__1", "manual__2"]
+    assert sorted(p.name for p in dag.iterdir()) == ["scheduled__3"]
+    assert (dag / "scheduled__3" / "CustomerAccount" / "upsert-0000.csv").exists()
+    assert remove_run_directories(tmp_path / "never_ran") == []
+
+
+def test_run_directories_are_removed_on_object_storage():
+    """Through ``ObjectStoragePath`` as the end task calls it (fsspec's in-memory store here; S3 in
+    test_pipeline.py)."""
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    attach("memory", fs=MemoryFileSystem())
+    dag = ObjectStoragePath("memory://staging-test/zuora-sync/zuora_full_sync")
+    _runs(dag, ["manual__1", "manual__2"])
+    try:
+        assert remove_run_directories(dag, keep={"manual__2"}) == ["manual__1"]
+        assert [p.name for p in dag.iterdir()] == ["manual__2"]
+        assert not (dag / "manual__1" / "CustomerAccount" / "upsert-0000.csv").exists()
+    finally:
+        remove_run_directories(dag)

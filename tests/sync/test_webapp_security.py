@@ -190,6 +190,8 @@ BAD_SETTINGS = [
     ({"max_events_before_sync": "10"}, "is not allowed"),
     ({"email_notifications": ["none"]}, "is not allowed"),
     ({"event_source": 1}, "is not allowed"),
+    ({"keep_staged_files": "yes"}, "is not allowed"),
+    ({"keep_staged_files": 1}, "is not allowed"),
     ({"email_recipients": ["ops@example.com\r\nBcc: attacker@evil.example"]}, "not an email address"),
     ({"email_recipients": ["ops@example.com, attacker@evil.example"]}, "not an email address"),
     ({"email_recipients": ["team: ops@example.com;"]}, "not an email address"),

@@ -10,7 +10,8 @@ interval later sessions already synced records nothing and skips
 against Salesforce ``describe`` before anything is written: the extracts, which only read, run
 beside it, and the loads wait for both. ``EndSyncSessionOperator`` runs whatever happened upstream: it records the
 session's status, releases the lock and, for a real-time session that finished, consumes the
-change events it was started for. From the begin task to the last delete, each task renews the
+change events it was started for; a session that did not fail also removes its staged files (and
+those failed sessions of its DAG left behind). From the begin task to the last delete, each task renews the
 lock's lease while it works (:mod:`zuora_sync.lock_lease`), so only a crashed session's lock
 expires.
 
@@ -32,7 +33,7 @@ import datetime as dt
 from typing import Any, Sequence
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from zuora_sync import clients
 from zuora_sync import task_ids
@@ -48,6 +49,7 @@ from zuora_sync.planning import (
     holder_name,
     interval_synced,
     parse_instant,
+    run_dir_name,
     select_objects,
     session_windows,
     staging_dir,
@@ -55,6 +57,7 @@ from zuora_sync.planning import (
 from zuora_sync.notifications import notify_session_end
 from zuora_sync.run_notes import NOTE_KEY, session_note
 from zuora_sync.settings import load_settings
+from zuora_sync.staging import remove_run_directories
 
 SESSION_TASK = task_ids.BEGIN_SESSION
 #: XCom key of the begin task when the Salesforce API budget stopped the session before writing.
@@ -356,6 +359,11 @@ class EndSyncSessionOperator(BaseOperator):
     it Finished with Errors (derived by the state store). Only a Failure fails this task (and the
     run); for the others it pushes the run's note (XCom :data:`~zuora_sync.run_notes.NOTE_KEY`),
     which the sync's listener puts on the DAG run.
+
+    Staged files hold customer records and are only needed while the session runs: a session that
+    did not fail removes its DAG's run directories (its own, and those of earlier failed sessions,
+    which the next session has superseded), unless the ``keep_staged_files`` setting says to keep
+    them. A Failure keeps its own, so a cleared task can run again.
     """
 
     ui_color = "#e8f4ea"
@@ -406,6 +414,9 @@ class EndSyncSessionOperator(BaseOperator):
         error = f"tasks did not finish for {', '.join(missing)}" if missing else (stopped[0] if stopped else None)
         if not plan.dry_run:
             self._remember_salesforce(store, plan)
+        if not missing:
+            # Before the lock goes: no other session of this DAG stages anything meanwhile.
+            self._remove_staged(store, plan, context["dag_run"].dag_id)
         preflight = (store.get_session(plan.session_id).get("details") or {}).get("preflight_problems")
         if missing and preflight:
             error = "The mapping does not fit this Salesforce org (nothing was written): " + "; ".join(preflight)
@@ -445,6 +456,25 @@ class EndSyncSessionOperator(BaseOperator):
             store.set_fingerprint(plan.scope, obj.name, record_count=now[obj.salesforce]["record_count"],
                                   last_modified=now[obj.salesforce]["last_modified"],
                                   hashed_count=store.hash_count(plan.scope, obj.name))
+
+    def _remove_staged(self, store: Any, plan: SessionPlan, dag_id: str) -> None:
+        """Remove the staged files of this run and of the DAG's runs whose sessions have ended
+        (class docstring); a run whose session is still open keeps its own. A failure to remove
+        is only logged: the next session that ends tries again."""
+        if load_settings().keep_staged_files:
+            self.log.info("Staged files kept in %s (keep_staged_files)", plan.staging)
+            return
+        own = ObjectStoragePath(plan.staging)
+        open_runs = {run_dir_name(run_id) for run_id in store.running_run_ids(dag_id)} - {own.name}
+        try:
+            removed = remove_run_directories(own.parent, keep=open_runs)
+        except Exception as exc:  # noqa: BLE001 - the session's outcome does not depend on it
+            self.log.warning("Could not remove the staged files under %s (%s): the next session that ends "
+                             "tries again", own.parent, f"{type(exc).__name__}: {exc}")
+            return
+        if removed:
+            self.log.info("Removed the staged files of %d run(s) under %s: %s", len(removed), own.parent,
+                          ", ".join(removed))
 
     def _note_run(self, ti: Any, store: Any, session_id: int) -> dict[str, Any]:
         """Push the run's note for the ended session (empty when it simply finished); returns the session."""

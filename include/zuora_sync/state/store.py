@@ -626,6 +626,12 @@ class StateStore:
             row = conn.execute(query.limit(1)).first()
             return None if row is None else self._load_sessions(conn, [row])[0]
 
+    def running_run_ids(self, dag_id: str) -> set[str]:
+        """The run ids of ``dag_id``'s sessions that have not ended."""
+        s = _sessions.c
+        with self._read() as conn:
+            return set(conn.execute(select(s.run_id).where(s.dag_id == dag_id, s.ended_at.is_(None))).scalars())
+
     # ---------------------------------------------------------------- rejected records
 
     def add_rejected(self, session_id: int, obj: str,
