@@ -175,6 +175,20 @@ def test_an_expired_lease_is_taken_over(store: StateStore, clock: Clock) -> None
     assert store.lock_holders() == {"accounts": "dag/run-2"}
 
 
+def test_an_abandoned_lock_is_released_and_its_session_recorded_as_a_failure(store: StateStore) -> None:
+    stranded = _session(store, run_id="manual__1")
+    other = _session(store, run_id="manual__2")
+    assert store.try_lock(["accounts"], "zuora_incremental_sync/manual__1")[0]
+    assert store.abandon_lock("zuora_incremental_sync/manual__1", "its DAG run ended (failed)") is True
+    assert store.lock_holders() == {}
+    session = store.get_session(stranded)
+    assert session["status"] == "Failure" and session["ended_at"] is not None
+    assert session["error"] == "interrupted: its DAG run ended (failed); the next session syncs its changes"
+    assert store.get_session(other)["status"] == "Running"  # another run's session is not touched
+    assert store.abandon_lock("zuora_incremental_sync/manual__1", "again") is False  # holds nothing now
+    assert store.get_session(stranded)["error"].startswith("interrupted: its DAG run ended (failed)")
+
+
 def test_cleanup_excludes_every_scope_and_locks_are_all_or_none(store: StateStore) -> None:
     assert store.try_lock(["accounts"], "incremental") == (True, None)
     assert store.try_lock(["accounts"], "incremental") == (True, None)  # re-entrant (a retried task)

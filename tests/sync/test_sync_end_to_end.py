@@ -392,6 +392,37 @@ def test_a_session_waits_deferred_while_another_holds_the_lock(stack):
     check(stack)
 
 
+def test_a_lock_left_by_a_dag_run_that_ended_is_taken_over_at_once(stack):
+    """A run marked failed (or successful) by hand skips its end task: its session stays open and
+    its lock held. The next session takes the lock over at once, not after the lease (six hours),
+    and records the stranded session as a Failure."""
+    import threading
+
+    from zuora_sync.planning import holder_name
+    from zuora_sync.state import StateStore
+
+    store = StateStore.from_airflow()
+    assert run_dag("zuora_incremental_sync") == "success"
+    ended = last_session()
+    # What marking that run failed in the middle of its session would have left behind.
+    stranded = store.start_session(session_type=ended["session_type"], scope="accounts", trigger=ended["trigger"],
+                                   dag_id=ended["dag_id"], run_id=ended["run_id"], window_start=None, window_end=None)
+    holder = holder_name(ended["dag_id"], ended["run_id"])
+    assert store.try_lock(["accounts"], holder)[0]
+    give_up = threading.Timer(120, store.release_lock, [holder])  # no takeover: the wait ends, the asserts fail
+    give_up.start()
+    try:
+        assert run_dag("zuora_incremental_sync") == "success"
+    finally:
+        give_up.cancel()
+    session = store.get_session(stranded)
+    assert session["status"] == "Failure", session
+    assert session["error"].startswith("interrupted: its DAG run ended (success) without the session ending"), session
+    assert last_session()["status"] in ("Finished", "Finished with Errors")
+    assert store.lock_holders() == {}
+    check(stack)
+
+
 def test_a_low_salesforce_api_budget_stops_the_session_and_the_next_one_resumes(stack):
     from zuora_sync.state import StateStore
 

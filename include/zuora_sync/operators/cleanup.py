@@ -94,6 +94,7 @@ class BeginCleanupOperator(BaseOperator):
         dag_run = context["dag_run"]
         holder = holder_name(dag_run.dag_id, dag_run.run_id)
         lock_or_defer(self, store, [CLEANUP_SCOPE], holder, settings, method_name="execute_after_wait",
+                      ti=context["ti"],
                       waiting="Waiting: session {other} is running; the cleanup starts when it finishes (new sync "
                               "sessions wait for the cleanup). Checking again in {seconds} s, deferred.")
         with LockLease(store, holder, settings.lock_lease_seconds) as lease:

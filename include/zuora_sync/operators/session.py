@@ -140,7 +140,7 @@ class BeginSyncSessionOperator(BaseOperator):
         dag_run = context["dag_run"]
         holder = holder_name(dag_run.dag_id, dag_run.run_id)
         lock_or_defer(self, store, [self.scope], holder, settings, method_name="execute_after_wait",
-                      kwargs={"first_attempt": began_at.isoformat()},
+                      kwargs={"first_attempt": began_at.isoformat()}, ti=context["ti"],
                       waiting=f"Waiting: session {{other}} holds the {self.scope} lock; checking again in {{seconds}} s "
                               "(deferred, no worker slot held)")
         synced = self._interval_already_synced(context, store)

@@ -232,6 +232,14 @@ def _engine_for(url: str) -> Engine:
 # --------------------------------------------------------------------------------------------
 
 
+def _fail_open_session(conn: Connection, holder: str, now: dt.datetime, why: str) -> None:
+    """The holder's session, if it never ended, is a Failure: interrupted, ``why``."""
+    dag_id, _, run_id = holder.partition("/")
+    s = _sessions.c
+    conn.execute(update(_sessions).where(s.dag_id == dag_id, s.run_id == run_id, s.ended_at.is_(None)).values(
+        status=FAILURE, ended_at=now, error=f"interrupted: {why}; the next session syncs its changes"))
+
+
 def _session_dict(row: Any, objects: dict[str, dict[str, int]], rejected: int) -> dict[str, Any]:
     totals = {f: sum(c[f] for c in objects.values()) for f in COUNT_FIELDS}
     return {
@@ -768,17 +776,22 @@ class StateStore:
                 if row.expires_at <= now and row.holder != holder:
                     log.warning("Lock %s of %s expired at %s: taken over", row.scope, row.holder,
                                 row.expires_at.isoformat())
-                    dag_id, _, run_id = row.holder.partition("/")
-                    s = _sessions.c
-                    conn.execute(update(_sessions).where(
-                        s.dag_id == dag_id, s.run_id == run_id, s.ended_at.is_(None)).values(
-                        status=FAILURE, ended_at=now,
-                        error=f"interrupted: its lock expired at {row.expires_at.isoformat()} without the session "
-                              "ending (a killed worker or a crash); the next session syncs its changes"))
+                    _fail_open_session(conn, row.holder, now, f"its lock expired at {row.expires_at.isoformat()} "
+                                                              "without the session ending (a killed worker or a crash)")
             conn.execute(delete(_locks).where(or_(c.expires_at <= now, c.scope.in_(wanted))))
             conn.execute(insert(_locks), [{"scope": scope, "holder": holder, "acquired_at": now,
                                            "expires_at": expires} for scope in wanted])
         return True, None
+
+    def abandon_lock(self, holder: str, why: str) -> bool:
+        """Release a lock whose holder will never end its session (its DAG run has ended without
+        it), and record that session as a Failure, ``why``; whether it held a lock."""
+        now = self._now()
+        with self._write() as conn:
+            released = conn.execute(delete(_locks).where(_locks.c.holder == holder)).rowcount
+            if released:
+                _fail_open_session(conn, holder, now, why)
+        return bool(released)
 
     def renew_lock(self, holder: str, lease_seconds: int = DEFAULT_LEASE_SECONDS) -> None:
         """Extend the lease of every scope the holder holds; :class:`LockLost` if it holds none."""
