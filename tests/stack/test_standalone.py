@@ -124,3 +124,35 @@ def test_the_zuora_connection_type_in_admin_connections(standalone):
                                                                       "conn_type": "zuora", "password": wrong}).json()
     assert refused["status"] is False and "401" in refused["message"], refused
     assert "Invalid client id or client secret" in refused["message"] and wrong not in refused["message"]
+
+
+@pytest.mark.slow
+def test_a_run_marked_failed_mid_session_does_not_hold_the_next_one_back(standalone):
+    """Marking a run failed in the middle of its session (the UI's "Mark run as failed", here its
+    REST call) kills its tasks and skips ``end_session``: the session never releases its lock.
+    The next run takes it over at once, not after the six-hour lease, and records the stranded
+    session as a Failure."""
+    airflow, store = standalone.airflow, standalone.state_store()
+    dag_id = "zuora_full_sync"
+    airflow.set_paused(dag_id, False)
+    try:
+        stranded_run = airflow.trigger(dag_id)
+        standalone.wait_for("a load of the session running", lambda: any(
+            airflow.task_state(dag_id, stranded_run, task) == "running"
+            for task in ("load_CustomerAccount", "load_Subscription", "load_Invoice")), 300, every=0.2)
+        marked = airflow.call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{stranded_run}", json={"state": "failed"})
+        assert marked.status_code == 200, marked.text
+        holder = f"{dag_id}/{stranded_run}"
+        assert store.lock_holders() == {"accounts": holder}  # nothing released it
+
+        next_run = airflow.trigger(dag_id)
+        assert standalone.wait_for_run(dag_id, next_run, timeout=600) == "success", standalone.log()
+    finally:
+        standalone.pause_when_idle(dag_id)
+    sessions = {s["run_id"]: s for s in store.list_sessions(limit=50)}
+    stranded = sessions[stranded_run]
+    assert stranded["status"] == "Failure", stranded
+    assert stranded["error"].startswith("interrupted: its DAG run ended (failed) without the session ending"), stranded
+    assert sessions[next_run]["status"] in ("Finished", "Finished with Errors")
+    assert store.lock_holders() == {}
+    assert "its DAG run has ended (failed)" in airflow.task_log(dag_id, next_run, "begin_session")
