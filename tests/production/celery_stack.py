@@ -243,7 +243,9 @@ class CeleryStack:
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
             "_AIRFLOW_WWW_USER_USERNAME": ADMIN,
-            "_AIRFLOW_WWW_USER_PASSWORD": secrets.token_urlsafe(16),
+            # Not beginning with "-": the image's entrypoint passes it to `airflow users create --password`
+            # as an argument of its own, and argparse takes "-..." for an option (docs/deployment.md).
+            "_AIRFLOW_WWW_USER_PASSWORD": "pw" + secrets.token_urlsafe(16),
             "ZUORA_CALLOUT_SECRET": secrets.token_urlsafe(24),
             "COMPOSE_PROFILES": "sandbox",
             "REQUESTS_CA_BUNDLE": "/opt/sandbox/salesforce/tls/ca-bundle.pem",

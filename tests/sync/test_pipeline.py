@@ -290,26 +290,10 @@ def s3_bucket(monkeypatch, tmp_path):
         server.wait(30)
 
 
-def test_staged_runs_removed_from_s3(s3_bucket):
-    """What the end task removes when staging is on ``s3://``: every object under a run's prefix."""
-    from airflow.sdk import ObjectStoragePath
-    from zuora_sync.staging import StagedObject, remove_run_directories
-
-    dag = ObjectStoragePath("s3://aws_default@staging/zuora-sync/zuora_full_sync")
-    for run in ("manual__1", "manual__2"):
-        for name in ("CustomerAccount", "Payment"):
-            staged = StagedObject(dag / run / name)
-            staged.create()
-            with staged.open_for_writing("upsert-0000.csv") as handle:
-                handle.write("Name\nrow\n")
-    assert remove_run_directories(dag, keep={"manual__2"}) == ["manual__1"]
-    keys = {item["Key"] for item in s3_bucket.list_objects_v2(Bucket="staging")["Contents"]}
-    assert keys == {f"zuora-sync/zuora_full_sync/manual__2/{name}/upsert-0000.csv" for name in ("CustomerAccount", "Payment")}
-
-
 def test_staged_chunks_on_s3(stack, preflight, s3_bucket):
     """Staging on ``s3://`` (an ``ObjectStoragePath`` that is not local disk): each chunk is
-    written to the bucket, then copied to a local file for its upload."""
+    written to the bucket, then copied to a local file for its upload; removing a directory removes
+    its files from the bucket."""
     from airflow.sdk import ObjectStoragePath
 
     load_object(stack, preflight, "CustomerAccount", ObjectStoragePath("s3://aws_default@staging/s/CustomerAccount"),
@@ -321,3 +305,12 @@ def test_staged_chunks_on_s3(stack, preflight, s3_bucket):
     assert {f"s/Payment/{name}" for name in result.manifest.upsert_files} | {"s/Payment/manifest.json"} <= keys
     rejected = {r["external_id"] for r in store.rejected_for_session(plan.session_id)}
     assert result.upserted > 0 and result.upserted + len(rejected) == result.manifest.counts.upserts
+
+    # What the end task removes (staging.remove_run_directories): every file under a directory, on
+    # S3 too ("s" standing for a DAG's directory, the objects' for its runs').
+    from zuora_sync.staging import remove_run_directories
+
+    removed = remove_run_directories(ObjectStoragePath("s3://aws_default@staging/s"), keep={"Payment"})
+    assert removed == ["CustomerAccount"]
+    left = {item["Key"] for item in s3_bucket.list_objects_v2(Bucket="staging")["Contents"]}
+    assert left and all(key.startswith("s/Payment/") for key in left), left
