@@ -414,16 +414,17 @@ class EndSyncSessionOperator(BaseOperator):
         error = f"tasks did not finish for {', '.join(missing)}" if missing else (stopped[0] if stopped else None)
         if not plan.dry_run:
             self._remember_salesforce(store, plan)
+        settings = load_settings()
         if not missing:
             # Before the lock goes: no other session of this DAG stages anything meanwhile.
-            self._remove_staged(store, plan, context["dag_run"].dag_id)
+            self._remove_staged(store, plan, context["dag_run"].dag_id, keep=settings.keep_staged_files)
         preflight = (store.get_session(plan.session_id).get("details") or {}).get("preflight_problems")
         if missing and preflight:
             error = "The mapping does not fit this Salesforce org (nothing was written): " + "; ".join(preflight)
         status = close_session(store, plan.session_id, plan.holder, error=error,
                                stopped=bool(stopped) and not missing, log=self.log)
         self._consume_events(store, ti, plan, status)
-        purged = store.purge(load_settings().retention_days)
+        purged = store.purge(settings.retention_days)
         if any(purged.values()):
             self.log.info("Removed sync history older than the retention period: %s", purged)
         summary = self._note_run(ti, store, plan.session_id)
@@ -457,11 +458,13 @@ class EndSyncSessionOperator(BaseOperator):
                                   last_modified=now[obj.salesforce]["last_modified"],
                                   hashed_count=store.hash_count(plan.scope, obj.name))
 
-    def _remove_staged(self, store: Any, plan: SessionPlan, dag_id: str) -> None:
+    def _remove_staged(self, store: Any, plan: SessionPlan, dag_id: str, *, keep: bool) -> None:
         """Remove the staged files of this run and of the DAG's runs whose sessions have ended
         (class docstring); a run whose session is still open keeps its own. A failure to remove
-        is only logged: the next session that ends tries again."""
-        if load_settings().keep_staged_files:
+        is only logged: the next session that ends tries again.
+
+        :param keep: the ``keep_staged_files`` setting: remove nothing."""
+        if keep:
             self.log.info("Staged files kept in %s (keep_staged_files)", plan.staging)
             return
         own = ObjectStoragePath(plan.staging)
