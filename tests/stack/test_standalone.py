@@ -155,22 +155,26 @@ def test_a_run_marked_failed_mid_session_does_not_hold_the_next_one_back(standal
     finally:
         requests.delete(faults, verify=ca, timeout=60)
         standalone.pause_when_idle(dag_id)
+    # Mostly "failed"; sometimes "success": on SQLite the scheduler can read the run as running just
+    # before the mark, then find every task ended (the end task skipped by the mark) and set success.
+    ended = airflow.run_state(dag_id, stranded_run)
+    assert ended in ("failed", "success"), ended
     sessions = {s["run_id"]: s for s in store.list_sessions(limit=50)}
     stranded = sessions[stranded_run]
     assert stranded["status"] == "Failure", stranded
-    assert stranded["error"].startswith("interrupted: its DAG run ended (failed) without the session ending"), stranded
+    assert stranded["error"].startswith(f"interrupted: its DAG run ended ({ended}) without the session ending"), stranded
     assert sessions[next_run]["status"] in ("Finished", "Finished with Errors")
     assert store.lock_holders() == {}
-    assert "its DAG run has ended (failed)" in airflow.task_log(dag_id, next_run, "begin_session")
+    assert f"its DAG run has ended ({ended})" in airflow.task_log(dag_id, next_run, "begin_session")
 
 
 def mark_failed(airflow, dag_id: str, run_id: str, attempts: int = 5) -> None:
-    """The UI's "Mark run as failed"; again when Airflow answers 500 (its metadata database is one
-    SQLite file the scheduler writes all the time: "database is locked")."""
+    """The UI's "Mark run as failed"; again when Airflow answers 5xx (its metadata database is one
+    SQLite file the scheduler writes all the time: "database is locked"). Marking is idempotent."""
     for attempt in range(attempts):
         marked = airflow.call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
         if marked.status_code == 200:
             return
-        assert marked.status_code == 500 and "Database error" in marked.text, marked.text
+        assert marked.status_code >= 500, marked.text  # anything else is an answer, not a busy database
         time.sleep(1 + attempt)
     pytest.fail(f"{run_id} could not be marked failed in {attempts} attempts: {marked.text}")
