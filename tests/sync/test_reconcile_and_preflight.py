@@ -88,7 +88,6 @@ def test_a_first_full_sync_reconciles_an_org_that_already_holds_records(stack):
 
 
 def test_a_mapping_that_does_not_fit_the_org_fails_before_anything_is_written(stack, tmp_path, monkeypatch, capfd):
-    sf = stack["salesforce"].login()
     user_mapping = tmp_path / "mapping.yaml"
     user_mapping.write_text(
         "objects:\n"
