@@ -148,7 +148,9 @@ def test_a_run_marked_failed_mid_session_does_not_hold_the_next_one_back(standal
         mark_failed(airflow, dag_id, stranded_run)
         requests.delete(faults, verify=ca, timeout=60).raise_for_status()
         holder = f"{dag_id}/{stranded_run}"
-        assert store.lock_holders() == {"accounts": holder}  # nothing released it
+        holders = store.lock_holders()
+        assert holders == {"accounts": holder}, (holders, airflow.run_state(dag_id, stranded_run),
+                                                 store.list_sessions(limit=3))  # nothing released it
 
         next_run = airflow.trigger(dag_id)
         assert standalone.wait_for_run(dag_id, next_run, timeout=600) == "success", standalone.log()
