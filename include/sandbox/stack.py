@@ -17,6 +17,7 @@ admin password and Airflow's database with the connections.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -33,6 +34,8 @@ from sandbox.private import make_private_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("salesforce", "zuora", "mail", "airflow")
+#: Seconds ``down`` lets a service's processes end after SIGTERM before it kills them.
+STOP_GRACE_SECONDS = 60
 #: Where Airflow's API server listens unless ``--airflow-host`` says otherwise: this machine only.
 DEFAULT_AIRFLOW_HOST = "127.0.0.1"
 
@@ -73,6 +76,33 @@ def _running(directory: Path, name: str) -> int | None:
     except (OSError, IndexError):
         pass
     return pid
+
+
+def _alive(directory: Path, name: str, pid: int) -> bool:
+    """Whether the service ``name`` (pid ``pid``) or any process it started is still running."""
+    return _running(directory, name) is not None or _group_running(pid)
+
+
+def _group_running(pgid: int) -> bool:
+    """Whether any process of the group ``pgid`` (a service and its children) is alive.
+
+    ``airflow standalone``'s scheduler can outlive it: it once hung in its graceful shutdown,
+    waiting on its executor's workers, after standalone had exited, and kept running."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():  # no /proc (macOS): ask the kernel, zombies included
+        try:
+            os.killpg(pgid, 0)
+        except OSError:
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if state != "Z" and int(group) == pgid:  # a zombie is no longer running
+            return True
+    return False
 
 
 def _wait(description: str, check, timeout: float, directory: Path, name: str) -> None:
@@ -249,23 +279,32 @@ Stop everything: make down
 
 
 def down(args: argparse.Namespace) -> None:
+    """Stop every service with every process it started (its process group): SIGTERM, then
+    SIGKILL to whatever is left after ``STOP_GRACE_SECONDS``."""
     directory = Path(args.dir).resolve()
     stopped = []
     for name in reversed(SERVICES):
-        pid = _running(directory, name)
-        if pid is None:
-            (directory / f"{name}.pid").unlink(missing_ok=True)
+        pid_file = directory / f"{name}.pid"
+        pid = int(pid_file.read_text()) if pid_file.exists() else None
+        if pid is None or not _alive(directory, name, pid):
+            pid_file.unlink(missing_ok=True)
             continue
+        # Each service leads its own process group (``_start``): stop the whole group, children too.
         try:
             os.killpg(pid, signal.SIGTERM)
         except OSError:
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while _running(directory, name) is not None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while _alive(directory, name, pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-        if _running(directory, name) is not None:
-            os.killpg(pid, signal.SIGKILL)
-        (directory / f"{name}.pid").unlink(missing_ok=True)
+        if _alive(directory, name, pid):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while _alive(directory, name, pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        pid_file.unlink(missing_ok=True)
         stopped.append(name)
     print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -102,3 +105,59 @@ def test_the_scheduler_looks_again_within_a_quarter_second_when_idle(tmp_path):
     its idle sleep from Airflow's 1 s to 0.25 s (real-time latency, docs/benchmarks.md)."""
     env = stack.airflow_env(tmp_path, 18080, {"REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem")}, {})
     assert float(_airflow_setting(env, "scheduler", "scheduler_idle_sleep_time")) == 0.25
+
+
+def _live(pid: int) -> bool:
+    """Running, not a zombie (a reparented child may wait for PID 1 to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_down_stops_a_child_that_outlives_its_service(tmp_path, monkeypatch):
+    """``airflow standalone``'s scheduler once hung in its graceful shutdown after standalone had
+    exited, and kept running: ``down`` must end every process of the service's group."""
+    child_pid = tmp_path / "child.pid"
+    script = ("import pathlib, signal, subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)'])\n"
+              f"pathlib.Path({str(child_pid)!r}).write_text(str(child.pid))\n"
+              "time.sleep(120)\n")
+    leader = stack._start("airflow", [sys.executable, "-c", script], tmp_path)
+    deadline = time.monotonic() + 30
+    while not child_pid.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(child_pid.read_text())
+    time.sleep(0.5)  # the child has set its SIGTERM handler
+    monkeypatch.setattr(stack, "STOP_GRACE_SECONDS", 2)
+    try:
+        stack.down(argparse.Namespace(dir=str(tmp_path)))
+        assert not _live(child), "the service's child survived `down`"
+        assert not _live(leader) and not (tmp_path / "airflow.pid").exists()
+    finally:
+        for pid in (child, leader):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_down_stops_what_is_left_of_a_service_whose_leader_is_gone(tmp_path):
+    """A service that exited and left a child running: ``down`` still stops the child."""
+    child_pid = tmp_path / "child.pid"
+    script = ("import pathlib, subprocess, sys\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+              f"pathlib.Path({str(child_pid)!r}).write_text(str(child.pid))\n")  # and exit at once
+    leader = stack._start("mail", [sys.executable, "-c", script], tmp_path)
+    deadline = time.monotonic() + 30
+    while (not child_pid.exists() or stack._running(tmp_path, "mail") is not None) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(child_pid.read_text())
+    try:
+        assert stack._running(tmp_path, "mail") is None and _live(child)  # the leader is gone, its child is not
+        stack.down(argparse.Namespace(dir=str(tmp_path)))
+        assert not _live(child), "the exited service's child survived `down`"
+        assert not (tmp_path / "mail.pid").exists()
+    finally:
+        for pid in (child, leader):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
