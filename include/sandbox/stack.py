@@ -83,6 +83,16 @@ def _alive(directory: Path, name: str, pid: int) -> bool:
     return _running(directory, name) is not None or _group_running(pid)
 
 
+def _gone_within(directory: Path, name: str, pid: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for the service and its processes to end; whether they did."""
+    deadline = time.monotonic() + seconds
+    while _alive(directory, name, pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def _group_running(pgid: int) -> bool:
     """Whether any process of the group ``pgid`` (a service and its children) is alive.
 
@@ -295,15 +305,10 @@ def down(args: argparse.Namespace) -> None:
         except OSError:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while _alive(directory, name, pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if _alive(directory, name, pid):
+        if not _gone_within(directory, name, pid, STOP_GRACE_SECONDS):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while _alive(directory, name, pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            _gone_within(directory, name, pid, 10)
         pid_file.unlink(missing_ok=True)
         stopped.append(name)
     print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
